@@ -1,0 +1,157 @@
+# The boot stage: choose a slot, verify all of it, then run it; roll back, fall back, or alert.
+import json
+import sys
+
+import slots
+import slotstate
+from bundle import ALG_ED25519, ALG_P256, Reject
+
+_ALGS = {"ed25519": ALG_ED25519, "ecdsa-p256": ALG_P256}
+BUF_SIZE = 4096
+
+
+def load_anchors(path):
+    """Pinned root keys and the factory key floor from the factory partition (read-only)."""
+    with open(path) as f:
+        doc = json.loads(f.read())
+    roots = []
+    for r in doc["roots"]:
+        roots.append((_ALGS[r["alg"]], bytes.fromhex(r["key"])))
+    if not roots:
+        raise ValueError("no root keys")
+    return roots, int(doc.get("key_floor", 1))
+
+
+class Boot:
+    """What the boot stage hands to the application: the verified slot and its state."""
+
+    def __init__(self, hal, cfg, anchors, key_floor, buf, log):
+        self.hal = hal
+        self.cfg = cfg  # board, product, capacity, root, state path
+        self.root = cfg["root"]
+        self.state_path = cfg["root"] + "/slots/state.json"
+        self.anchors = anchors
+        self.factory_key_floor = key_floor
+        self.buf = buf
+        self.log = log
+        self.slot = None
+        self.verified = None
+        self.trial = False
+        self.reasons = []
+
+    def state(self):
+        return slotstate.load(self.state_path, self.factory_key_floor)
+
+    def policy(self, st=None, now=0):
+        st = st or self.state()
+        return {"kind": "app", "product": self.cfg["product"], "board": self.cfg["board"],
+                "sec_floor": st["sec_floor"], "key_floor": st["key_floor"],
+                "capacity": self.cfg["capacity"], "now": now}
+
+    def _verify(self, slot, st):
+        return slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
+
+    def choose(self):
+        """Pick and verify the slot to run. Returns True, or False for alert-only mode."""
+        st = self.state()
+        pending = st["pending"]
+        if pending:
+            if st["trials"] > 0:
+                st["trials"] -= 1  # persisted before the trial runs: a crash still counts
+                slotstate.save(self.state_path, st)
+                try:
+                    self.verified = self._verify(pending, st)
+                    self.slot, self.trial = pending, True
+                    self.log("boot: trial of slot %s (%s), %d boots left to confirm"
+                             % (pending, self.version, st["trials"]))
+                    return True
+                except Reject as e:
+                    self._rollback(st, "slot %s failed verification: %s" % (pending, e))
+            else:
+                self._rollback(st, "slot %s did not confirm itself within %d boots"
+                               % (pending, slotstate.TRIALS))
+        active = st["active"]
+        for slot in (active, slotstate.other(active)):
+            try:
+                self.verified = self._verify(slot, st)
+            except Reject as e:
+                self.reasons.append("%s: %s" % (slot, e))
+                self.log("boot: slot %s refused: %s" % (slot, e))
+                continue
+            self.slot = slot
+            if slot != active:
+                st["active"] = slot
+                st["last"] = "slot %s refused (%s); fell back to slot %s" % (
+                    active, self.reasons[-1], slot)
+                slotstate.save(self.state_path, st)
+            self.log("boot: slot %s verified (%s)" % (slot, self.version))
+            return True
+        return False
+
+    def _rollback(self, st, reason):
+        st["pending"] = None
+        st["trials"] = 0
+        st["last"] = "rolled back: " + reason
+        slotstate.save(self.state_path, st)
+        self.log("boot: " + st["last"])
+
+    @property
+    def version(self):
+        return self.verified.manifest["version"] if self.verified else None
+
+    def confirm(self):
+        """Called by the application once its self-test passed: the trial slot becomes active
+        and the anti-rollback floors rise to this bundle's security version and key serial."""
+        if not self.trial:
+            return False
+        st = self.state()
+        if st["pending"] != self.slot:
+            return False
+        st["active"] = self.slot
+        st["pending"] = None
+        st["trials"] = 0
+        st["sec_floor"] = max(st["sec_floor"], self.verified.manifest["security_version"])
+        st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
+        st["last"] = "confirmed %s in slot %s" % (self.version, self.slot)
+        slotstate.save(self.state_path, st)
+        self.trial = False
+        self.log("boot: " + st["last"])
+        return True
+
+    def rollback(self, reason):
+        """Called by the application when its self-test failed: give up the trial and restart."""
+        st = self.state()
+        if self.trial and st["pending"] == self.slot:
+            self._rollback(st, "self-test of %s failed: %s" % (self.version, reason))
+        self.hal.reset()
+
+    def installer(self, progress=None, now=0):
+        """A slots.Installer for the inactive slot under the current rules."""
+        st = self.state()
+        return slots.Installer(self.root, self.state_path, self.anchors, self.policy(st, now),
+                               progress)
+
+    def install_stream(self, stream, progress=None, now=0, factory=False):
+        st = self.state()
+        return slots.install_stream(stream, self.buf, self.root, self.state_path, self.anchors,
+                                    self.policy(st, now), progress, factory)
+
+    def run_app(self):
+        """Import the verified slot's application and hand it control."""
+        sys.path.insert(0, slots.slot_dir(self.root, self.slot))
+        import app
+        return app.main(self)
+
+
+def start(hal, cfg, log=print):
+    """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only)."""
+    buf = bytearray(BUF_SIZE)
+    try:
+        anchors, key_floor = load_anchors(cfg["anchors"])
+    except (OSError, ValueError, KeyError) as e:
+        b = Boot(hal, cfg, [], 1, buf, log)
+        b.reasons.append("trust anchors unreadable: %r" % (e,))
+        return b
+    b = Boot(hal, cfg, anchors, key_floor, buf, log)
+    b.choose()
+    return b

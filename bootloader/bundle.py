@@ -1,0 +1,248 @@
+# Signed update bundles: bounded parsing and authentication of header, certificate and manifest.
+# Format: docs/FORMAT.md. Nothing here trusts a byte until its bound and signature are checked.
+import hashlib
+import json
+import struct
+
+from micropython import const
+
+HEADER_LEN = const(64)
+MAX_MANIFEST = const(8192)
+MAX_CERT = const(160)
+SIG_LEN = const(64)
+CERT_FIXED = const(26)
+ALG_ED25519 = const(1)
+ALG_P256 = const(2)
+KIND_APP = const(0)
+KIND_FIRMWARE = const(1)
+MAX_FILES = const(64)
+MAX_PATH = const(96)
+MAX_NOTES = const(1024)
+_KEY_LEN = {ALG_ED25519: 32, ALG_P256: 65}
+KINDS = ("app", "firmware")
+MANIFEST_KEYS = ("schema", "kind", "product", "boards", "version", "security_version",
+                 "created", "expires", "files", "notes", "security_fix")
+_SEG_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+_PRODUCT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+class Reject(Exception):
+    """A bundle or slot broke a rule; `verdict` is one of the names in docs/FORMAT.md."""
+
+    def __init__(self, verdict, detail=""):
+        super().__init__(verdict, detail)
+        self.verdict = verdict
+        self.detail = detail
+
+    def __str__(self):
+        return self.verdict + (": " + self.detail if self.detail else "")
+
+
+class Header:
+    __slots__ = ("raw", "kind", "alg", "manifest_len", "cert_len", "sig_len", "payload_len",
+                 "manifest_sha256")
+
+
+class Cert:
+    __slots__ = ("raw", "key_alg", "root_alg", "serial", "not_after", "root_id", "key",
+                 "signed_len")
+
+
+class Verified:
+    """An authenticated bundle prefix: header, certificate, manifest (dict) and the raw bytes."""
+
+    __slots__ = ("header", "cert", "manifest", "prefix")
+
+    def __init__(self, header, cert, manifest, prefix):
+        self.header = header
+        self.cert = cert
+        self.manifest = manifest
+        self.prefix = prefix
+
+
+def parse_header(raw):
+    if len(raw) < HEADER_LEN:
+        raise Reject("TRUNCATED", "header is %d of %d bytes" % (len(raw), HEADER_LEN))
+    if raw[0:4] != b"IOTB":
+        raise Reject("BAD_MAGIC", "not an update bundle")
+    fmt, kind, alg, reserved, mlen, clen, slen, plen = struct.unpack_from("<BBBBIHHI", raw, 4)
+    if fmt != 1:
+        raise Reject("BAD_FORMAT", "bundle format %d is not supported" % fmt)
+    if kind > KIND_FIRMWARE or alg not in _KEY_LEN or reserved or any(raw[20:32]):
+        raise Reject("BAD_FORMAT", "unknown kind, algorithm or non-zero reserved bytes")
+    if not 1 <= mlen <= MAX_MANIFEST:
+        raise Reject("BAD_LENGTH", "manifest length %d outside 1..%d" % (mlen, MAX_MANIFEST))
+    if not CERT_FIXED < clen <= MAX_CERT:
+        raise Reject("BAD_LENGTH", "certificate length %d outside %d..%d"
+                     % (clen, CERT_FIXED + 1, MAX_CERT))
+    if slen != SIG_LEN:
+        raise Reject("BAD_LENGTH", "signature length %d, expected %d" % (slen, SIG_LEN))
+    h = Header()
+    h.raw = bytes(raw[:HEADER_LEN])
+    h.kind, h.alg, h.manifest_len, h.cert_len, h.sig_len, h.payload_len = kind, alg, mlen, clen, slen, plen
+    h.manifest_sha256 = h.raw[32:64]
+    return h
+
+
+def parse_cert(raw):
+    if len(raw) < CERT_FIXED or raw[0:4] != b"IOTK":
+        raise Reject("BAD_CERT", "not an update-key certificate")
+    ver, key_alg, root_alg, reserved, serial, not_after = struct.unpack_from("<BBBBII", raw, 4)
+    (key_len,) = struct.unpack_from("<H", raw, 24)
+    if ver != 1 or reserved or key_alg not in _KEY_LEN or root_alg not in _KEY_LEN:
+        raise Reject("BAD_CERT", "unknown certificate version or algorithm")
+    if key_len != _KEY_LEN[key_alg] or len(raw) != CERT_FIXED + key_len + SIG_LEN:
+        raise Reject("BAD_CERT", "certificate key or length does not match its algorithm")
+    if serial < 1:
+        raise Reject("BAD_CERT", "certificate serial must be >= 1")
+    c = Cert()
+    c.raw = bytes(raw)
+    c.key_alg, c.root_alg, c.serial, c.not_after = key_alg, root_alg, serial, not_after
+    c.root_id = c.raw[16:24]
+    c.key = c.raw[CERT_FIXED:CERT_FIXED + key_len]
+    c.signed_len = CERT_FIXED + key_len
+    return c
+
+
+def signature_ok(alg, key, msg, sig):
+    """Dispatch to the pure-MicroPython verifier for `alg`; never raises on bad input."""
+    if alg == ALG_ED25519:
+        import ed25519
+        return ed25519.verify(key, msg, sig)
+    if alg == ALG_P256:
+        import p256
+        return p256.verify(key, msg, sig)
+    return False
+
+
+def root_id(key):
+    return hashlib.sha256(key).digest()[:8]
+
+
+def check_cert(cert, anchors, key_floor, now=0):
+    """Authenticate an update-key certificate against the pinned roots and the key floor."""
+    for alg, key in anchors:
+        if alg == cert.root_alg and root_id(key) == cert.root_id:
+            break
+    else:
+        raise Reject("UNKNOWN_ROOT", "certificate is not from a pinned root key")
+    if not signature_ok(alg, key, memoryview(cert.raw)[:cert.signed_len], cert.raw[cert.signed_len:]):
+        raise Reject("BAD_CERT_SIGNATURE", "root signature on the update key is invalid")
+    if cert.serial < key_floor:
+        raise Reject("KEY_REVOKED", "update key serial %d is below the floor %d"
+                     % (cert.serial, key_floor))
+    if now and cert.not_after and now > cert.not_after:
+        raise Reject("KEY_EXPIRED", "update key expired at %d" % cert.not_after)
+
+
+def _check_path(path, seen):
+    if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH or path in seen:
+        return False
+    for seg in path.split("/"):
+        if not 0 < len(seg) <= 32 or seg[0] == "." or any(ch not in _SEG_CHARS for ch in seg):
+            return False
+    return True
+
+
+def _is_int(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _version_ok(v):
+    parts = v.split(".") if isinstance(v, str) and len(v) <= 17 else ()
+    return len(parts) == 3 and all(p.isdigit() and len(p) <= 5 and int(p) <= 65535 for p in parts)
+
+
+def parse_manifest(raw, header):
+    """Decode and validate an authenticated manifest; returns the dict."""
+    try:
+        m = json.loads(bytes(raw).decode())
+    except (ValueError, UnicodeError):
+        raise Reject("BAD_MANIFEST", "manifest is not UTF-8 JSON")
+    if not isinstance(m, dict) or sorted(m.keys()) != sorted(MANIFEST_KEYS):
+        raise Reject("BAD_MANIFEST", "manifest keys must be exactly " + ",".join(MANIFEST_KEYS))
+    prod = m["product"]
+    boards = m["boards"]
+    files = m["files"]
+    ok = (m["schema"] == 1 and m["kind"] in KINDS and m["kind"] == KINDS[header.kind]
+          and isinstance(prod, str) and 0 < len(prod) <= 32 and all(c in _PRODUCT_CHARS for c in prod)
+          and isinstance(boards, list) and 0 < len(boards) <= 8
+          and all(isinstance(b, str) and 0 < len(b) <= 16 for b in boards)
+          and _version_ok(m["version"]) and _is_int(m["security_version"], 0, 0x7FFFFFFF)
+          and _is_int(m["created"], 0, 0xFFFFFFFF)
+          and (m["expires"] is None or _is_int(m["expires"], 0, 0xFFFFFFFF))
+          and isinstance(m["notes"], str) and len(m["notes"]) <= MAX_NOTES
+          and isinstance(m["security_fix"], bool)
+          and isinstance(files, list) and 0 < len(files) <= MAX_FILES)
+    if not ok:
+        raise Reject("BAD_MANIFEST", "a manifest field has the wrong type or range")
+    seen = set()
+    total = 0
+    for f in files:
+        if not (isinstance(f, dict) and sorted(f.keys()) == ["path", "sha256", "size"]
+                and _check_path(f["path"], seen) and _is_int(f["size"], 0, 0x7FFFFFFF)
+                and isinstance(f["sha256"], str) and len(f["sha256"]) == 64):
+            raise Reject("BAD_MANIFEST", "bad file entry")
+        try:
+            f["digest"] = bytes.fromhex(f["sha256"])
+        except ValueError:
+            raise Reject("BAD_MANIFEST", "file hash is not hex")
+        seen.add(f["path"])
+        total += f["size"]
+    if total != header.payload_len:
+        raise Reject("BAD_MANIFEST", "file sizes add up to %d, header says %d"
+                     % (total, header.payload_len))
+    return m
+
+
+def check_rules(m, policy):
+    """Apply the device's install/boot rules (policy: dict) to an authenticated manifest."""
+    if m["kind"] != policy["kind"]:
+        raise Reject("WRONG_KIND", "bundle is %s, expected %s" % (m["kind"], policy["kind"]))
+    if m["product"] != policy["product"]:
+        raise Reject("WRONG_PRODUCT", "bundle is for product %s" % m["product"])
+    if policy["board"] not in m["boards"]:
+        raise Reject("WRONG_BOARD", "bundle is for %s, this board is %s"
+                     % (",".join(m["boards"]), policy["board"]))
+    if m["security_version"] < policy["sec_floor"]:
+        raise Reject("DOWNGRADE", "security version %d is below the floor %d"
+                     % (m["security_version"], policy["sec_floor"]))
+    now = policy.get("now", 0)
+    if now and m["expires"] is not None and now > m["expires"]:
+        raise Reject("EXPIRED", "bundle expired at %d" % m["expires"])
+    if sum(f["size"] for f in m["files"]) > policy["capacity"]:
+        raise Reject("TOO_LARGE", "payload does not fit the %d-byte slot" % policy["capacity"])
+
+
+def read_exact(stream, n, what):
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    got = 0
+    while got < n:
+        k = stream.readinto(mv[got:])
+        if not k:
+            raise Reject("TRUNCATED", "stream ended inside the %s (%d of %d bytes)" % (what, got, n))
+        got += k
+    return buf
+
+
+def authenticate(stream, anchors, policy):
+    """Read and authenticate a bundle prefix from `stream`; returns Verified or raises Reject.
+
+    The update key's certificate and the signature over the header are checked before the
+    manifest is parsed, and every rule before the caller reads one payload byte."""
+    header = parse_header(read_exact(stream, HEADER_LEN, "header"))
+    manifest_raw = read_exact(stream, header.manifest_len, "manifest")
+    if hashlib.sha256(manifest_raw).digest() != header.manifest_sha256:
+        raise Reject("BAD_MANIFEST_HASH", "manifest does not match the header's SHA-256")
+    cert = parse_cert(read_exact(stream, header.cert_len, "certificate"))
+    sig = read_exact(stream, header.sig_len, "signature")
+    check_cert(cert, anchors, policy["key_floor"], policy.get("now", 0))
+    if cert.key_alg != header.alg:
+        raise Reject("BAD_SIGNATURE", "header algorithm does not match the update key")
+    if not signature_ok(cert.key_alg, cert.key, header.raw, sig):
+        raise Reject("BAD_SIGNATURE", "signature over the header is invalid")
+    manifest = parse_manifest(manifest_raw, header)
+    check_rules(manifest, policy)
+    prefix = header.raw + manifest_raw + cert.raw + sig
+    return Verified(header, cert, manifest, prefix)

@@ -1,0 +1,277 @@
+# App slots A and B on the data filesystem: verify a slot, stream a bundle into the inactive one.
+import hashlib
+import os
+
+import bundle
+import slotstate
+from bundle import Reject
+
+
+class _PrefixReader:
+    """A readinto() view of the bytes collected so far (the bundle prefix)."""
+
+    def __init__(self, mv):
+        self._mv = mv
+        self._pos = 0
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self._mv) - self._pos)
+        buf[:n] = self._mv[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def slot_dir(root, slot):
+    return root + "/slots/" + slot
+
+
+def prefix_path(root, slot):
+    return root + "/slots/" + slot + ".bnd"
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _rmtree(path):
+    try:
+        entries = list(os.ilistdir(path))
+    except OSError:
+        return
+    for ent in entries:
+        child = path + "/" + ent[0]
+        if ent[1] == 0x4000:
+            _rmtree(child)
+        else:
+            os.remove(child)
+    os.rmdir(path)
+
+
+def _makedirs(path):
+    cur = ""
+    for seg in path.split("/"):
+        if not seg:
+            continue
+        cur += "/" + seg
+        if not _exists(cur):
+            os.mkdir(cur)
+
+
+def _walk(path, rel, out):
+    for ent in os.ilistdir(path):
+        name = ent[0]
+        sub = rel + "/" + name if rel else name
+        if ent[1] == 0x4000:
+            _walk(path + "/" + name, sub, out)
+        else:
+            out.append(sub)
+    return out
+
+
+def verify_slot(root, slot, anchors, policy, buf):
+    """Authenticate a slot's stored prefix and hash every file; returns bundle.Verified.
+
+    The slot must hold exactly the files the manifest lists: an extra module could shadow
+    a verified one on import."""
+    try:
+        f = open(prefix_path(root, slot), "rb")
+    except OSError:
+        raise Reject("EMPTY_SLOT", "slot %s holds no installed bundle" % slot)
+    with f:
+        v = bundle.authenticate(f, anchors, policy)
+        if f.readinto(buf):
+            raise Reject("EXTRA_BYTES", "stored manifest of slot %s has trailing bytes" % slot)
+    base = slot_dir(root, slot)
+    for entry in v.manifest["files"]:
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(base + "/" + entry["path"], "rb") as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    size += n
+                    h.update(buf if n == len(buf) else memoryview(buf)[:n])
+        except OSError:
+            raise Reject("BAD_FILE_HASH", "%s is missing from slot %s" % (entry["path"], slot))
+        if size != entry["size"] or h.digest() != entry["digest"]:
+            raise Reject("BAD_FILE_HASH", "%s in slot %s does not match its manifest"
+                         % (entry["path"], slot))
+    try:
+        present = _walk(base, "", [])
+    except OSError:
+        present = []
+    if len(present) != len(v.manifest["files"]):
+        listed = set(e["path"] for e in v.manifest["files"])
+        extra = [p for p in present if p not in listed]
+        raise Reject("EXTRA_FILE", "slot %s holds unlisted files: %s" % (slot, ",".join(extra[:3])))
+    return v
+
+
+class Installer:
+    """Push-fed installer: feed() the bundle bytes as they arrive, then finish().
+
+    Nothing is written until the prefix is authenticated and every rule passes; the payload
+    is then written file by file straight from the caller's buffer while it is hashed. The
+    slot's signed prefix is written last and the state record after it, so a power cut at
+    any point leaves the inactive slot either unusable (no prefix) or complete."""
+
+    def __init__(self, root, state_path, anchors, policy, progress=None, factory=False):
+        self.root = root
+        self.state_path = state_path
+        self.anchors = anchors
+        self.policy = policy
+        self.progress = progress
+        self.factory = factory
+        st = slotstate.load(state_path, policy["key_floor"])
+        if st["pending"] and not factory:
+            raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
+                         % st["pending"])
+        self.state = st
+        # The factory programs slot A and confirms it; updates go to the inactive slot.
+        self.target = "a" if factory else slotstate.other(st["active"])
+        self.verified = None
+        self._pre = bytearray(bundle.HEADER_LEN)
+        self._pre_len = 0
+        self._need = bundle.HEADER_LEN
+        self._files = None
+        self._idx = 0
+        self._left = 0
+        self._fh = None
+        self._hash = None
+        self._done = False
+        self.written = 0
+
+    def _begin_payload(self):
+        self.verified = bundle.authenticate(_PrefixReader(memoryview(self._pre)),
+                                            self.anchors, self.policy)
+        self._pre = None
+        # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
+        try:
+            os.remove(prefix_path(self.root, self.target))
+        except OSError:
+            pass
+        _rmtree(slot_dir(self.root, self.target))
+        _makedirs(slot_dir(self.root, self.target))
+        self._files = self.verified.manifest["files"]
+        self._idx = -1
+        self._next_file()
+
+    def _next_file(self):
+        while True:
+            if self._fh:
+                self._fh.close()
+                self._fh = None
+                entry = self._files[self._idx]
+                if self._hash.digest() != entry["digest"]:
+                    raise Reject("BAD_FILE_HASH", "%s does not match its manifest" % entry["path"])
+            self._idx += 1
+            if self._idx >= len(self._files):
+                return
+            entry = self._files[self._idx]
+            path = slot_dir(self.root, self.target) + "/" + entry["path"]
+            parent = path.rsplit("/", 1)[0]
+            if not _exists(parent):
+                _makedirs(parent)
+            self._fh = open(path, "wb")
+            self._hash = hashlib.sha256()
+            self._left = entry["size"]
+            if self._left:
+                return
+
+    def feed(self, data):
+        """Consume the next bytes of the bundle (a bytes-like object; may be a memoryview)."""
+        mv = memoryview(data)
+        while len(mv):
+            if self._pre is not None:
+                mv = self._feed_prefix(mv)
+                continue
+            if self._fh is None:
+                raise Reject("EXTRA_BYTES", "bytes after the last file")
+            n = min(self._left, len(mv))
+            chunk = mv[:n]
+            self._hash.update(chunk)
+            self._fh.write(chunk)
+            self._left -= n
+            self.written += n
+            mv = mv[n:]
+            if not self._left:
+                self._next_file()
+        if self.progress:
+            self.progress(self.written)
+
+    def _feed_prefix(self, mv):
+        take = min(self._need - self._pre_len, len(mv))
+        self._pre[self._pre_len:self._pre_len + take] = mv[:take]
+        self._pre_len += take
+        mv = mv[take:]
+        if self._pre_len == self._need:
+            if self._need == bundle.HEADER_LEN:
+                h = bundle.parse_header(self._pre)
+                self._need += h.manifest_len + h.cert_len + h.sig_len
+                grown = bytearray(self._need)
+                grown[:bundle.HEADER_LEN] = self._pre
+                self._pre = grown
+            else:
+                self._begin_payload()
+        return mv
+
+    @property
+    def total(self):
+        return self.verified.header.payload_len if self.verified else 0
+
+    def finish(self):
+        """Check that the whole bundle arrived, then publish the slot and mark it pending."""
+        if self._pre is not None:
+            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+        if self._fh is not None:
+            raise Reject("TRUNCATED", "bundle ended inside %s (%d bytes missing)"
+                         % (self._files[self._idx]["path"], self._left))
+        tmp = prefix_path(self.root, self.target) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(self.verified.prefix)
+        os.rename(tmp, prefix_path(self.root, self.target))
+        st = self.state
+        version = self.verified.manifest["version"]
+        if self.factory:
+            st = slotstate.default(st["key_floor"])
+            st["sec_floor"] = self.verified.manifest["security_version"]
+            st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
+            st["last"] = "factory install of %s into slot a" % version
+        else:
+            st["pending"] = self.target
+            st["trials"] = slotstate.TRIALS
+            st["last"] = "installed %s into slot %s" % (version, self.target)
+        slotstate.save(self.state_path, st)
+        self._done = True
+        return self.verified
+
+    def abort(self):
+        """Close what is open and free a half-written slot (it has no prefix, so it is unusable)."""
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+        if self._files is not None and not self._done:
+            try:
+                _rmtree(slot_dir(self.root, self.target))
+            except OSError:
+                pass
+
+
+def install_stream(stream, buf, root, state_path, anchors, policy, progress=None, factory=False):
+    """Install a whole bundle from a readinto() stream through `buf`; returns bundle.Verified."""
+    inst = Installer(root, state_path, anchors, policy, progress, factory)
+    try:
+        while True:
+            n = stream.readinto(buf)
+            if not n:
+                break
+            inst.feed(memoryview(buf)[:n])
+        return inst.finish()
+    finally:
+        inst.abort()
