@@ -1,0 +1,167 @@
+"""Build and read signed update bundles (IOTB, docs/FORMAT.md)."""
+
+import hashlib
+import importlib.util
+import json
+import re
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import keys as keymod
+from .errors import UsageError, VerifyError
+from .mpy import REPO
+
+HEADER_LEN = 64
+MAX_MANIFEST = 8192
+MAX_CERT = 160
+SIG_LEN = 64
+KINDS = {"app": 0, "firmware": 1}
+_SEG = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,31}$")
+_VERSION = re.compile(r"^(\d{1,5})\.(\d{1,5})\.(\d{1,5})$")
+_SKIP_DIRS = {"__pycache__"}
+FIRMWARE_DIR = REPO / "firmware"
+
+
+def collect_app(source=FIRMWARE_DIR):
+    """The files of the application: everything under `source` (no caches, no dotfiles),
+    plus the pure-Python libraries named in its `manifest.json` ("libs"), under lib/."""
+    source = Path(source)
+    if not source.is_dir():
+        raise UsageError(f"application folder {source} does not exist")
+    meta = _app_meta(source)
+    files = {}
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_dir() or any(p.startswith(".") or p in _SKIP_DIRS for p in rel.parts):
+            continue
+        if path.suffix == ".pyc" or rel.as_posix() == "manifest.json":
+            continue
+        files[rel.as_posix()] = path.read_bytes()
+    for lib in meta.get("libs", []):
+        files.update(_library_files(lib))
+    return meta, files
+
+
+def _app_meta(source):
+    try:
+        return json.loads((source / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{source}/manifest.json is missing (it names the product)") from None
+    except ValueError as e:
+        raise UsageError(f"{source}/manifest.json is not JSON: {e}") from None
+
+
+def _library_files(name):
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise UsageError(f"library {name!r} is not installed on the host (pip install {name})")
+    out = {}
+    if spec.submodule_search_locations:
+        base = Path(list(spec.submodule_search_locations)[0])
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(base.parent)
+            if not any(p in _SKIP_DIRS for p in rel.parts):
+                out["lib/" + rel.as_posix()] = path.read_bytes()
+    else:
+        out[f"lib/{Path(spec.origin).name}"] = Path(spec.origin).read_bytes()
+    return out
+
+
+def check_version(version):
+    m = _VERSION.match(version or "")
+    if not m or any(int(x) > 65535 for x in m.groups()):
+        raise UsageError(f"version {version!r} must be MAJOR.MINOR.PATCH (each 0..65535)")
+
+
+def make_manifest(kind, product, boards, version, security_version, files, notes="",
+                  security_fix=False, created=None, expires=None):
+    check_version(version)
+    if not 0 <= security_version <= 0x7FFFFFFF:
+        raise UsageError("security version must be 0 .. 2**31-1")
+    if len(notes) > 1024:
+        raise UsageError("release notes are limited to 1024 characters")
+    if not 0 < len(files) <= 64:
+        raise UsageError("a bundle holds 1 to 64 files")
+    entries = []
+    for path, data in files.items():
+        if len(path) > 96 or not all(_SEG.match(seg) for seg in path.split("/")):
+            raise UsageError(f"file path {path!r} is not allowed in a bundle")
+        entries.append({"path": path, "size": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    return {"schema": 1, "kind": kind, "product": product, "boards": list(boards),
+            "version": version, "security_version": security_version,
+            "created": int(time.time()) if created is None else created, "expires": expires,
+            "files": entries, "notes": notes, "security_fix": bool(security_fix)}
+
+
+def assemble(manifest, files, key, cert):
+    """Header, manifest, certificate, signature over the header, payload in manifest order."""
+    raw = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(raw) > MAX_MANIFEST:
+        raise UsageError(f"manifest is {len(raw)} bytes; the limit is {MAX_MANIFEST}")
+    payload_len = sum(e["size"] for e in manifest["files"])
+    alg = keymod.ALGS[keymod.alg_of(key)]
+    header = b"IOTB" + struct.pack("<BBBBIHHI", 1, KINDS[manifest["kind"]], alg, 0, len(raw),
+                                   len(cert), SIG_LEN, payload_len)
+    header += bytes(12) + hashlib.sha256(raw).digest()
+    sig = keymod.sign(key, header)
+    return b"".join([header, raw, cert, sig] + [files[e["path"]] for e in manifest["files"]])
+
+
+def build(keys_dir, boards, version, security_version, out=None, source=FIRMWARE_DIR,
+          notes="", security_fix=False, expires=None, files=None, product=None, kind="app",
+          serial=None):
+    """Build a signed app bundle; returns its bytes (and writes `out` when given)."""
+    if files is None:
+        meta, files = collect_app(source)
+        product = product or meta["product"]
+    if not product:
+        raise UsageError("a product name is required")
+    key, cert, _serial = keymod.current_update_key(keys_dir, serial)
+    if isinstance(boards, str):
+        boards = [boards]
+    manifest = make_manifest(kind, product, boards, version, security_version, files, notes,
+                             security_fix, expires=expires)
+    data = assemble(manifest, files, key, cert)
+    if out:
+        Path(out).write_bytes(data)
+    return data
+
+
+@dataclass
+class Parsed:
+    kind: int
+    alg: int
+    manifest: dict
+    manifest_raw: bytes
+    cert: bytes
+    signature: bytes
+    header: bytes
+    payload_offset: int
+    payload_len: int
+    total: int
+
+
+def parse(data):
+    """Split a bundle into its parts for display; structural errors raise VerifyError."""
+    if len(data) < HEADER_LEN:
+        raise VerifyError("TRUNCATED", "shorter than the 64-byte header")
+    if data[:4] != b"IOTB":
+        raise VerifyError("BAD_MAGIC", "not an update bundle")
+    _fmt, kind, alg, _r, mlen, clen, slen, plen = struct.unpack_from("<BBBBIHHI", data, 4)
+    off = HEADER_LEN
+    if not (1 <= mlen <= MAX_MANIFEST and 0 < clen <= MAX_CERT and slen == SIG_LEN):
+        raise VerifyError("BAD_LENGTH", "a length field is out of bounds")
+    if len(data) < off + mlen + clen + slen:
+        raise VerifyError("TRUNCATED", "bundle ends inside its signed prefix")
+    mraw = data[off:off + mlen]
+    try:
+        manifest = json.loads(mraw)
+    except ValueError:
+        manifest = {}
+    cert = data[off + mlen:off + mlen + clen]
+    sig = data[off + mlen + clen:off + mlen + clen + slen]
+    poff = off + mlen + clen + slen
+    return Parsed(kind, alg, manifest, mraw, cert, sig, data[:HEADER_LEN], poff, plen, len(data))

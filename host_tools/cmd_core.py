@@ -1,0 +1,128 @@
+"""CLI: keys, build, inspect, vectors (thin wrappers over keys/bundle/verify/vectors)."""
+
+import json
+from pathlib import Path
+
+import click
+
+from . import bundle, keys, verify
+from .errors import UsageError, VerifyError
+
+
+def _emit(obj, as_json, text):
+    click.echo(json.dumps(obj, indent=2) if as_json else text)
+
+
+@click.group("keys")
+def keys_group():
+    """Root and update signing keys."""
+
+
+@keys_group.command("init")
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path())
+@click.option("--alg", type=click.Choice(sorted(keys.ALGS)), default="ed25519", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def keys_init(directory, alg, as_json):
+    """Create the root key, the first update key and its root-signed certificate."""
+    serial = keys.init(directory, alg)
+    info = keys.load_info(directory)
+    _emit({"dir": directory, "alg": alg, "serial": serial, "root_public": info["root_public"]},
+          as_json, f"keys created in {directory}: root ({alg}) and update key serial {serial}\n"
+          f"keep {directory}/root.key offline; private keys are mode 0600")
+
+
+@keys_group.command("rotate")
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def keys_rotate(directory, as_json):
+    """Create the next update key (serial + 1), certified by the root key."""
+    serial = keys.rotate(directory)
+    _emit({"dir": directory, "serial": serial}, as_json,
+          f"update key serial {serial} created; bundles are now signed with it. Devices stop "
+          f"accepting older keys once they confirm a bundle signed with serial {serial}.")
+
+
+@click.command("build")
+@click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--board", "boards", required=True, multiple=True, help="repeat for several boards")
+@click.option("--version", "version", required=True)
+@click.option("--security-version", type=int, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--source", type=click.Path(exists=True, file_okay=False),
+              default=str(bundle.FIRMWARE_DIR), show_default=True)
+@click.option("--notes", default="", help="release notes shown to the owner")
+@click.option("--security-fix", is_flag=True, help="mark the update as a security fix")
+@click.option("--expires", type=int, default=None, help="Unix time after which devices refuse it")
+@click.option("--json", "as_json", is_flag=True)
+def build_cmd(keys_dir, boards, version, security_version, output, source, notes, security_fix,
+              expires, as_json):
+    """Build a signed app bundle from the application folder."""
+    data = bundle.build(keys_dir, list(boards), version, security_version, out=output,
+                        source=source, notes=notes, security_fix=security_fix, expires=expires)
+    info = verify.describe(output)
+    _emit({"output": output, "size": len(data), "files": len(info["manifest"]["files"]),
+           "version": version, "security_version": security_version}, as_json,
+          f"{output}: {len(data)} bytes, {len(info['manifest']['files'])} files, "
+          f"version {version}, security version {security_version}, "
+          f"key serial {info['certificate'].get('serial')}")
+
+
+@click.command("inspect")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False),
+              help="verify against these trust anchors (without it nothing is verified)")
+@click.option("--board", help="apply this board's rule instead of the bundle's first board")
+@click.option("--security-floor", type=int, default=0)
+@click.option("--key-floor", type=int, default=1)
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(bundle_file, keys_dir, board, security_floor, key_floor, as_json):
+    """Show a bundle's manifest and the exact verdict a device would give."""
+    info = verify.describe(bundle_file)
+    if keys_dir:
+        info["verdict"] = verify.device_verdict(bundle_file, keys_dir, board=board,
+                                                sec_floor=security_floor, key_floor=key_floor)
+    else:
+        info["verdict"] = {"ok": False, "verdict": "NOT_VERIFIED",
+                           "text": "no --keys given: nothing was verified"}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        m = info["manifest"]
+        click.echo(f"bundle    {bundle_file} ({info['size']} bytes, {info['kind']})")
+        for k in ("product", "version", "security_version", "boards", "security_fix", "notes"):
+            click.echo(f"{k:<17} {m.get(k)}")
+        click.echo(f"{'key serial':<17} {info['certificate'].get('serial')}")
+        for f in m.get("files", []):
+            click.echo(f"  {f.get('size', 0):>9}  {f.get('sha256', '')[:16]}  {f.get('path')}")
+        v = info["verdict"]
+        click.echo(f"verdict: {v['verdict']} - {v['text']}")
+    v = info["verdict"]
+    if not v["ok"]:
+        raise VerifyError(v["verdict"], v["text"]) if keys_dir else UsageError(v["text"])
+
+
+@click.command("vectors")
+@click.option("--alg", type=click.Choice(["ed25519", "ecdsa-p256"]), required=True)
+@click.argument("vector_file", type=click.Path(exists=True, dir_okay=False))
+def vectors_cmd(alg, vector_file):
+    """Run the device verifier over a Wycheproof-layout JSON vector file."""
+    from . import vectors
+
+    result = vectors.run_vectors(alg, vector_file)
+    for failure in result.failures[:20]:
+        click.echo(f"FAIL {failure}")
+    click.echo(vectors.format_summary(result))
+    if result.failed:
+        raise VerifyError("VECTORS_FAILED", f"{result.failed} vector(s) judged wrongly")
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
+def demo_cmd(out):
+    """Tell the end-to-end story on a simulated board (what `make demo` runs)."""
+    from . import demo
+
+    demo.run(out)
+
+
+COMMANDS = [keys_group, build_cmd, inspect_cmd, vectors_cmd, demo_cmd]
