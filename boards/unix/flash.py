@@ -1,0 +1,286 @@
+# Simulated NOR flash of the `unix` board: an image file, its partitions as block devices.
+#
+# NOR rules are enforced, not assumed: an erase sets a 4096-byte sector to 0xFF, and a
+# program may only touch bytes that are 0xFF (anything else raises OSError(EIO) and
+# changes nothing). Every program and erase is counted so that tests can cut the power
+# at any one of them (mcuboot simulator style): the cut operation is torn, then the
+# flash is dead until the image is reopened.
+#
+# The block-device callbacks (readblocks, writeblocks, ioctl) allocate nothing: they
+# work through the caller's buffer and buffers made once in Flash(), so they may run
+# with the heap locked.
+
+import json
+import micropython
+import vfs
+from micropython import const
+
+SECTOR = const(4096)
+_HALF = const(2048)
+_EIO = const(5)
+_EROFS = const(30)
+
+_DIR = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+_config = None
+
+
+class PowerCut(BaseException):
+    """Power failed during a flash operation. A BaseException on purpose: code that
+    catches `Exception` to keep running must not survive a dead device."""
+
+
+def board_config():
+    """The board's board.json as a dict (read once)."""
+    global _config
+    if _config is None:
+        with open(_DIR + "/board.json") as f:
+            _config = json.load(f)
+    return _config
+
+
+@micropython.viper
+def _erased(buf: ptr8, n: int) -> int:
+    # Machine-code loop: 1 if the first n bytes of buf are all 0xFF.
+    i = 0
+    while i < n:
+        if buf[i] != 0xFF:
+            return 0
+        i += 1
+    return 1
+
+
+def _num(text):
+    text = text.strip()
+    mult = 1
+    if text[-1:] in ("K", "k"):
+        mult, text = 1024, text[:-1]
+    elif text[-1:] in ("M", "m"):
+        mult, text = 1024 * 1024, text[:-1]
+    return int(text, 0) * mult
+
+
+def read_table(path):
+    """Parse an ESP-IDF partition CSV: {name: (type, subtype, offset, size)}."""
+    table = {}
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            cols = [c.strip() for c in line.split(",")]
+            if len(cols) < 5:
+                raise ValueError("partition table: short line")
+            table[cols[0]] = (cols[1], cols[2], _num(cols[3]), _num(cols[4]))
+    return table
+
+
+class Flash:
+    """NOR flash over an image file (opened r+b, read on demand, never loaded whole)."""
+
+    def __init__(self, path, table=None):
+        self._f = open(path, "r+b")
+        self.size = self._f.seek(0, 2)
+        self.ops = 0  # programs + erases since the image was opened
+        self._cut = 0  # 0: no cut armed
+        self._dead = False
+        # Raised instead of a new PowerCut when the heap is locked; typically the caller
+        # is the GC finaliser of a littlefs file left open by the cut, which prints it.
+        self._late = PowerCut("dead flash used with the heap locked (file left open at the cut?)")
+        self._ff = bytearray(b"\xff" * SECTOR)
+        self._old = bytearray(SECTOR)
+        self._table_path = table
+        self._table = None
+
+    def close(self):
+        self._f.close()
+
+    def cut_at(self, n):
+        """Tear the n-th program/erase since the image was opened, then die: so
+        `cut_at(flash.ops + 1)` tears the next one. None disarms."""
+        if n is None:
+            self._cut = 0
+        elif n <= self.ops:
+            raise ValueError("cut_at: operation already done")
+        else:
+            self._cut = n
+
+    @property
+    def dead(self):
+        return self._dead
+
+    def _die(self):
+        try:
+            exc = PowerCut()
+        except MemoryError:
+            exc = self._late
+        raise exc
+
+    def _check(self, addr, n):
+        if self._dead:
+            self._die()
+        if addr < 0 or addr + n > self.size:
+            raise ValueError("flash access out of range")
+
+    def _tick(self):
+        # Count one program/erase; True if this is the one to tear.
+        self.ops += 1
+        if self.ops == self._cut:
+            self._dead = True
+            return True
+        return False
+
+    def read(self, addr, buf):
+        """Read len(buf) bytes at addr into buf."""
+        self._check(addr, len(buf))
+        f = self._f
+        f.seek(addr)
+        if f.readinto(buf) != len(buf):
+            raise OSError(_EIO)
+
+    def program(self, addr, buf):
+        """Write buf at addr; every byte it covers must be erased (0xFF)."""
+        n = len(buf)
+        self._check(addr, n)
+        if not n:
+            return
+        f = self._f
+        old = self._old
+        done = 0
+        f.seek(addr)
+        while done < n:
+            k = n - done
+            if k > SECTOR:
+                k = SECTOR
+            f.readinto(old, k)
+            if not _erased(old, k):
+                raise OSError(_EIO)
+            done += k
+        f.seek(addr)
+        if self._tick():
+            f.write(buf, 0, n // 2)  # torn: only a prefix reaches the cells
+            self._die()
+        f.write(buf)
+
+    def erase(self, addr):
+        """Erase the 4096-byte sector at addr (sector aligned) to 0xFF."""
+        self._check(addr, SECTOR)
+        if addr % SECTOR:
+            raise ValueError("erase address not sector aligned")
+        f = self._f
+        f.seek(addr)
+        if self._tick():
+            f.write(self._ff, 0, _HALF)  # torn: only the first half is erased
+            self._die()
+        f.write(self._ff)
+
+    def table(self):
+        """The partition table: {name: (type, subtype, offset, size)}."""
+        if self._table is None:
+            path = self._table_path or _DIR + "/" + board_config()["partition_table"]
+            self._table = read_table(path)
+        return self._table
+
+    def partition(self, name, readonly=False):
+        """A block device over the named partition."""
+        entry = self.table().get(name)
+        if entry is None:
+            raise ValueError("no partition " + name)
+        ptype, subtype, offset, size = entry
+        if offset % SECTOR or size % SECTOR or offset + size > self.size:
+            raise ValueError("partition " + name + " does not fit the flash")
+        return Partition(self, name, ptype, subtype, offset, size, readonly)
+
+
+class Partition:
+    """One partition as a MicroPython block device (extended protocol, 4096-byte blocks)."""
+
+    def __init__(self, flash, name, ptype, subtype, offset, size, readonly=False):
+        self.flash = flash
+        self.name = name
+        self.type = ptype
+        self.subtype = subtype
+        self.offset = offset
+        self.size = size
+        self.readonly = readonly
+        self.block_count = size // SECTOR
+
+    def _addr(self, block, offset, n):
+        if block < 0 or offset < 0 or offset >= SECTOR:
+            raise ValueError("block or offset out of range")
+        start = block * SECTOR + offset
+        if start + n > self.size:
+            raise ValueError("block access past end of partition")
+        return self.offset + start
+
+    def readblocks(self, block, buf, offset=0):
+        self.flash.read(self._addr(block, offset, len(buf)), buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if self.readonly:
+            raise OSError(_EROFS)
+        if offset is None:
+            # Basic protocol (as esp32.Partition): whole blocks, erased first.
+            n = len(buf)
+            if n % SECTOR:
+                raise ValueError("writeblocks without offset needs whole blocks")
+            addr = self._addr(block, 0, n)
+            for i in range(n // SECTOR):
+                self.flash.erase(addr + i * SECTOR)
+            self.flash.program(addr, buf)
+        else:
+            self.flash.program(self._addr(block, offset, len(buf)), buf)
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.block_count
+        if op == 5:  # block size
+            return SECTOR
+        if op == 6:  # erase one block
+            if self.readonly:
+                raise OSError(_EROFS)
+            self.flash.erase(self._addr(arg, 0, SECTOR))
+            return 0
+        if op == 1 or op == 2 or op == 3:  # init, deinit, sync (writes are unbuffered)
+            return 0
+        return None
+
+    def is_blank(self):
+        """True if every byte of the partition is 0xFF (never written since erase)."""
+        old = self.flash._old
+        ff = self.flash._ff
+        for i in range(self.block_count):
+            self.flash.read(self.offset + i * SECTOR, old)
+            if old != ff:
+                return False
+        return True
+
+
+def _lfs(part):
+    c = board_config()["littlefs"]
+    return vfs.VfsLfs2(part, readsize=c["read_size"], progsize=c["prog_size"],
+                       lookahead=c["lookahead_size"])
+
+
+def mount_data(flash, mountpoint="/data", name=None):
+    """Mount the data filesystem. Formats it only if the partition is blank (all 0xFF);
+    a partition that holds data littlefs cannot mount raises OSError, untouched."""
+    part = flash.partition(name or board_config()["data_partition"])
+    try:
+        fs = _lfs(part)
+    except OSError:
+        if not part.is_blank():
+            raise
+        c = board_config()["littlefs"]
+        vfs.VfsLfs2.mkfs(part, readsize=c["read_size"], progsize=c["prog_size"],
+                         lookahead=c["lookahead_size"])
+        fs = _lfs(part)
+    vfs.mount(fs, mountpoint)
+    return fs
+
+
+def mount_factory(flash, mountpoint="/factory", name=None):
+    """Mount the factory-data filesystem read-only (block device refuses writes too)."""
+    part = flash.partition(name or board_config()["factory_partition"], readonly=True)
+    fs = _lfs(part)
+    vfs.mount(fs, mountpoint, readonly=True)
+    return fs

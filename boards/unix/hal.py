@@ -1,0 +1,231 @@
+# Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash.
+#
+# Nothing happens at import. `Hal(run_dir)` builds the board from a simulated device's run
+# directory, which holds the flash image, an optional sim.json ({"unique_id": hex,
+# "speed": n, "outside_c": x, "start_c": x}) and the files the host watches: status.json
+# (rewritten atomically on every LED or relay change) and `button` (present = pressed).
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+
+from flash import Flash, board_config
+
+_HISTORY = 32  # LED changes kept in memory
+# Named LED patterns (ms on, ms off, ...). "alert": fast triple blink, then a pause.
+PATTERNS = {"alert": (100, 100, 100, 100, 100, 700)}
+
+
+class Room:
+    """A heated room as a first-order thermal model.
+
+    The temperature relaxes exponentially (time constant `tau_s`) towards the outside
+    temperature, or towards outside + `heater_rise_k` while the heater is on. Each step
+    uses the exact solution, so the result depends only on the tick values seen, not on
+    how often the model is sampled. Simulated time runs `speed` times real time.
+    """
+
+    def __init__(self, ticks, speed=1, outside_c=5.0, start_c=18.0, heater_rise_k=25.0,
+                 tau_s=3600.0):
+        self._ticks = ticks
+        self.speed = speed
+        self.outside_c = outside_c
+        self.heater_rise_k = heater_rise_k
+        self.tau_s = tau_s
+        self.temp_c = start_c
+        self.heating = False
+        self.sim_s = 0.0
+        self._last = ticks()
+
+    def _advance(self):
+        now = self._ticks()
+        dt = time.ticks_diff(now, self._last) * self.speed / 1000
+        self._last = now
+        if dt > 0:
+            target = self.outside_c + (self.heater_rise_k if self.heating else 0.0)
+            self.temp_c = target + (self.temp_c - target) * math.exp(-dt / self.tau_s)
+            self.sim_s += dt
+
+    def set_heater(self, on):
+        self._advance()
+        self.heating = bool(on)
+
+    def temperature(self):
+        self._advance()
+        return self.temp_c
+
+
+class TempSensor:
+    """Reads the room in degrees Celsius, with a sensor's 1/16 degree resolution."""
+
+    def __init__(self, room):
+        self._room = room
+
+    def read(self):
+        return round(self._room.temperature() * 16) / 16
+
+
+class Relay:
+    """Switches the room's heater; counts real switchings (on->off or off->on)."""
+
+    def __init__(self, room, changed):
+        self._room = room
+        self._changed = changed
+        self.switches = 0
+
+    def value(self, on=None):
+        if on is None:
+            return int(self._room.heating)
+        on = bool(on)
+        if on != self._room.heating:
+            self._room.set_heater(on)
+            self.switches += 1
+            self._changed()
+        return int(on)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class Led:
+    """A status LED: steady on/off, or a named blink pattern (timings in ms, on/off pairs)."""
+
+    def __init__(self, ticks, changed):
+        self._ticks = ticks
+        self._changed = changed
+        self.lit = False
+        self.pattern_name = None
+        self.timings = None
+        self.changes = 0
+        self.history = []  # (ticks_ms, state) of the last changes, oldest first
+
+    def _record(self, state):
+        self.changes += 1
+        if len(self.history) >= _HISTORY:
+            self.history.pop(0)
+        self.history.append((self._ticks(), state))
+        self._changed()
+
+    def value(self, on=None):
+        if on is None:
+            return int(self.lit)
+        self.pattern_name = self.timings = None
+        self.lit = bool(on)
+        self._record("on" if self.lit else "off")
+        return int(self.lit)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def pattern(self, name, timings=None):
+        """Blink under `name` (e.g. "alert"): `timings` ms on, ms off, ..., by default the
+        named entry of PATTERNS, else an even 200 ms blink. None stops (LED off)."""
+        if name is None:
+            self.value(0)
+            return
+        self.pattern_name = name
+        self.timings = list(timings or PATTERNS.get(name, (200, 200)))
+        self.lit = True
+        self._record(name)
+
+
+class Button:
+    """A push button; the host presses it by creating the file `path`."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def pressed(self):
+        try:
+            os.stat(self._path)
+            return True
+        except OSError:
+            return False
+
+    def press(self):
+        with open(self._path, "w"):
+            pass
+
+    def release(self):
+        try:
+            os.remove(self._path)
+        except OSError:
+            pass
+
+
+class Hal:
+    """The simulated board, built from a run directory. `ticks` (ms) is injectable so
+    tests can drive the clock; by default time.ticks_ms."""
+
+    def __init__(self, run_dir, ticks=None, speed=None):
+        sim = board_config()["sim"]
+        self.run_dir = run_dir.rstrip("/") or "/"
+        self._sim = sim
+        cfg = self._read_config(sim["config"])
+        self._ticks = ticks or time.ticks_ms
+        self.room = Room(self._ticks, speed if speed is not None else cfg.get("speed", 1),
+                         cfg.get("outside_c", 5.0), cfg.get("start_c", 18.0))
+        self.sensor = TempSensor(self.room)
+        self.relay = Relay(self.room, self._publish)
+        self.led = Led(self._ticks, self._publish)
+        self.button = Button(self._path(sim["button"]))
+        self._uid = cfg.get("unique_id")
+        self._flash = None
+
+    def _path(self, name):
+        return self.run_dir + "/" + name
+
+    def _read_config(self, name):
+        try:
+            with open(self._path(name)) as f:
+                return json.load(f)
+        except OSError:
+            return {}
+
+    @property
+    def flash(self):
+        """The board's Flash (the run directory's image), opened on first use."""
+        if self._flash is None:
+            self._flash = Flash(self._path(self._sim["image"]))
+        return self._flash
+
+    def unique_id(self):
+        """6 bytes, like an ESP32 MAC: sim.json's "unique_id", else derived from the run dir."""
+        if self._uid:
+            return bytes.fromhex(self._uid)
+        path = self.run_dir if self.run_dir.startswith("/") else os.getcwd() + "/" + self.run_dir
+        return hashlib.sha256(path.encode()).digest()[:6]
+
+    def sim_seconds(self):
+        """Simulated seconds since the board was built (real time times the speed)."""
+        self.room.temperature()
+        return self.room.sim_s
+
+    def status(self):
+        led = self.led
+        return {"led": {"on": led.lit, "pattern": led.pattern_name, "timings": led.timings,
+                        "changes": led.changes},
+                "relay": {"on": bool(self.room.heating), "switches": self.relay.switches},
+                "temp_c": self.room.temperature(), "sim_s": self.room.sim_s}
+
+    def _publish(self):
+        # Temp file then rename: the host never reads a half-written status.
+        path = self._path(self._sim["status"])
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.status(), f)
+        os.rename(path + ".tmp", path)
+
+    def reset(self):
+        """Restart the device: the process exits with the code the sim supervisor restarts on."""
+        if self._flash is not None:
+            self._flash.close()
+        sys.exit(self._sim["reset_exit_code"])

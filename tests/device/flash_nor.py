@@ -1,0 +1,110 @@
+# Device side of test_flash: the NOR rules, argument checks, op counting and the
+# block-device protocol, including that the callbacks run with the heap locked.
+# Usage: micropython flash_nor.py IMAGE   (a blank image)
+import micropython
+import sys
+
+import flash
+
+EIO = 5
+
+
+def raises(exc, fn):
+    try:
+        fn()
+    except exc as e:
+        return e
+    raise AssertionError("no " + exc.__name__)
+
+
+fl = flash.Flash(sys.argv[1])
+assert fl.size == flash.board_config()["flash_size"]
+nvs = fl.partition("nvs")
+ota = fl.partition("otadata")
+assert (nvs.offset, nvs.size) == (0x9000, 0x6000)
+assert nvs.ioctl(4, 0) == 6 and nvs.ioctl(5, 0) == 4096
+assert nvs.ioctl(1, 0) == 0 and nvs.ioctl(2, 0) == 0 and nvs.ioctl(3, 0) == 0
+raises(ValueError, lambda: fl.partition("nope"))
+
+buf = bytearray(16)
+ops = fl.ops
+nvs.readblocks(0, buf)
+assert buf == b"\xff" * 16 and fl.ops == ops  # reads are not operations
+
+# Program onto erased bytes works; each program and erase is one operation.
+nvs.writeblocks(1, b"hello", 100)
+assert fl.ops == ops + 1
+nvs.readblocks(1, buf, 100)
+assert buf[:5] == b"hello" and buf[5:] == b"\xff" * 11
+# Any byte of a program that is not erased: EIO, nothing written, not counted.
+# (Includes writing 0xFF over a programmed byte and a range half erased, half not.)
+for data, off in ((b"HELLO", 100), (b"\xff", 102), (b"zzzzzzzz", 96), (b"o!", 104)):
+    e = raises(OSError, lambda: nvs.writeblocks(1, data, off))
+    assert e.errno == EIO
+    nvs.readblocks(1, buf, 96)
+    assert buf == b"\xff" * 4 + b"hello" + b"\xff" * 7, buf
+assert fl.ops == ops + 1
+# Bytes next to programmed ones are still programmable.
+nvs.writeblocks(1, b"!", 105)
+# Erase then program works again.
+assert nvs.ioctl(6, 1) == 0
+nvs.readblocks(1, buf, 96)
+assert buf == b"\xff" * 16
+nvs.writeblocks(1, b"HELLO", 100)
+assert fl.ops == ops + 4
+
+# A program spanning several sectors is checked as a whole.
+big = bytearray(b"\xa5" * 9000)
+nvs.ioctl(6, 2); nvs.ioctl(6, 3); nvs.ioctl(6, 4)
+nvs.writeblocks(4, b"x", 800)  # a byte near the end of the range is taken
+ops = fl.ops
+e = raises(OSError, lambda: nvs.writeblocks(2, big, 0))
+assert e.errno == EIO and fl.ops == ops
+rb = bytearray(4096)
+nvs.readblocks(2, rb)
+assert rb == b"\xff" * 4096
+nvs.ioctl(6, 4)
+nvs.writeblocks(2, big, 0)
+nvs.readblocks(3, rb)
+assert rb == b"\xa5" * 4096
+
+# Basic protocol (no offset): whole blocks, erased first, so it overwrites.
+nvs.writeblocks(2, bytearray(b"\x11" * 8192))
+nvs.readblocks(2, rb, 0)
+assert rb == b"\x11" * 4096
+raises(ValueError, lambda: nvs.writeblocks(2, bytearray(100)))
+
+# Partitions are isolated: nvs block 5 is the last; otadata starts right after.
+nvs.ioctl(6, 5)
+nvs.writeblocks(5, b"\x00" * 4, 4092)
+ota.readblocks(0, buf)
+assert buf == b"\xff" * 16
+
+# Out of range and unaligned accesses fail clearly and change nothing.
+ops = fl.ops
+raises(ValueError, lambda: nvs.readblocks(6, buf))
+raises(ValueError, lambda: nvs.readblocks(5, bytearray(8), 4092))
+raises(ValueError, lambda: nvs.readblocks(0, buf, 4096))
+raises(ValueError, lambda: nvs.readblocks(-1, buf))
+raises(ValueError, lambda: nvs.writeblocks(6, b"x", 0))
+raises(ValueError, lambda: nvs.writeblocks(0, b"x", -1))
+raises(ValueError, lambda: nvs.ioctl(6, 6))
+raises(ValueError, lambda: fl.erase(0x9000 + 100))
+raises(ValueError, lambda: fl.read(fl.size - 4, bytearray(8)))
+raises(ValueError, lambda: fl.program(fl.size, b"x"))
+assert fl.ops == ops
+
+# The callbacks allocate nothing: run them with the heap locked.
+rbuf = bytearray(4096)
+wbuf = bytearray(b"\x42" * 64)
+micropython.heap_lock()
+try:
+    nvs.ioctl(6, 0)
+    nvs.writeblocks(0, wbuf, 64)
+    nvs.readblocks(0, rbuf, 0)
+    n = nvs.ioctl(4, 0)
+finally:
+    micropython.heap_unlock()
+assert rbuf[64:128] == wbuf and rbuf[:64] == b"\xff" * 64 and n == 6
+
+print("OK")
