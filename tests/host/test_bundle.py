@@ -65,7 +65,8 @@ def test_tamper_matrix(keydir, tmp_path):
         "header payload length": (_flip(data, 16), "BAD_SIGNATURE"),
         "header manifest hash": (_flip(data, 40), "BAD_MANIFEST_HASH"),
         "manifest": (_flip(data, m0 + 10), "BAD_MANIFEST_HASH"),
-        "certificate serial": (_flip(data, c0 + 8), "BAD_CERT_SIGNATURE"),
+        "certificate serial": (_flip(data, c0 + 9), "BAD_CERT_SIGNATURE"),
+        "certificate serial zero": (_flip(data, c0 + 8), "BAD_CERT"),
         "certificate key": (_flip(data, c0 + 30), "BAD_CERT_SIGNATURE"),
         "certificate root id": (_flip(data, c0 + 16), "UNKNOWN_ROOT"),
         "signature R": (_flip(data, s0 + 3), "BAD_SIGNATURE"),
@@ -133,21 +134,20 @@ def test_rotated_key_is_accepted_and_floor_revokes_old(keydir, tmp_path):
 
 
 def test_signed_but_malformed_manifest_is_refused(keydir, tmp_path):
+    """Even a manifest signed by a trusted key must be well formed."""
     key, cert, _ = keys.current_update_key(keydir)
     m = bundle.make_manifest("app", "iot-thermostat", ["unix"], "1.0.0", 1, dict(FILES))
+    valid = bundle.assemble(m, FILES, key, cert)
+    first = m["files"][0]
     for bad in ({**m, "extra": 1}, {**m, "version": "1.0"}, {**m, "security_version": -1},
-                {**m, "files": [{**m["files"][0], "path": "../escape.py"}] + m["files"][1:]},
-                {**m, "files": [{**m["files"][0], "size": 999}] + m["files"][1:]},
-                {**m, "kind": "firmware"}):
-        data = bundle.assemble(bad, FILES, key, cert) if bad.get("kind") == "app" else None
-        if data is None:  # header says app, manifest says firmware
-            raw = bundle.assemble(m, FILES, key, cert)
-            hdr_m = json.dumps(bad, separators=(",", ":")).encode()
-            data = _resign(raw, hdr_m, key, cert)
+                {**m, "files": [{**first, "path": "../escape.py"}] + m["files"][1:]},
+                {**m, "files": [{**first, "path": ".hidden.py"}] + m["files"][1:]},
+                {**m, "files": [{**first, "size": first["size"] + 1}] + m["files"][1:]},
+                {**m, "files": [first, first] + m["files"][1:]},
+                {**m, "kind": "firmware"}, {**m, "boards": []}, {**m, "security_fix": "yes"}):
         q = tmp_path / "bad.bin"
-        q.write_bytes(data)
-        assert _verdict(q, keydir, board="unix", product="iot-thermostat") in (
-            "BAD_MANIFEST", "TRUNCATED"), bad
+        q.write_bytes(_resign(valid, json.dumps(bad, separators=(",", ":")).encode(), key, cert))
+        assert _verdict(q, keydir, board="unix", product="iot-thermostat") == "BAD_MANIFEST", bad
 
 
 def _resign(raw, manifest_raw, key, cert):

@@ -1,0 +1,50 @@
+# Offline service tool of the simulated board (the stand-in for a factory/service jig):
+# runs the device's own installer against the flash image while the device is off.
+#   micropython simtool.py SIMDIR factory|install BUNDLE   -> one JSON line on stdout
+import json
+import sys
+
+import bootstage
+import flash
+from bundle import Reject
+
+
+class _NoHal:
+    def reset(self):
+        pass
+
+
+def main(argv):
+    simdir, op, path = argv[1], argv[2], argv[3]
+    fl = flash.Flash(simdir + "/" + flash.board_config()["sim"]["image"])
+    flash.mount_factory(fl)
+    flash.mount_data(fl)
+    cfg = sim_config()
+    anchors, floor = bootstage.load_anchors(cfg["anchors"])
+    boot = bootstage.Boot(_NoHal(), cfg, anchors, floor, bytearray(bootstage.BUF_SIZE),
+                          lambda msg: None)
+    try:
+        with open(path, "rb") as f:
+            v = boot.install_stream(f, factory=(op == "factory"))
+    except Reject as e:
+        return {"ok": False, "verdict": e.verdict, "text": e.detail}
+    return {"ok": True, "text": "installed", "version": v.manifest["version"],
+            "slot": "a" if op == "factory" else boot.state()["pending"]}
+
+
+def sim_config():
+    """Boot-stage configuration of the simulated board (shared with sim_main)."""
+    board = flash.board_config()
+    with open(board["factory_mount"] + "/identity.json") as f:
+        ident = json.loads(f.read())
+    return {"board": board["board"], "product": ident["product"],
+            "capacity": board["slot_capacity"], "root": board["data_mount"],
+            "anchors": board["factory_mount"] + "/anchors.json"}
+
+
+if __name__ == "__main__":
+    try:
+        result = main(sys.argv)
+    except (OSError, ValueError, KeyError) as e:
+        result = {"ok": False, "verdict": "IO_ERROR", "text": "device storage: %r" % (e,)}
+    print(json.dumps(result))

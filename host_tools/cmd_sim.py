@@ -1,0 +1,90 @@
+"""CLI: `iotctl sim ...`, simulated devices (thin wrappers over host_tools.sim)."""
+
+import json
+
+import click
+
+from . import sim
+
+
+def _show(st, as_json):
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        click.echo(f"{st['state']}: mode {st['mode']}, slot {st['slot']}, version {st['version']}"
+                   + (" (trial)" if st.get("trial") else ""))
+        if st.get("last"):
+            click.echo(f"last event: {st['last']}")
+        for r in st.get("reasons") or []:
+            click.echo(f"refused: {r}")
+
+
+@click.group("sim")
+def sim_group():
+    """Simulated devices (board `unix`)."""
+
+
+@sim_group.command("create")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--bundle", "bundle_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--device-id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def create(directory, keys_dir, bundle_file, device_id, as_json):
+    """A new simulated device: flash image, trust anchors, BUNDLE installed in slot A."""
+    info = sim.create(directory, keys_dir, bundle_file, device_id)
+    click.echo(json.dumps(info, indent=2) if as_json else
+               f"created {info['device_id']} in {directory} with {info['version']} in slot a")
+
+
+@sim_group.command("start")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def start(directory, as_json):
+    """Power on; returns once the boot stage verified a slot or entered alert-only mode."""
+    _show(sim.start(directory), as_json)
+
+
+@sim_group.command("stop")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def stop(directory):
+    """Power off."""
+    click.echo("stopped" if sim.stop(directory) else "was not running")
+
+
+@sim_group.command("powercut")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def powercut(directory):
+    """Cut the power at once (kill the device process mid-whatever)."""
+    click.echo("power cut" if sim.powercut(directory) else "was not running")
+
+
+@sim_group.command("reboot")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def reboot(directory, as_json):
+    """Reset the running device (machine.reset()) and wait for the new boot."""
+    _show(sim.reboot(directory), as_json)
+
+
+@sim_group.command("status")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def status(directory, as_json):
+    """State, mode, slot and version."""
+    _show(sim.status(directory), as_json)
+
+
+@sim_group.command("install")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def install(directory, bundle_file, as_json):
+    """Write BUNDLE into the inactive slot through the device's installer (running or not)."""
+    answer = sim.install(directory, bundle_file)
+    click.echo(json.dumps(answer, indent=2) if as_json else
+               f"installed {answer.get('version')} into slot {answer.get('slot')}; "
+               "it boots on the next start and must confirm itself")
+
+
+COMMANDS = [sim_group]

@@ -1,0 +1,128 @@
+# Power-loss sweep (mcuboot's perm_with_fails, on the simulated NOR flash): run an update
+# scenario once to count its flash operations, then for every operation n, restore the image,
+# cut the power at n, reboot, and require a verified boot.
+#   micropython powerloss.py TEMPLATE.bin WORK.bin BUNDLE update|rollback
+import json
+import sys
+
+import vfs
+
+import bootstage
+import flash
+from flash import PowerCut
+from simtool import sim_config
+
+
+class Reset(Exception):
+    pass
+
+
+class NoHal:
+    def reset(self):
+        raise Reset()
+
+
+def _quiet(msg):
+    pass
+
+
+_CHUNK = bytearray(65536)
+
+
+def restore(src, dst):
+    mv = memoryview(_CHUNK)
+    with open(src, "rb") as a, open(dst, "r+b") as b:
+        while True:
+            n = a.readinto(_CHUNK)
+            if not n:
+                break
+            b.write(mv[:n])
+
+
+def mount(fl):
+    flash.mount_factory(fl)
+    flash.mount_data(fl)
+
+
+def umount():
+    for mp in ("/data", "/factory"):
+        try:
+            vfs.umount(mp)
+        except (OSError, PowerCut):
+            pass
+
+
+def boot(fl):
+    umount()
+    mount(fl)
+    return bootstage.start(NoHal(), sim_config(), _quiet)
+
+
+def scenario(fl, bundle_path, kind):
+    b = boot(fl)
+    with open(bundle_path, "rb") as f:
+        b.install_stream(f)
+    b = boot(fl)  # reboot into the trial
+    assert b.trial, "update did not boot as a trial"
+    if kind == "update":
+        b.confirm()
+    else:
+        try:
+            b.rollback("self-test failed (simulated)")
+        except Reset:
+            pass
+        b = boot(fl)
+        assert not b.trial and b.slot is not None
+    umount()
+
+
+def check(work, allowed):
+    """Reboot after the cut (twice: the second boot must agree) and return the outcome."""
+    fl = flash.Flash(work)
+    try:
+        b = boot(fl)
+        if b.slot is None:
+            return "UNBOOTABLE: " + "; ".join(b.reasons)
+        if b.version not in allowed:
+            return "WRONG VERSION " + str(b.version)
+        outcome = "%s%s" % (b.version, " trial" if b.trial else "")
+        if b.trial:
+            b.confirm()
+        b2 = boot(fl)
+        if b2.slot is None:
+            return "UNBOOTABLE ON SECOND BOOT: " + "; ".join(b2.reasons)
+        return outcome
+    finally:
+        umount()
+        fl.close()
+
+
+def main(template, work, bundle_path, kind, new_version, old_version):
+    restore(template, work)
+    fl = flash.Flash(work)
+    scenario(fl, bundle_path, kind)
+    total = fl.ops
+    fl.close()
+    final = check(work, (new_version, old_version))
+    outcomes = {}
+    failures = []
+    for n in range(1, total + 1):
+        restore(template, work)
+        fl = flash.Flash(work)
+        fl.cut_at(n)
+        try:
+            scenario(fl, bundle_path, kind)
+            failures.append("cut %d: scenario finished without the power cut" % n)
+        except PowerCut:
+            pass
+        umount()
+        fl.close()
+        outcome = check(work, (new_version, old_version))
+        if outcome.startswith("UNBOOTABLE") or outcome.startswith("WRONG"):
+            failures.append("cut %d: %s" % (n, outcome))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"kind": kind, "cut_points": total, "final": final, "outcomes": outcomes,
+            "failures": failures}
+
+
+print(json.dumps(main(*sys.argv[1:7])))
