@@ -11,8 +11,8 @@ APP_ALIGN = 0x10000
 TABLE_OFFSET = 0x8000  # where the bootloader expects the partition table
 TABLE_SIZE = 0x1000
 
-_TYPES = {"app": 0x00, "data": 0x01}
-_SUBTYPES = {
+TYPES = {"app": 0x00, "data": 0x01}
+SUBTYPES = {
     "app": {"factory": 0x00, "test": 0x20, **{f"ota_{i}": 0x10 + i for i in range(16)}},
     "data": {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "nvs_keys": 0x04,
              "efuse": 0x05, "undefined": 0x06, "esphttpd": 0x80, "fat": 0x81,
@@ -55,9 +55,9 @@ def parse(text):
             continue
         row = [c.strip() for c in row] + [""] * (6 - len(row))
         name, ptype, subtype, offset, size, flags = row[:6]
-        if ptype not in _TYPES:
+        if ptype not in TYPES:
             raise UsageError(f"partition table line {line}: unknown type {ptype!r}")
-        if subtype not in _SUBTYPES[ptype]:
+        if subtype not in SUBTYPES[ptype]:
             try:
                 int(subtype, 0)
             except ValueError:
