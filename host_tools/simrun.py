@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import mpy
-from .sim import BOARD_DIR, RESET_EXIT, run_dir
+from .sim import RESET_EXIT, run_dir
 
 
 class PowerOff(Exception):
@@ -25,13 +25,16 @@ def main(d):
     d = Path(d)
     rd = run_dir(d)
     env = {**os.environ, "MICROPYPATH": mpy.device_path("unix")}
+    heap = json.loads((d / "sim.json").read_text()).get("heapsize") \
+        if (d / "sim.json").exists() else None
     signal.signal(signal.SIGTERM, _power_off)
     boot = 0
     child = None
     try:
         while True:
             boot += 1
-            cmd = [mpy.micropython_path(), str(BOARD_DIR / "sim_main.py"), str(d), str(boot)]
+            cmd = [mpy.micropython_path(), *(["-X", f"heapsize={heap}"] if heap else []),
+                   "-m", "sim_main", str(d), str(boot)]  # precompiled, as if frozen
             child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
             (rd / "device.pid").write_text(str(child.pid))
             code = child.wait()

@@ -175,7 +175,8 @@ def test_build_from_firmware_and_inspect_cli(keydir, tmp_path, capsys):
     assert e.value.code == 0
     info = verify.describe(out)
     paths = [f["path"] for f in info["manifest"]["files"]]
-    assert "app.py" in paths and "manifest.json" not in paths
+    assert "app.mpy" in paths and "manifest.json" not in paths
+    assert not any(p.endswith(".py") for p in paths), "sources ship precompiled"
     assert not any("__pycache__" in p for p in paths)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
