@@ -40,3 +40,15 @@ class ToolError(IotctlError):
     """An external tool (esptool, espefuse, micropython) failed."""
 
     exit_code = 6
+
+
+class RolledBack(IotctlError):
+    """The device received the update but its self-test failed and it rolled back."""
+
+    exit_code = 7
+
+
+class LedgerError(IotctlError):
+    """The factory ledger refused a row (a duplicate device id or certificate) or is unusable."""
+
+    exit_code = 8

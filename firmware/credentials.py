@@ -1,0 +1,312 @@
+# Device passwords: the factory record, the owner's record, PBKDF2 checks and login throttling.
+#
+# The factory record (/factory/password.json, read-only) holds the salted PBKDF2-HMAC-SHA256
+# hash of the password printed on this device's label; it is unique per device. Once the
+# owner changes the password, an owner record in the data filesystem takes precedence;
+# factory_reset() removes it, so the device falls back to its *own* label password, never
+# to a shared default (ETSI TS 103 645 provision 4.1-1). Records and the failure counter
+# are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md.
+import binascii
+import hashlib
+import json
+import os
+
+import micropython
+from micropython import const
+
+ALG = "pbkdf2-sha256"
+MIN_LEN = const(8)  # characters (NIST SP 800-63B: at least 8 for a chosen secret)
+MAX_LEN = const(128)  # characters; at least 64 must be allowed, bounded so a check stays cheap
+_MAX_BYTES = const(512)  # MAX_LEN characters of UTF-8 can not exceed this
+_SALT_LEN = const(16)
+_BLOCK = const(64)  # SHA-256 block size
+_DIGEST = const(32)
+DEFAULT_ITERATIONS = const(10000)
+_MAX_ITERATIONS = const(10000000)  # a record asking for more is refused, not computed
+
+# Throttling: wait DELAYS[k-1] seconds after the k-th consecutive failure; from LOCKOUT_AFTER
+# consecutive failures on, every failure locks logins for LOCKOUT_S seconds.
+DELAYS = (0, 1, 2, 4, 8, 16, 32, 60, 60)
+LOCKOUT_AFTER = const(10)
+LOCKOUT_S = const(900)
+
+
+class CredentialError(Exception):
+    """A refused request; `code` is one of TOO_SHORT, TOO_LONG, BLOCKLISTED, WRONG_PASSWORD,
+    THROTTLED, BAD_RECORD. For THROTTLED `retry_after` gives the seconds to wait."""
+
+    def __init__(self, code, retry_after=0):
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
+
+
+@micropython.viper
+def _xor32(acc: ptr8, u: ptr8):
+    i = 0
+    while i < 32:
+        acc[i] ^= u[i]
+        i += 1
+
+
+def pbkdf2_sha256(password, salt, iterations):
+    """PBKDF2-HMAC-SHA256 (RFC 8018), one 32-byte block. HMAC is done by hand because the
+    port has no hmac module and no hash.copy(): each iteration hashes ipad||U and then
+    opad||inner, 96 bytes each, through two buffers made once."""
+    if len(password) > _BLOCK:
+        password = hashlib.sha256(password).digest()
+    inner = bytearray(_BLOCK + _DIGEST)  # (key ^ ipad) || U
+    outer = bytearray(_BLOCK + _DIGEST)  # (key ^ opad) || H(inner)
+    n = len(password)
+    for i in range(_BLOCK):
+        k = password[i] if i < n else 0
+        inner[i] = k ^ 0x36
+        outer[i] = k ^ 0x5C
+    h = hashlib.sha256(memoryview(inner)[:_BLOCK])
+    h.update(salt)
+    h.update(b"\x00\x00\x00\x01")
+    outer[_BLOCK:] = h.digest()
+    u = hashlib.sha256(outer).digest()
+    acc = bytearray(u)
+    sha = hashlib.sha256
+    for _ in range(iterations - 1):
+        inner[_BLOCK:] = u
+        outer[_BLOCK:] = sha(inner).digest()
+        u = sha(outer).digest()
+        _xor32(acc, u)
+    return bytes(acc)
+
+
+def equal(a, b):
+    """Compare two byte strings in time that depends only on their length."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def _utf8(password):
+    return password.encode() if isinstance(password, str) else bytes(password)
+
+
+def make_record(password, iterations=DEFAULT_ITERATIONS):
+    """A password record {alg, iterations, salt, hash} with a fresh random salt."""
+    salt = os.urandom(_SALT_LEN)
+    digest = pbkdf2_sha256(_utf8(password), salt, iterations)
+    return {"alg": ALG, "iterations": iterations, "salt": _hex(salt), "hash": _hex(digest)}
+
+
+def _hex(b):
+    return binascii.hexlify(b).decode()
+
+
+def check_record(record, password):
+    """True if `password` matches the record."""
+    pw = _utf8(password)
+    if len(pw) > _MAX_BYTES:
+        return False
+    try:
+        if record["alg"] != ALG:
+            raise CredentialError("BAD_RECORD")
+        salt = binascii.unhexlify(record["salt"])
+        want = binascii.unhexlify(record["hash"])
+        n = int(record["iterations"])
+    except (KeyError, ValueError, TypeError):
+        raise CredentialError("BAD_RECORD")
+    if not 0 < n <= _MAX_ITERATIONS or len(want) != _DIGEST:
+        raise CredentialError("BAD_RECORD")
+    return equal(pbkdf2_sha256(pw, salt, n), want)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except OSError:
+        return None
+    except ValueError:
+        raise CredentialError("BAD_RECORD")
+
+
+def _write_json(path, doc):
+    _makedirs(path.rsplit("/", 1)[0])
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(doc))
+    os.rename(tmp, path)
+
+
+def _makedirs(path):
+    at = ""
+    for part in path.split("/"):
+        if not part:
+            continue
+        at += "/" + part if (at or path.startswith("/")) else part
+        try:
+            os.mkdir(at)
+        except OSError:
+            pass  # exists (or the parent is a mount point)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+        return True
+    except OSError:
+        return False
+
+
+def delay_for(failures):
+    """Seconds logins stay closed after `failures` consecutive failures."""
+    if failures <= 0:
+        return 0
+    if failures >= LOCKOUT_AFTER:
+        return LOCKOUT_S
+    return DELAYS[failures - 1]
+
+
+class Credentials:
+    """The device's login password.
+
+    factory_path: the factory record (read-only); owner_path: the owner's record, e.g.
+    /data/auth/password.json; state_path: the failure counter (default: beside the owner
+    record); blocklist_path: common passwords, one per line, lower case. Time is passed
+    in (`now`, seconds) so the owner of the clock decides, and tests are deterministic.
+    """
+
+    def __init__(self, factory_path, owner_path, blocklist_path=None, state_path=None,
+                 iterations=None):
+        self.factory_path = factory_path
+        self.owner_path = owner_path
+        self.blocklist_path = blocklist_path
+        self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
+        self._iterations = iterations
+        try:
+            state = _read_json(self.state_path) or {}
+            self._failures = int(state.get("failures", 0))
+            self._until = state.get("until", 0)
+        except (CredentialError, ValueError, TypeError, AttributeError):
+            # An unreadable counter (it is replaced atomically, so this is a fault) counts
+            # as a lock-out level counter: the next failure locks, a success clears it.
+            self._failures = LOCKOUT_AFTER
+            self._until = 0
+
+    # --- records ---------------------------------------------------------------------
+
+    def _record(self):
+        rec = _read_json(self.owner_path)
+        if rec is None:
+            rec = _read_json(self.factory_path)
+        if rec is None:
+            raise CredentialError("BAD_RECORD")  # no factory record: not provisioned
+        return rec
+
+    def owner_set(self):
+        """True once the owner has replaced the factory password."""
+        return _read_json(self.owner_path) is not None
+
+    def verify(self, password):
+        """Check `password` against the record in force (no throttling: see login)."""
+        return check_record(self._record(), password)
+
+    # --- throttling ------------------------------------------------------------------
+
+    @property
+    def failures(self):
+        return self._failures
+
+    def next_attempt_in(self, now):
+        """Seconds (whole, rounded up) until a login may be tried; 0 means now."""
+        if not self._failures:
+            return 0
+        cap = delay_for(self._failures)
+        wait = self._until - now
+        if wait > cap:
+            # The clock went back (e.g. a reboot before the time was set): restart the
+            # window from now rather than wait out a date in the future.
+            self._until = now + cap
+            self._save_state()
+            wait = cap
+        if wait <= 0:
+            return 0
+        whole = int(wait)
+        return whole if whole == wait else whole + 1
+
+    def _failed(self, now):
+        self._failures += 1
+        self._until = now + delay_for(self._failures)
+        self._save_state()
+
+    def _succeeded(self):
+        if self._failures:
+            self._failures = 0
+            self._until = 0
+            self._save_state()
+
+    def _save_state(self):
+        if self._failures:
+            _write_json(self.state_path, {"failures": self._failures, "until": self._until})
+        else:
+            _remove(self.state_path)
+
+    def _gate(self, password, now):
+        wait = self.next_attempt_in(now)
+        if wait:
+            raise CredentialError("THROTTLED", wait)
+        if self.verify(password):
+            self._succeeded()
+            return True
+        self._failed(now)
+        return False
+
+    def login(self, password, now):
+        """A throttled login: True or False, or CredentialError THROTTLED while closed."""
+        return self._gate(password, now)
+
+    # --- owner changes ---------------------------------------------------------------
+
+    def check_new(self, new):
+        """Raise CredentialError if `new` may not become the password."""
+        if isinstance(new, (bytes, bytearray)):
+            new = new.decode()
+        if len(new) < MIN_LEN:
+            raise CredentialError("TOO_SHORT")
+        if len(new) > MAX_LEN:
+            raise CredentialError("TOO_LONG")
+        if self.blocked(new):
+            raise CredentialError("BLOCKLISTED")
+
+    def blocked(self, candidate):
+        """True if the blocklist holds `candidate` (case-insensitive). Scans the file line
+        by line: it is never loaded into RAM whole."""
+        if not self.blocklist_path:
+            return False
+        want = candidate.lower()
+        n = len(want)
+        with open(self.blocklist_path) as f:
+            for line in f:
+                if len(line) >= n and line[:n] == want and line[n:].strip() == "" \
+                        and line[0] != "#":
+                    return True
+        return False
+
+    def change(self, old, new, now):
+        """Replace the password: `old` must be the one in force (a throttled attempt).
+        Raises CredentialError; nothing is stored unless every check passed."""
+        self.check_new(new)
+        if not self._gate(old, now):
+            raise CredentialError("WRONG_PASSWORD")
+        n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
+        _write_json(self.owner_path, make_record(new, n))
+
+    def factory_reset(self):
+        """Forget the owner's password and the failure counter: the device's own factory
+        password (the one on its label) applies again."""
+        _remove(self.owner_path + ".tmp")
+        removed = _remove(self.owner_path)
+        self._failures = 0
+        self._until = 0
+        self._save_state()
+        return removed

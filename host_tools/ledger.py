@@ -1,0 +1,113 @@
+"""The factory ledger: one row per provisioned device, never a password or a private key.
+
+SQLite (one file) by default; the schema is plain SQL (VARCHAR, CHAR, BIGINT, PRIMARY KEY,
+UNIQUE, CREATE TABLE IF NOT EXISTS) so the same statements run on PostgreSQL, given a
+`postgresql://` URL and psycopg installed."""
+
+import sqlite3
+from pathlib import Path
+
+from .errors import LedgerError, UsageError
+
+TABLE = "devices"
+COLUMNS = ("device_id", "product", "model", "board", "cert_serial", "cert_sha256",
+           "provisioned", "station")
+SCHEMA = """CREATE TABLE IF NOT EXISTS devices (
+    device_id    VARCHAR(64)  NOT NULL,
+    product      VARCHAR(64)  NOT NULL,
+    model        VARCHAR(64)  NOT NULL,
+    board        VARCHAR(32)  NOT NULL,
+    cert_serial  VARCHAR(40)  NOT NULL,
+    cert_sha256  CHAR(64)     NOT NULL,
+    provisioned  BIGINT       NOT NULL,
+    station      VARCHAR(64)  NOT NULL,
+    CONSTRAINT devices_pkey PRIMARY KEY (device_id),
+    CONSTRAINT devices_cert_sha256_key UNIQUE (cert_sha256),
+    CONSTRAINT devices_cert_serial_key UNIQUE (cert_serial)
+)"""
+
+
+class DuplicateError(LedgerError):
+    pass
+
+
+class Ledger:
+    """A DB-API connection holding the `devices` table. Use as a context manager."""
+
+    def __init__(self, conn, paramstyle, integrity_errors):
+        self.conn = conn
+        self._ph = "?" if paramstyle == "qmark" else "%s"
+        self._integrity = integrity_errors
+        cur = conn.cursor()
+        cur.execute(SCHEMA)
+        conn.commit()
+
+    @classmethod
+    def open(cls, where):
+        """A path (SQLite) or a postgresql:// URL."""
+        where = str(where)
+        if where.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg
+            except ImportError:
+                raise UsageError("a PostgreSQL ledger needs psycopg (pip install psycopg)") from None
+            try:
+                conn = psycopg.connect(where)
+            except psycopg.Error as e:
+                raise LedgerError(f"cannot open the ledger: {e}") from None
+            return cls(conn, "format", (psycopg.IntegrityError,))
+        path = Path(where)
+        if not path.parent.is_dir():
+            raise UsageError(f"ledger folder {path.parent} does not exist")
+        try:
+            conn = sqlite3.connect(path, timeout=30)
+            return cls(conn, "qmark", (sqlite3.IntegrityError,))
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open the ledger {path}: {e}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.conn.close()
+
+    def insert(self, row):
+        """Add one device (not committed: commit() or rollback() follow). Raises
+        DuplicateError if the id, the certificate or its serial is already there."""
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise UsageError(f"ledger row lacks {', '.join(missing)}")
+        sql = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
+               f"VALUES ({', '.join([self._ph] * len(COLUMNS))})")
+        try:
+            self.conn.cursor().execute(sql, tuple(row[c] for c in COLUMNS))
+        except self._integrity as e:
+            self.conn.rollback()
+            raise DuplicateError(f"device {row['device_id']} or its certificate is already "
+                                 f"in the ledger ({e})") from None
+
+    def commit(self):
+        self.conn.commit()
+
+    def rollback(self):
+        self.conn.rollback()
+
+    def has(self, device_id):
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT 1 FROM {TABLE} WHERE device_id = {self._ph}", (device_id,))
+        return cur.fetchone() is not None
+
+    def rows(self):
+        """Every row as a dict, oldest first."""
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY provisioned, device_id")
+        return [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+
+    def columns(self):
+        """Column names of the devices table as the database reports them."""
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT * FROM {TABLE} WHERE 1 = 0")
+        return [d[0] for d in cur.description]
