@@ -1,29 +1,110 @@
 # Application entry point: started by the boot stage with the verified slot's Boot context.
+# Runs the thermostat (never waits on the network), the local TLS API, the board's services,
+# and, on a trial boot, the self-test that confirms the update or rolls it back.
 import asyncio
+import ssl
+import time
 
+import api
 import selftest
+import store
+from auth import Sessions
+from credentials import Credentials
 from thermostat import Thermostat
+from updater import Updater
+
+RESTART_DELAY_MS = 800  # lets the HTTP response reach the client before the reset
 
 
+class Device:
+    """The running device: what the API and the services act on."""
 
-async def _confirm_or_roll_back(boot, thermostat):
-    reason = await selftest.run(thermostat)
-    if reason is None:
-        boot.confirm()
-        boot.hal.report(boot, "normal")
-    else:
-        boot.log("app: self-test failed: " + reason)
-        boot.rollback(reason)
+    def __init__(self, boot):
+        self.boot = boot
+        self.hal = boot.hal
+        self.log = boot.log
+        self.data = boot.root
+        self.factory = boot.cfg["factory"]
+        self.capacity = boot.cfg["capacity"]
+        store.makedirs(self.data + "/app")
+        store.makedirs(self.data + "/auth")
+        self.identity = store.load(self.factory + "/identity.json", {})
+        self.thermostat = Thermostat(self.hal, self.data + "/app/settings.json")
+        self.credentials = Credentials(self.factory + "/password.json",
+                                       self.data + "/auth/password.json",
+                                       blocklist_path=self._slot_file("blocklist.txt"))
+        self.sessions = Sessions(self.credentials)
+        self.updater = Updater(boot, boot.buf, self.thermostat)
+        self.started = time.ticks_ms()
+        self.server = None
+        self.port = getattr(self.hal, "https_port", 443)
+
+    def _slot_file(self, name):
+        path = self.boot.root + "/slots/" + self.boot.slot + "/" + name
+        try:
+            open(path).close()
+            return path
+        except OSError:
+            return None
+
+    def status(self):
+        st = self.boot.state()
+        return {"model": self.identity.get("model"), "device_id": self.identity.get("device_id"),
+                "version": self.boot.version, "slot": self.boot.slot, "trial": self.boot.trial,
+                "slots": {"active": st["active"], "pending": st["pending"],
+                          "security_floor": st["sec_floor"], "key_floor": st["key_floor"]},
+                "mode": "normal", "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
+                "update": self.updater.state, "last_event": st["last"],
+                "thermostat": self.thermostat.state()}
+
+    def restart_later(self, delay_ms=RESTART_DELAY_MS):
+        async def _restart():
+            await asyncio.sleep_ms(delay_ms)
+            self.log("app: restarting into the new version")
+            self.hal.reset()
+        asyncio.create_task(_restart())
+        return delay_ms
+
+    def tls_context(self):
+        try:
+            with open(self.factory + "/device.crt.der", "rb") as f:
+                cert = f.read()
+            with open(self.factory + "/device.key.der", "rb") as f:
+                key = f.read()
+        except OSError:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async def start_api(self):
+        ctx = self.tls_context()
+        if ctx is None:
+            self.log("app: no device certificate in the factory data; local API disabled")
+            return False
+        self.server = api.build(self)
+        await self.server.serve("0.0.0.0", self.port, ctx)
+        self.log("app: API listening on port %d (TLS)" % self.port)
+        return True
+
+    async def confirm_or_roll_back(self):
+        reason = await selftest.run(self)
+        if reason is None:
+            self.boot.confirm()
+            self.hal.report(self.boot, "normal")
+        else:
+            self.log("app: self-test failed: " + reason)
+            self.boot.rollback(reason)
 
 
 async def _main(boot):
-    hal = boot.hal
-    thermostat = Thermostat(hal)
-    tasks = [asyncio.create_task(thermostat.run())]
-    for coro in hal.services(boot):
+    dev = Device(boot)
+    tasks = [asyncio.create_task(dev.thermostat.run())]
+    await dev.start_api()
+    for coro in dev.hal.services(boot):
         tasks.append(asyncio.create_task(coro))
     if boot.trial:
-        await _confirm_or_roll_back(boot, thermostat)
+        await dev.confirm_or_roll_back()
     await asyncio.gather(*tasks)
 
 

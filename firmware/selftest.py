@@ -1,12 +1,11 @@
-# Post-update self-test: the new version must prove itself healthy before it is confirmed.
+# Post-update self-test: the new version must prove itself healthy before it is confirmed:
+# the control loop ticks, the sensor reads sanely, and the local API answers over TLS.
 import asyncio
+import ssl
 import time
 
 
-async def run(thermostat, timeout_ms=5000, ticks=3):
-    """Pass when the control loop has ticked `ticks` times and the sensor reads sanely.
-
-    Returns None on success or a reason string on failure."""
+async def _control(thermostat, timeout_ms, ticks):
     start = time.ticks_ms()
     first = thermostat.ticks
     while thermostat.ticks - first < ticks:
@@ -17,3 +16,37 @@ async def run(thermostat, timeout_ms=5000, ticks=3):
     if t is None or not -40 <= t <= 85:
         return "sensor reading %r is out of range" % (t,)
     return None
+
+
+async def _api(dev, timeout_ms):
+    """GET /api/health from our own server, checking its certificate like a client would."""
+    if dev.server is None:
+        return None  # not provisioned: there is no API to test
+    try:
+        with open(dev.factory + "/ca.crt.der", "rb") as f:
+            ca = f.read()
+    except OSError:
+        return "no manufacturer CA in the factory data to check the API against"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca)
+    name = dev.identity.get("device_id")
+    try:
+        r, w = await asyncio.wait_for_ms(
+            asyncio.open_connection("127.0.0.1", dev.port, ssl=ctx, server_hostname=name),
+            timeout_ms)
+        w.write(b"GET /api/health HTTP/1.1\r\nHost: %s\r\n\r\n" % name.encode())
+        await w.drain()
+        line = await asyncio.wait_for_ms(r.readline(), timeout_ms)
+        w.close()
+        await w.wait_closed()
+    except (OSError, asyncio.TimeoutError) as e:
+        return "local API did not answer: %r" % (e,)
+    if not line.startswith(b"HTTP/1.1 200"):
+        return "local API answered %r" % (line[:40],)
+    return None
+
+
+async def run(dev, timeout_ms=5000, ticks=3):
+    """Returns None when healthy, else the reason (shown to the owner after the rollback)."""
+    return await _control(dev.thermostat, timeout_ms, ticks) or await _api(dev, timeout_ms)

@@ -1,34 +1,149 @@
 # The product's basic function: a thermostat control loop that never waits on the network.
+# Hysteresis control of the heater relay around a set point, a local daily schedule, settings
+# persisted on the data filesystem so they survive power cuts and updates.
 import asyncio
 import time
 
 from micropython import const
 
+import store
+
 TICK_MS = const(250)
+SETPOINT_MIN = 5.0  # the product's range; the sensor reads -40..85 C but no room wants that
+SETPOINT_MAX = 30.0
+MAX_SCHEDULE = const(8)
+DEFAULTS = {"mode": "heat", "setpoint": 20.0, "hysteresis": 0.5, "schedule": [],
+            "utc_offset_min": 0}
+
+
+def _num(v, lo, hi, what):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("%s must be a number" % what)
+    if not lo <= v <= hi:
+        raise ValueError("%s must be between %s and %s" % (what, lo, hi))
+    return float(v)
+
+
+def _minutes(text):
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" \
+            or not (text[:2] + text[3:]).isdigit():
+        raise ValueError("schedule time must be HH:MM")
+    h, m = int(text[:2]), int(text[3:])
+    if h > 23 or m > 59:
+        raise ValueError("schedule time must be HH:MM between 00:00 and 23:59")
+    return h * 60 + m
+
+
+def validate(patch, current):
+    """Return new settings from `current` and a partial `patch`, or raise ValueError saying
+    exactly what is wrong. Nothing is applied unless every field is valid."""
+    if not isinstance(patch, dict) or not patch:
+        raise ValueError("send a JSON object with at least one setting")
+    new = dict(current)
+    for key, v in patch.items():
+        if key == "mode":
+            if v not in ("heat", "off"):
+                raise ValueError("mode must be 'heat' or 'off'")
+            new[key] = v
+        elif key == "setpoint":
+            new[key] = _num(v, SETPOINT_MIN, SETPOINT_MAX, "setpoint")
+        elif key == "hysteresis":
+            new[key] = _num(v, 0.1, 3.0, "hysteresis")
+        elif key == "utc_offset_min":
+            if isinstance(v, bool) or not isinstance(v, int) or not -720 <= v <= 840:
+                raise ValueError("utc_offset_min must be an integer between -720 and 840")
+            new[key] = v
+        elif key == "schedule":
+            if not isinstance(v, list) or len(v) > MAX_SCHEDULE:
+                raise ValueError("schedule must be a list of at most %d entries" % MAX_SCHEDULE)
+            entries = []
+            seen = set()
+            for e in v:
+                if not isinstance(e, dict) or sorted(e.keys()) != ["at", "setpoint"]:
+                    raise ValueError("schedule entries are {\"at\": \"HH:MM\", \"setpoint\": C}")
+                at = _minutes(e["at"])
+                if at in seen:
+                    raise ValueError("two schedule entries at %s" % e["at"])
+                seen.add(at)
+                entries.append({"at": e["at"], "setpoint": _num(e["setpoint"], SETPOINT_MIN,
+                                                                SETPOINT_MAX, "schedule setpoint")})
+            entries.sort(key=lambda e: e["at"])
+            new[key] = entries
+        else:
+            raise ValueError("unknown setting %r" % (key,))
+    return new
 
 
 class Thermostat:
-    """Hysteresis control of the heater relay around a set point (degrees Celsius)."""
+    """The control task and its settings. `path` is the settings record on the data fs."""
 
-    def __init__(self, hal, setpoint=20.0, hysteresis=0.5):
+    def __init__(self, hal, path=None, clock=time.time):
         self.hal = hal
-        self.setpoint = setpoint
-        self.hysteresis = hysteresis
+        self.path = path
+        self.clock = clock
+        saved = store.load(path) if path else None
+        try:
+            self.settings = validate(saved, DEFAULTS) if saved else dict(DEFAULTS)
+        except ValueError:
+            self.settings = dict(DEFAULTS)  # a damaged record must not stop the heating
         self.heating = False
         self.ticks = 0
         self.last_tick = None
+        self.max_gap_ms = 0
         self.temperature = None
+
+    def update(self, patch):
+        """Validate and apply a settings change; persisted before it takes effect."""
+        new = validate(patch, self.settings)
+        if self.path:
+            store.save(self.path, new)
+        self.settings = new
+        return new
+
+    def target(self):
+        """The set point in force now: the latest schedule entry today, else the manual one."""
+        s = self.settings
+        if s["mode"] == "off":
+            return None
+        sched = s["schedule"]
+        if not sched:
+            return s["setpoint"]
+        t = time.gmtime(int(self.clock()) + s["utc_offset_min"] * 60)
+        now = t[3] * 60 + t[4]
+        current = sched[-1]  # before the first entry of the day, yesterday's last one holds
+        for e in sched:
+            if _minutes(e["at"]) <= now:
+                current = e
+        return current["setpoint"]
 
     def step(self):
         t = self.hal.sensor.read()
         self.temperature = t
-        if t < self.setpoint - self.hysteresis:
+        target = self.target()
+        hyst = self.settings["hysteresis"]
+        if target is None:
+            self.heating = False
+        elif t < target - hyst:
             self.heating = True
-        elif t > self.setpoint + self.hysteresis:
+        elif t > target + hyst:
             self.heating = False
         self.hal.relay.value(self.heating)
+        now = time.ticks_ms()
+        if self.last_tick is not None:
+            gap = time.ticks_diff(now, self.last_tick)
+            if gap > self.max_gap_ms:
+                self.max_gap_ms = gap
         self.ticks += 1
-        self.last_tick = time.ticks_ms()
+        self.last_tick = now
+
+    def reset_gap(self):
+        """Start a new window for max_gap_ms (the largest time between two ticks)."""
+        self.max_gap_ms = 0
+
+    def state(self):
+        return {"temperature": self.temperature, "target": self.target(),
+                "heating": self.heating, "ticks": self.ticks, "tick_ms": TICK_MS,
+                "max_gap_ms": self.max_gap_ms, "settings": self.settings}
 
     async def run(self):
         while True:

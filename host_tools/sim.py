@@ -4,6 +4,7 @@ reboot it, cut its power, install bundles through its own installer, read its st
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,9 +46,31 @@ def _tool(d, *args, timeout=120):
                           f"{(proc.stderr or proc.stdout).strip()[-800:]}") from None
 
 
-def create(d, keys_dir, bundle_path, device_id=None, key_floor=1):
-    """A new simulated device in `d`: blank flash, factory data (trust anchors, identity),
-    and the bundle installed and confirmed in slot A by the device's own installer."""
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sim_config(d):
+    try:
+        return json.loads((Path(d) / "sim.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def https_address(d):
+    """HOST:PORT of the simulated device's local TLS API."""
+    return f"127.0.0.1:{sim_config(d).get('https_port', 8443)}"
+
+
+def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=None,
+           iterations=None, labels=None, heapsize=None, heap_sample_ms=0):
+    """A new simulated device in `d`: blank flash, factory data, and the bundle installed and
+    confirmed in slot A by the device's own installer. When `keys_dir` holds a manufacturer
+    CA, the device is provisioned as on the factory line (own id, password, key and
+    certificate; the result holds the password for the label); otherwise it gets only trust
+    anchors and an identity, and no local API."""
     d = Path(d)
     if image_path(d).exists():
         raise UsageError(f"{d} already holds a simulated device")
@@ -55,18 +78,29 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1):
     if not bundle_path.is_file():
         raise UsageError(f"bundle {bundle_path} not found")
     d.mkdir(parents=True, exist_ok=True)
+    cfg = {"https_port": https_port or _free_port()}
+    if heapsize:  # run the device with a board-sized heap (micropython -X heapsize=...)
+        cfg["heapsize"] = heapsize
+    if heap_sample_ms:  # benchmarks: record the peak live heap in run/heap.json
+        cfg["heap_sample_ms"] = heap_sample_ms
+    (d / "sim.json").write_text(json.dumps(cfg))
     flashimage.create_blank(image_path(d), board=BOARD)
-    identity = {"device_id": device_id or "sim-" + uuid.uuid4().hex[:12], "product": PRODUCT,
+    if (Path(keys_dir) / "ca.crt").exists():
+        from . import provision
+
+        rec = provision.provision(keys_dir, sim=d, key_floor=key_floor, labels=labels,
+                                  iterations=iterations or provision.DEFAULT_ITERATIONS)[0]
+        info = {**rec.public(), "password": rec.password}
+    else:
+        info = {"device_id": device_id or "sim-" + uuid.uuid4().hex[:12], "product": PRODUCT,
                 "model": MODEL, "board": BOARD}
-    factory = {
-        "anchors.json": json.dumps(keys.anchors(keys_dir, key_floor)).encode(),
-        "identity.json": json.dumps(identity).encode(),
-    }
-    flashimage.write_files(image_path(d), "fctry", factory, board=BOARD)
+        factory = {"anchors.json": json.dumps(keys.anchors(keys_dir, key_floor)).encode(),
+                   "identity.json": json.dumps(info).encode()}
+        flashimage.write_files(image_path(d), "fctry", factory, board=BOARD)
     result = _tool(d, "factory", str(bundle_path.resolve()))
     if not result["ok"]:
         raise VerifyError(result.get("verdict") or "REFUSED", result["text"])
-    return {"dir": str(d), **identity, "version": result.get("version")}
+    return {"dir": str(d), **info, "version": result.get("version")}
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -123,6 +157,22 @@ def wait_booted(d, timeout=30.0, proc=None, after=None):
             raise DeviceError("device stopped while booting:\n" + log_tail(d))
         time.sleep(0.05)
     raise DeviceError(f"device did not finish booting within {timeout:.0f} s:\n" + log_tail(d))
+
+
+def wait_api(d, timeout=20.0):
+    """Wait until the device's local API accepts connections (it starts after the boot)."""
+    host, port = https_address(d).rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return True
+        except OSError:
+            if not supervisor_pid(d):
+                raise DeviceError("device stopped:\n" + log_tail(d)) from None
+            time.sleep(0.05)
+    raise DeviceError(f"the device's API did not come up within {timeout:.0f} s:\n"
+                      + log_tail(d))
 
 
 def log_tail(d, lines=20):

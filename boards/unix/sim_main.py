@@ -21,6 +21,9 @@ class SimBoard(Hal):
         self.simdir = simdir
         self.boot_number = boot_number
         self.channel = simctl.Channel(simdir + "/run")
+        cfg = self._read_config(self._sim["config"])
+        self.https_port = cfg.get("https_port", 8443)
+        self.heap_sample_ms = cfg.get("heap_sample_ms", 0)
 
     def report(self, boot, mode):
         """Publish the boot decision for `iotctl sim status` (atomic write)."""
@@ -34,8 +37,27 @@ class SimBoard(Hal):
         os.rename(path + ".tmp", path)
 
     def services(self, boot):
-        """Board tasks the application runs beside its own: the simulator's service channel."""
-        return [simctl.serve(boot, self.channel)]
+        """Board tasks the application runs beside its own: the simulator's service channel
+        and, when sim.json asks for it (benchmarks), a sampler of the live heap."""
+        tasks = [simctl.serve(boot, self.channel)]
+        if self.heap_sample_ms:
+            tasks.append(self._sample_heap())
+        return tasks
+
+    async def _sample_heap(self):
+        # Live heap = allocated right after a collection; the peak goes to run/heap.json.
+        import asyncio
+        import gc
+        peak = 0
+        while True:
+            gc.collect()
+            live = gc.mem_alloc()
+            if live > peak:
+                peak = live
+                with open(self.simdir + "/run/heap.json", "w") as f:
+                    f.write(json.dumps({"peak_live_bytes": peak, "heap_bytes": live +
+                                        gc.mem_free()}))
+            await asyncio.sleep_ms(self.heap_sample_ms)
 
 
 def log(msg):
@@ -54,4 +76,5 @@ def main(simdir, boot_number):
     boot.run_app()
 
 
-main(sys.argv[1], int(sys.argv[2]))
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

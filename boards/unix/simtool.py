@@ -39,7 +39,8 @@ def sim_config():
         ident = json.loads(f.read())
     return {"board": board["board"], "product": ident["product"],
             "capacity": board["slot_capacity"], "root": board["data_mount"],
-            "anchors": board["factory_mount"] + "/anchors.json"}
+            "anchors": board["factory_mount"] + "/anchors.json",
+            "factory": board["factory_mount"]}
 
 
 if __name__ == "__main__":

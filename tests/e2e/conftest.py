@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from host_tools import bundle, keys, sim
-
+from host_tools import bundle, ca, keys, push, sim
 
 @pytest.fixture(scope="session")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
     keys.init(d)
+    ca.init(d)
     return d
 
 
@@ -58,3 +58,17 @@ def wait_for(d, pred, timeout=20.0):
             return st
         time.sleep(0.05)
     raise AssertionError(f"timed out; last status {json.dumps(st)}\n{sim.log_tail(d)}")
+
+
+@pytest.fixture
+def app_device(tmp_path, keydir, bundles):
+    """A running, provisioned device (own certificate and password) with v1 in slot A, and a
+    logged-in API client for it."""
+    d = tmp_path / "dev"
+    info = sim.create(d, keydir, bundles["v1"], iterations=1000)
+    sim.start(d)
+    sim.wait_api(d)
+    client = push.Device(sim.https_address(d), info["password"], ca=keydir / "ca.crt",
+                         name=info["device_id"])
+    yield d, client, info
+    sim.powercut(d)

@@ -86,7 +86,7 @@ def test_tampered_slot_falls_back_then_both_bad_is_alert_only(device, bundles):
     wait_for(device, lambda s: s["trial"] is False and s["slot"] == "b")
     sim.stop(device)
     img = sim.image_path(device)
-    flashimage.write_files(img, "vfs", {"slots/b/thermostat.py": b"import os  # evil\n"})
+    flashimage.write_files(img, "vfs", {"slots/b/thermostat.mpy": b"M\x06evil"})
     st = sim.start(device)
     assert (st["mode"], st["slot"], st["version"]) == ("normal", "a", "1.0.0")
     assert "slot b refused (b: BAD_FILE_HASH" in st["last"]

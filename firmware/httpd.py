@@ -1,0 +1,349 @@
+# httpd: a small HTTP/1.1 server for the device's local API and pages over TLS. Everything a client
+# controls is bounded: head size, header count, body size per route, time per read, connections.
+import asyncio
+import json
+
+from micropython import const
+
+MAX_HEAD = const(4096)  # request line + headers
+MAX_HEADERS = const(32)
+MAX_CONNS = const(4)
+READ_TIMEOUT_MS = const(10000)  # a client that stalls longer than this is dropped (408)
+
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
+
+# Sent with every response: no caching of personal data, no framing, no sniffing, no referrer,
+# no external anything; HSTS because the API is only ever served over TLS.
+SECURITY_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    ("Strict-Transport-Security", "max-age=31536000"),
+)
+
+
+class HTTPError(Exception):
+    """Abort the request with `status` and a precise, user-facing `message`."""
+
+    def __init__(self, status, message, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class Response:
+    def __init__(self, body=b"", status=200, content_type="application/json", headers=()):
+        self.status = status
+        self.body = body if isinstance(body, bytes) else body.encode()
+        self.content_type = content_type
+        self.headers = list(headers)
+
+
+async def _readinto(reader, mv):
+    """Stream.readinto() that waits out a TLS record still in flight (the socket was readable
+    but no whole record arrived yet: readinto returns None), as Stream.read() does."""
+    while True:
+        n = await reader.readinto(mv)
+        if n is not None:
+            return n
+
+
+def json_response(obj, status=200, headers=()):
+    return Response(json.dumps(obj), status, "application/json", headers)
+
+
+def error_body(status, message):
+    return json.dumps({"error": REASONS.get(status, "Error"), "message": message})
+
+
+def _unquote(s):
+    """Percent-decoding for URL components and form fields; strict: bad escapes raise."""
+    if "%" not in s and "+" not in s:
+        return s
+    out = bytearray()
+    b = s.replace("+", " ").encode()
+    i = 0
+    while i < len(b):
+        c = b[i]
+        if c == 0x25:  # '%'
+            h = b[i + 1:i + 3]
+            if len(h) != 2 or any(x not in b"0123456789abcdefABCDEF" for x in h):
+                raise HTTPError(400, "malformed percent-encoding")
+            out.append(int(h, 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    try:
+        return out.decode()
+    except UnicodeError:
+        raise HTTPError(400, "text is not valid UTF-8")
+
+
+def parse_qs(text, max_fields=16):
+    """Decode `a=1&b=2` into a dict; duplicate or too many fields are refused."""
+    out = {}
+    if not text:
+        return out
+    parts = text.split("&")
+    if len(parts) > max_fields:
+        raise HTTPError(400, "too many fields")
+    for part in parts:
+        k, _, v = part.partition("=")
+        k = _unquote(k)
+        if not k or k in out:
+            raise HTTPError(400, "empty or repeated field name")
+        out[k] = _unquote(v)
+    return out
+
+
+class Request:
+    __slots__ = ("method", "path", "query", "headers", "content_length", "remote", "_reader",
+                 "_left", "_extra", "_extra_pos", "state")
+
+    def __init__(self, method, path, query, headers, content_length, reader, extra, remote):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.content_length = content_length
+        self.remote = remote
+        self._reader = reader
+        self._left = content_length
+        self._extra = extra  # body bytes that arrived with the head
+        self._extra_pos = 0
+        self.state = {}  # for the application (session, ...)
+
+    def header(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def cookie(self, name):
+        raw = self.headers.get("cookie")
+        if not raw:
+            return None
+        for part in raw.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == name:
+                return v
+        return None
+
+    @property
+    def remaining(self):
+        return self._left
+
+    async def readinto(self, buf):
+        """Read the next body bytes into `buf`; 0 at the end of the body. Stalls time out."""
+        if self._left <= 0:
+            return 0
+        mv = memoryview(buf)
+        n = min(len(mv), self._left)
+        if self._extra_pos < len(self._extra):
+            k = min(n, len(self._extra) - self._extra_pos)
+            mv[:k] = self._extra[self._extra_pos:self._extra_pos + k]
+            self._extra_pos += k
+            self._left -= k
+            return k
+        k = await asyncio.wait_for_ms(_readinto(self._reader, mv[:n]), READ_TIMEOUT_MS)
+        if not k:
+            raise HTTPError(400, "connection closed %d bytes before the end of the body"
+                            % self._left)
+        self._left -= k
+        return k
+
+    async def body(self, limit):
+        """The whole body (at most `limit` bytes, else 413)."""
+        if self.content_length > limit:
+            raise HTTPError(413, "body is limited to %d bytes" % limit)
+        buf = bytearray(self.content_length)
+        mv = memoryview(buf)
+        got = 0
+        while got < len(buf):
+            got += await self.readinto(mv[got:])
+        return bytes(buf)
+
+    async def json(self, limit=2048):
+        ctype = (self.headers.get("content-type") or "").split(";")[0].strip()
+        if ctype != "application/json":
+            raise HTTPError(415, "expected Content-Type: application/json")
+        raw = await self.body(limit)
+        try:
+            return json.loads(raw.decode())
+        except (ValueError, UnicodeError):
+            raise HTTPError(400, "body is not valid JSON")
+
+    async def form(self, limit=2048):
+        ctype = (self.headers.get("content-type") or "").split(";")[0].strip()
+        if ctype != "application/x-www-form-urlencoded":
+            raise HTTPError(415, "expected a form (application/x-www-form-urlencoded)")
+        raw = await self.body(limit)
+        try:
+            return parse_qs(raw.decode())
+        except UnicodeError:
+            raise HTTPError(400, "form is not valid UTF-8")
+
+
+class Route:
+    __slots__ = ("method", "path", "handler", "max_body", "prefix")
+
+    def __init__(self, method, path, handler, max_body, prefix):
+        self.method = method
+        self.path = path
+        self.handler = handler
+        self.max_body = max_body
+        self.prefix = prefix
+
+
+def _split_head(head):
+    """Parse request line and headers; raises HTTPError with the precise reason."""
+    try:
+        text = head.decode()
+    except UnicodeError:
+        raise HTTPError(400, "request head is not valid UTF-8")
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+        raise HTTPError(400, "malformed request line")
+    method, target, _version = parts
+    if not method.isalpha() or not target.startswith("/"):
+        raise HTTPError(400, "malformed request line")
+    headers = {}
+    if len(lines) - 1 > MAX_HEADERS:
+        raise HTTPError(431, "more than %d headers" % MAX_HEADERS)
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        name = name.lower()
+        if not sep or not name or " " in name or "\t" in name:
+            raise HTTPError(400, "malformed header line")
+        if name in headers:
+            if name in ("content-length", "host", "cookie", "transfer-encoding"):
+                raise HTTPError(400, "repeated %s header" % name)
+            headers[name] += ", " + value.strip()
+        else:
+            headers[name] = value.strip()
+    path, _, qs = target.partition("?")
+    return method, _unquote(path), qs, headers
+
+
+class Server:
+    """Routes requests to `async handler(req) -> Response`. One request per connection."""
+
+    def __init__(self, log=print):
+        self.routes = []
+        self.log = log
+        self.active = 0
+        self.served = 0
+        self.before = None  # async hook(req, route) -> Response or None (e.g. auth)
+
+    def route(self, method, path, max_body=0):
+        """Decorator: register a handler; `path` ending in '*' matches a prefix."""
+        def deco(handler):
+            prefix = path.endswith("*")
+            self.routes.append(Route(method, path[:-1] if prefix else path, handler, max_body,
+                                     prefix))
+            return handler
+        return deco
+
+    def find(self, method, path):
+        allowed = False
+        for r in self.routes:
+            if r.path == path or (r.prefix and path.startswith(r.path)):
+                if r.method == method:
+                    return r
+                allowed = True
+        raise HTTPError(405 if allowed else 404,
+                        "method not allowed" if allowed else "no such resource")
+
+    async def _read_head(self, reader, buf):
+        mv = memoryview(buf)
+        pos = 0
+        while True:
+            n = await asyncio.wait_for_ms(_readinto(reader, mv[pos:]), READ_TIMEOUT_MS)
+            if not n:
+                return None, None
+            pos += n
+            end = buf.find(b"\r\n\r\n", 0, pos)
+            if end >= 0:
+                return bytes(mv[:end]), bytes(mv[end + 4:pos])
+            if pos >= len(buf):
+                raise HTTPError(431, "request head is larger than %d bytes" % MAX_HEAD)
+
+    async def handle(self, reader, writer):
+        if self.active >= MAX_CONNS:
+            await self._send(writer, Response(error_body(503, "busy"), 503,
+                                              headers=(("Retry-After", "2"),)))
+            await self._close(writer)
+            return
+        self.active += 1
+        try:
+            resp = await self._dispatch(reader)
+            if resp is not None:
+                await self._send(writer, resp)
+        except OSError:
+            pass  # the client went away
+        finally:
+            self.active -= 1
+            self.served += 1
+            await self._close(writer)
+
+    async def _dispatch(self, reader):
+        remote = None
+        try:
+            head, extra = await self._read_head(reader, bytearray(MAX_HEAD))
+            if head is None:
+                return None
+            method, path, qs, headers = _split_head(head)
+            if "transfer-encoding" in headers:
+                raise HTTPError(411, "chunked bodies are not accepted; send Content-Length")
+            cl = headers.get("content-length", "0")
+            if not cl.isdigit() or len(cl) > 10:
+                raise HTTPError(400, "malformed Content-Length")
+            length = int(cl)
+            route = self.find(method, path)
+            if length > route.max_body:
+                raise HTTPError(413, "body is limited to %d bytes" % route.max_body)
+            req = Request(method, path, parse_qs(qs), headers, length, reader, extra, remote)
+            if self.before:
+                resp = await self.before(req, route)
+                if resp is not None:
+                    return resp
+            return await route.handler(req)
+        except HTTPError as e:
+            return Response(error_body(e.status, e.message), e.status, headers=e.headers)
+        except asyncio.TimeoutError:
+            return Response(error_body(408, "the client stopped sending"), 408)
+        except (ValueError, TypeError, KeyError) as e:
+            # A handler met input it did not expect: refuse it rather than fail the device.
+            self.log("http: rejected request: %r" % (e,))
+            return Response(error_body(400, "invalid request"), 400)
+
+    async def _send(self, writer, resp):
+        head = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "Status")),
+                "Content-Type: " + resp.content_type,
+                "Content-Length: %d" % len(resp.body), "Connection: close"]
+        for k, v in SECURITY_HEADERS:
+            head.append(k + ": " + v)
+        for k, v in resp.headers:
+            head.append(k + ": " + v)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        if resp.body:
+            writer.write(resp.body)
+        await writer.drain()
+
+    async def _close(self, writer):
+        try:
+            writer.close()
+            await writer.wait_closed()
+        except OSError:
+            pass
+
+    async def serve(self, host, port, ssl):
+        """Listen on host:port with TLS (`ssl` is the server SSLContext)."""
+        return await asyncio.start_server(self.handle, host, port, backlog=MAX_CONNS, ssl=ssl)
