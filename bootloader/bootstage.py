@@ -89,10 +89,14 @@ class Boot:
         return False
 
     def _rollback(self, st, reason):
+        failed = st["pending"]
         st["pending"] = None
         st["trials"] = 0
         st["last"] = "rolled back: " + reason
         slotstate.save(self.state_path, st)
+        # The failed slot still carries a valid signature: remove its signed prefix so that a
+        # later fallback can never boot a version that already failed its trial.
+        slots.invalidate(self.root, failed)
         self.log("boot: " + st["last"])
 
     @property

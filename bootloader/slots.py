@@ -29,6 +29,14 @@ def prefix_path(root, slot):
     return root + "/slots/" + slot + ".bnd"
 
 
+def invalidate(root, slot):
+    """Make a slot unbootable by removing its signed prefix (one flash operation)."""
+    try:
+        os.remove(prefix_path(root, slot))
+    except OSError:
+        pass
+
+
 def _exists(path):
     try:
         os.stat(path)
@@ -152,10 +160,7 @@ class Installer:
                                             self.anchors, self.policy)
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
-        try:
-            os.remove(prefix_path(self.root, self.target))
-        except OSError:
-            pass
+        invalidate(self.root, self.target)
         _rmtree(slot_dir(self.root, self.target))
         _makedirs(slot_dir(self.root, self.target))
         self._files = self.verified.manifest["files"]

@@ -145,8 +145,11 @@ def push(dev, bundle_path, progress=None, wait=True, timeout=90.0):
                            {"Content-Type": "application/octet-stream"}, progress)
     if status != 200:
         msg = doc.get("message") or ""
-        verdict = msg.split(":", 1)[0] if status in (409, 422) and ":" in msg else "REFUSED"
-        raise VerifyError(verdict, f"device refused the update ({status}): {msg}")
+        if status in (409, 422) and ":" in msg:
+            verdict, detail = (part.strip() for part in msg.split(":", 1))
+        else:
+            verdict, detail = "REFUSED", f"device refused the update ({status}): {msg}"
+        raise VerifyError(verdict, detail)
     new = doc["version"]
     result = {"from": before["version"], "installed": new, "slot": doc["slot"],
               "notes": doc.get("notes"), "security_fix": doc.get("security_fix"),

@@ -80,6 +80,7 @@ def test_refused_uploads_keep_the_running_version(app_device, bundles, tmp_path,
     with pytest.raises(VerifyError) as e:
         push.push(dev, path)
     assert e.value.verdict == verdict, e.value
+    time.sleep(0.6)  # a few control ticks
     after = dev.status()
     assert after["version"] == before["version"] and after["update"]["verdict"] == verdict
     assert after["slots"]["pending"] is None

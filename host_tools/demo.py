@@ -1,0 +1,175 @@
+"""`make demo` / `iotctl demo`: the end-to-end story on a simulated board, told step by step."""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from . import bundle, ca, flashimage, keys, push, sim, verify
+from .errors import VerifyError
+from .mpy import REPO
+
+console = Console(highlight=False)
+
+
+def step(title):
+    console.rule(f"[bold cyan]{title}")
+
+
+def show(st):
+    mode = st["mode"]
+    colour = "green" if mode == "normal" else "red"
+    console.print(f"  device: [bold]{st['state']}[/], mode [{colour}]{mode}[/], slot "
+                  f"[bold]{st['slot']}[/], version [bold]{st['version']}[/]"
+                  + (" [yellow](trial)[/]" if st.get("trial") else ""))
+    if st.get("last"):
+        console.print(f"  last event: {st['last']}")
+    for r in st.get("reasons") or []:
+        console.print(f"  [red]refused[/]: {r}")
+
+
+def show_thermostat(dev):
+    st = dev.status()
+    t = st["thermostat"]
+    console.print(f"  thermostat: {t['temperature']:.2f} C, target {t['target']} C, heater "
+                  f"{'ON' if t['heating'] else 'off'}, {t['ticks']} control ticks "
+                  f"(every {t['tick_ms']} ms); running {st['version']} from slot {st['slot']}")
+    return st
+
+
+def wait(d, pred, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = sim.status(d)
+        if pred(st):
+            return st
+        time.sleep(0.05)
+    raise VerifyError("DEMO", "device did not reach the expected state:\n" + sim.log_tail(d))
+
+
+def push_with_bar(dev, path):
+    size = Path(path).stat().st_size
+    with Progress("  [progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=console) as bar:
+        task = bar.add_task(f"pushing {Path(path).name}", total=size)
+        return push.push(dev, path, progress=lambda n: bar.update(task, completed=n))
+
+
+def run(out=REPO / "demo-out"):
+    out = Path(out)
+    if out.exists():
+        if (out / "device").exists():
+            sim.powercut(out / "device")
+        shutil.rmtree(out)
+    out.mkdir()
+    kd, dev_dir = out / "keys", out / "device"
+    console.print(Panel.fit("Secure IoT reference firmware: the story so far, on the simulated "
+                            "board `unix`\n(real MicroPython unix port, NOR-flash image, littlefs, "
+                            "real TLS)", style="bold"))
+
+    step("1. Keys: an offline root key certifies the update key; a manufacturer CA")
+    keys.init(kd)
+    ca.init(kd)
+    cert = keys.parse_cert(keys.current_update_key(kd)[1])
+    console.print(f"  $ iotctl keys init --dir {kd} && iotctl ca init --dir {kd}")
+    console.print(f"  root key (ed25519), update key serial {cert.serial}, manufacturer CA "
+                  "(EC P-256); private keys 0600")
+
+    step("2. A signed app bundle, checked by the device's own verifier")
+    v1, v2, bad = out / "app-1.0.0.bin", out / "app-1.1.0.bin", out / "app-1.2.0-broken.bin"
+    bundle.build(kd, ["unix"], "1.0.0", 1, out=v1, notes="First release.")
+    verdict = verify.device_verdict(v1, kd)
+    info = verify.describe(v1)
+    console.print(f"  $ iotctl build --keys {kd} --board unix --version 1.0.0 "
+                  f"--security-version 1 -o {v1}")
+    console.print(f"  {info['size']} bytes, {len(info['manifest']['files'])} files (precompiled "
+                  f".mpy); iotctl inspect: [green]{verdict['verdict']}[/] ({verdict['text']})")
+
+    step("3. Factory: provision a device (own id, password, key, certificate), flash v1.0.0")
+    dev_info = sim.create(dev_dir, kd, v1, labels=out / "labels", speed=120)
+    console.print(f"  $ iotctl sim create {dev_dir} --keys {kd} --bundle {v1}")
+    console.print(f"  device id [bold]{dev_info['device_id']}[/], password on the label only; "
+                  f"label: {dev_info['labels'].get('png')}")
+    show(sim.start(dev_dir))
+    sim.wait_api(dev_dir)
+    address = sim.https_address(dev_dir)
+    dev = push.Device(address, dev_info["password"], ca=kd / "ca.crt",
+                      name=dev_info["device_id"])
+    console.print(f"  local API: https://{address} (certificate for {dev_info['device_id']}, "
+                  "checked against the manufacturer CA); the room runs 120x real time")
+    for _ in range(3):
+        time.sleep(1.0)
+        show_thermostat(dev)
+
+    step("4. A pushed update streams into slot B while the thermostat keeps running")
+    meta, files = bundle.collect_app()
+    files["assets/schedule-presets.bin"] = os.urandom(1 << 20)  # a 1 MiB update
+    bundle.build(kd, ["unix"], "1.1.0", 1, out=v2, files=files, product=meta["product"],
+                 notes="Smoother heating schedule.")
+    console.print(f"  $ iotctl push {v2.name} --device {address} --ca {kd}/ca.crt")
+    result = push_with_bar(dev, v2)
+    console.print(f"  [green]{result['result']}[/]: {result['from']} -> {result['version']} "
+                  f"(slot {result['slot']}); release notes: \"{result['notes']}\"")
+    console.print(f"  while 1 MiB streamed in, the longest gap between two control ticks was "
+                  f"[bold]{result['control_max_gap_ms']} ms[/] (nominal {result['tick_ms']} ms);"
+                  " then a restart into slot B, the self-test, and the confirmation")
+    show_thermostat(dev)
+
+    step("5. Tampering with slot B's code on flash: the boot stage refuses it, falls back")
+    sim.stop(dev_dir)
+    flashimage.write_files(sim.image_path(dev_dir), "vfs",
+                           {"slots/b/thermostat.mpy": b"M\x06\x00\x1f implant"})
+    console.print("  (wrote a modified thermostat.mpy into slot B of the flash image)")
+    show(sim.start(dev_dir))
+
+    step("6. Both slots tampered with: alert-only mode")
+    sim.stop(dev_dir)
+    flashimage.write_files(sim.image_path(dev_dir), "vfs",
+                           {"slots/a/app.mpy": b"M\x06\x00\x1f pwned"})
+    show(sim.start(dev_dir))
+    hw = json.loads((dev_dir / "status.json").read_text())
+    console.print(f"  LED pattern: [red]{hw['led']['pattern']}[/]; no network, no control, "
+                  "no API")
+    for line in sim.log_tail(dev_dir, 5).splitlines():
+        if "ALERT-ONLY" in line:
+            console.print(f"  log: [red]{line.strip()}[/]")
+
+    step("7. Recovery: only a signed bundle is accepted (service port)")
+    sim.install(dev_dir, v2)
+    show(wait(dev_dir, lambda s: s["mode"] == "normal" and s["trial"] is False))
+    sim.wait_api(dev_dir)
+
+    step("8. A broken release: its self-test fails, the device rolls back by itself")
+    files = dict(bundle.collect_app()[1])
+    files["selftest.py"] = b"async def run(dev, *a):\n    return 'sensor driver missing'\n"
+    bundle.build(kd, ["unix"], "1.2.0", 1, out=bad, files=files, product=meta["product"])
+    result = push_with_bar(dev, bad)
+    reason = result["reason"].replace("rolled back: ", "")
+    console.print(f"  [red]rolled back[/] to {result['version']}: {reason}")
+
+    step("9. Refused before a byte is written: a stranger's key; refused at the end: a flipped byte")
+    flipped = out / "flipped.bin"
+    data = bytearray(v2.read_bytes())
+    data[-10] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    keys.init(out / "stranger")
+    stranger = out / "stranger.bin"
+    bundle.build(out / "stranger", ["unix"], "6.6.6", 9, out=stranger)
+    for label, path in (("stranger's key", stranger), ("flipped byte", flipped)):
+        try:
+            push.push(dev, path)
+        except VerifyError as e:
+            console.print(f"  {label}: [red]{e.verdict}[/] - {e.detail}")
+    show_thermostat(dev)
+    sim.stop(dev_dir)
+    console.print(Panel.fit(f"Done. Everything is in {out}/ (keys, bundles, label, the "
+                            "device's flash image and log).", style="green"))
+
+
+if __name__ == "__main__":
+    run()
