@@ -14,6 +14,8 @@ import os
 import micropython
 from micropython import const
 
+import store
+
 ALG = "pbkdf2-sha256"
 MIN_LEN = const(8)  # characters (NIST SP 800-63B: at least 8 for a chosen secret)
 MAX_LEN = const(128)  # characters; at least 64 must be allowed, bounded so a check stays cheap
@@ -131,31 +133,8 @@ def _read_json(path):
 
 
 def _write_json(path, doc):
-    _makedirs(path.rsplit("/", 1)[0])
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(doc))
-    os.rename(tmp, path)
-
-
-def _makedirs(path):
-    at = ""
-    for part in path.split("/"):
-        if not part:
-            continue
-        at += "/" + part if (at or path.startswith("/")) else part
-        try:
-            os.mkdir(at)
-        except OSError:
-            pass  # exists (or the parent is a mount point)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-        return True
-    except OSError:
-        return False
+    store.makedirs(path.rsplit("/", 1)[0])
+    store.save(path, doc)
 
 
 def delay_for(failures):
@@ -249,7 +228,7 @@ class Credentials:
         if self._failures:
             _write_json(self.state_path, {"failures": self._failures, "until": self._until})
         else:
-            _remove(self.state_path)
+            store.remove(self.state_path)
 
     def _gate(self, password, now):
         wait = self.next_attempt_in(now)
@@ -304,8 +283,8 @@ class Credentials:
     def factory_reset(self):
         """Forget the owner's password and the failure counter: the device's own factory
         password (the one on its label) applies again."""
-        _remove(self.owner_path + ".tmp")
-        removed = _remove(self.owner_path)
+        store.remove(self.owner_path + ".tmp")
+        removed = store.remove(self.owner_path)
         self._failures = 0
         self._until = 0
         self._save_state()

@@ -49,6 +49,12 @@ def test_failing_self_test_rolls_back_by_itself(device, bundles):
     st = wait_for(device, lambda s: s["slot"] == "a" and s["boot"] >= 3)
     assert st["version"] == "1.0.0" and st["trial"] is False
     assert "self-test of 2.1.0 failed: sensor driver missing" in st["last"]
+    # the failed release keeps a valid signature but must never be fallen back to
+    sim.stop(device)
+    assert "slots/b.bnd" not in flashimage.list_files(sim.image_path(device), "vfs")
+    flashimage.write_files(sim.image_path(device), "vfs", {"slots/a/app.mpy": b"tampered"})
+    st = sim.start(device)
+    assert st["mode"] == "alert-only" and any("EMPTY_SLOT" in r for r in st["reasons"])
 
 
 @pytest.mark.parametrize("name, verdict", [
