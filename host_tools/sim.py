@@ -65,7 +65,8 @@ def https_address(d):
 
 
 def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=None,
-           iterations=None, labels=None, heapsize=None, heap_sample_ms=0, speed=None):
+           iterations=None, labels=None, heapsize=None, heap_sample_ms=0, speed=None,
+           free_heap_kib=None):
     """A new simulated device in `d`: blank flash, factory data, and the bundle installed and
     confirmed in slot A by the device's own installer. When `keys_dir` holds a manufacturer
     CA, the device is provisioned as on the factory line (own id, password, key and
@@ -85,6 +86,8 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=Non
         cfg["heap_sample_ms"] = heap_sample_ms
     if speed:  # the simulated room runs this many times faster than real time
         cfg["speed"] = speed
+    if free_heap_kib:  # benchmarks: boot stage and HAL counted as frozen, N KiB free beyond
+        cfg["free_heap_kib"] = free_heap_kib
     (d / "sim.json").write_text(json.dumps(cfg))
     flashimage.create_blank(image_path(d), board=BOARD)
     if (Path(keys_dir) / "ca.crt").exists():

@@ -191,3 +191,26 @@ def test_push_and_status_cli(app_device, bundles, keydir, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         cli_main(["push", str(bundles["bad"]), *args, "--json"])
     assert e.value.code == 7  # rolled back
+
+
+def test_pinned_device_certificate(app_device, tmp_path):
+    """Without the manufacturer CA, the owner can pin the device's own certificate: that
+    certificate and nothing else is trusted, and its name is taken from it."""
+    from host_tools import flashimage
+    d, dev, info = app_device
+    pin = tmp_path / "device.der"
+    pin.write_bytes(flashimage.read_file(sim.image_path(d), "fctry", "device.crt.der"))
+    pinned = push.Device(sim.https_address(d), dev.password, pin=pin)
+    assert pinned.name == info["device_id"]
+    assert pinned.status()["device_id"] == info["device_id"]
+    other = tmp_path / "other"
+    other.mkdir()
+    from host_tools import ca as camod
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    camod.init(other)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = camod.issue_device(camod.load(other), info["device_id"], key.public_key())
+    (tmp_path / "wrong.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(DeviceError, match="not trusted"):
+        push.Device(sim.https_address(d), dev.password, pin=tmp_path / "wrong.der").status()

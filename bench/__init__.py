@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): one flat JSON object of named figures in bench.json."""

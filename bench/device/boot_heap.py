@@ -1,0 +1,25 @@
+# Smallest heap for the boot stage: mount, choose and fully verify a slot, as at power-on.
+#   micropython [-X heapsize=N] boot_heap.py SIMDIR [FREE_KIB]   -> prints BOOT-OK slot version
+# With FREE_KIB the boot stage's code counts as frozen (as in production firmware): it is
+# loaded first, then the heap is filled until only FREE_KIB KiB stay free.
+import sys
+
+import bootstage
+import flash
+from simtool import sim_config
+
+
+class NoHal:
+    def reset(self):
+        pass
+
+
+fl = flash.Flash(sys.argv[1] + "/flash.bin")  # simulated hardware, not firmware
+if len(sys.argv) > 2:
+    import sim_main
+
+    ballast = sim_main.reserve_heap(int(sys.argv[2]))
+flash.mount_factory(fl)
+flash.mount_data(fl)
+b = bootstage.start(NoHal(), sim_config(), lambda m: None)
+print("BOOT-OK" if b.slot else "BOOT-FAILED", b.slot, b.version)
