@@ -140,7 +140,7 @@ class Bench:
         """Does the whole app (API, TLS, an update in flight, restart, self-test, confirm)
         work with `kib` KiB? frozen: the boot stage and HAL count as frozen firmware and kib
         is the heap left for the rest; otherwise kib is the unix port's whole -X heapsize."""
-        kw = {"free_heap_kib": kib} if frozen else {"heapsize": f"{kib}k"}
+        kw = {"free_heap_kib": kib, "heapsize": "1m"} if frozen else {"heapsize": f"{kib}k"}
         try:
             d, dev = self.device(**kw)
         except Exception:  # noqa: BLE001 - did not even boot at this size

@@ -31,7 +31,7 @@ def _device(tmp, alg="ed25519"):
 
 def _boots(dev, kib, frozen):
     if frozen:  # boot-stage code loaded first, then only `kib` KiB left free
-        proc = mpy.run(HERE / "boot_heap.py", [dev, kib], timeout=60)
+        proc = mpy.run(HERE / "boot_heap.py", [dev, kib], heapsize="1m", timeout=60)
     else:
         proc = mpy.run(HERE / "boot_heap.py", [dev], heapsize=f"{kib}k", timeout=60)
     return proc.returncode == 0 and "BOOT-OK" in proc.stdout

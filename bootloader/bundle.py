@@ -63,7 +63,7 @@ class Verified:
 def parse_header(raw):
     if len(raw) < HEADER_LEN:
         raise Reject("TRUNCATED", "header is %d of %d bytes" % (len(raw), HEADER_LEN))
-    if raw[0:4] != b"IOTB":
+    if bytes(raw[0:4]) != b"IOTB":
         raise Reject("BAD_MAGIC", "not an update bundle")
     fmt, kind, alg, reserved, mlen, clen, slen, plen = struct.unpack_from("<BBBBIHHI", raw, 4)
     if fmt != 1:
@@ -85,7 +85,7 @@ def parse_header(raw):
 
 
 def parse_cert(raw):
-    if len(raw) < CERT_FIXED or raw[0:4] != b"IOTK":
+    if len(raw) < CERT_FIXED or bytes(raw[0:4]) != b"IOTK":
         raise Reject("BAD_CERT", "not an update-key certificate")
     ver, key_alg, root_alg, reserved, serial, not_after = struct.unpack_from("<BBBBII", raw, 4)
     (key_len,) = struct.unpack_from("<H", raw, 24)
@@ -156,7 +156,7 @@ def _version_ok(v):
 def parse_manifest(raw, header):
     """Decode and validate an authenticated manifest; returns the dict."""
     try:
-        m = json.loads(bytes(raw).decode())
+        m = json.loads(raw)  # a memoryview into the prefix: no copy
     except (ValueError, UnicodeError):
         raise Reject("BAD_MANIFEST", "manifest is not UTF-8 JSON")
     if not isinstance(m, dict) or sorted(m.keys()) != sorted(MANIFEST_KEYS):
@@ -214,29 +214,53 @@ def check_rules(m, policy):
         raise Reject("TOO_LARGE", "payload does not fit the %d-byte slot" % policy["capacity"])
 
 
-def read_exact(stream, n, what):
-    buf = bytearray(n)
+def read_exact(stream, n, what, into=None):
+    buf = into if into is not None else bytearray(n)
     mv = memoryview(buf)
     got = 0
     while got < n:
-        k = stream.readinto(mv[got:])
+        k = stream.readinto(mv[got:n])
         if not k:
             raise Reject("TRUNCATED", "stream ended inside the %s (%d of %d bytes)" % (what, got, n))
         got += k
     return buf
 
 
+def prefix_len(header):
+    return HEADER_LEN + header.manifest_len + header.cert_len + header.sig_len
+
+
+def read_prefix(stream):
+    """The whole signed prefix (header, manifest, certificate, signature) in one buffer."""
+    head = read_exact(stream, HEADER_LEN, "header")
+    buf = bytearray(prefix_len(parse_header(head)))
+    buf[:HEADER_LEN] = head
+    read_exact(stream, len(buf) - HEADER_LEN, "signed prefix", memoryview(buf)[HEADER_LEN:])
+    return buf
+
+
 def authenticate(stream, anchors, policy):
-    """Read and authenticate a bundle prefix from `stream`; returns Verified or raises Reject.
+    """Read a bundle prefix from `stream` and authenticate it (see authenticate_prefix)."""
+    return authenticate_prefix(read_prefix(stream), anchors, policy)
+
+
+def authenticate_prefix(buf, anchors, policy):
+    """Authenticate a complete bundle prefix held in `buf`; returns Verified or raises Reject.
 
     The update key's certificate and the signature over the header are checked before the
-    manifest is parsed, and every rule before the caller reads one payload byte."""
-    header = parse_header(read_exact(stream, HEADER_LEN, "header"))
-    manifest_raw = read_exact(stream, header.manifest_len, "manifest")
+    manifest is parsed, and every rule before the caller reads one payload byte. The parts
+    are memoryviews into `buf`: nothing is copied."""
+    mv = memoryview(buf)
+    header = parse_header(mv[:HEADER_LEN])
+    c0 = HEADER_LEN + header.manifest_len
+    s0 = c0 + header.cert_len
+    if len(buf) != s0 + header.sig_len:
+        raise Reject("TRUNCATED", "signed prefix is %d of %d bytes" % (len(buf), s0 + header.sig_len))
+    manifest_raw = mv[HEADER_LEN:c0]
     if hashlib.sha256(manifest_raw).digest() != header.manifest_sha256:
         raise Reject("BAD_MANIFEST_HASH", "manifest does not match the header's SHA-256")
-    cert = parse_cert(read_exact(stream, header.cert_len, "certificate"))
-    sig = read_exact(stream, header.sig_len, "signature")
+    cert = parse_cert(mv[c0:s0])
+    sig = mv[s0:]
     check_cert(cert, anchors, policy["key_floor"], policy.get("now", 0))
     if cert.key_alg != header.alg:
         raise Reject("BAD_SIGNATURE", "header algorithm does not match the update key")
@@ -244,5 +268,4 @@ def authenticate(stream, anchors, policy):
         raise Reject("BAD_SIGNATURE", "signature over the header is invalid")
     manifest = parse_manifest(manifest_raw, header)
     check_rules(manifest, policy)
-    prefix = header.raw + manifest_raw + cert.raw + sig
-    return Verified(header, cert, manifest, prefix)
+    return Verified(header, cert, manifest, buf)

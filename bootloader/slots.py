@@ -7,20 +7,6 @@ import slotstate
 from bundle import Reject
 
 
-class _PrefixReader:
-    """A readinto() view of the bytes collected so far (the bundle prefix)."""
-
-    def __init__(self, mv):
-        self._mv = mv
-        self._pos = 0
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self._mv) - self._pos)
-        buf[:n] = self._mv[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-
 def slot_dir(root, slot):
     return root + "/slots/" + slot
 
@@ -156,8 +142,7 @@ class Installer:
         self.written = 0
 
     def _begin_payload(self):
-        self.verified = bundle.authenticate(_PrefixReader(memoryview(self._pre)),
-                                            self.anchors, self.policy)
+        self.verified = bundle.authenticate_prefix(self._pre, self.anchors, self.policy)
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
         invalidate(self.root, self.target)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 
-import micropython
 from micropython import const
 
 import store
@@ -43,14 +42,6 @@ class CredentialError(Exception):
         self.retry_after = retry_after
 
 
-@micropython.viper
-def _xor32(acc: ptr8, u: ptr8):
-    i = 0
-    while i < 32:
-        acc[i] ^= u[i]
-        i += 1
-
-
 def pbkdf2_sha256(password, salt, iterations):
     """PBKDF2-HMAC-SHA256 (RFC 8018), one 32-byte block. HMAC is done by hand because the
     port has no hmac module and no hash.copy(): each iteration hashes ipad||U and then
@@ -69,14 +60,17 @@ def pbkdf2_sha256(password, salt, iterations):
     h.update(b"\x00\x00\x00\x01")
     outer[_BLOCK:] = h.digest()
     u = hashlib.sha256(outer).digest()
-    acc = bytearray(u)
+    # The running XOR of the U blocks as one 256-bit integer: a single C-level operation per
+    # iteration, faster than a byte loop (even in viper) and with no native code to ship.
+    acc = int.from_bytes(u, "big")
     sha = hashlib.sha256
+    from_bytes = int.from_bytes
     for _ in range(iterations - 1):
         inner[_BLOCK:] = u
         outer[_BLOCK:] = sha(inner).digest()
         u = sha(outer).digest()
-        _xor32(acc, u)
-    return bytes(acc)
+        acc ^= from_bytes(u, "big")
+    return acc.to_bytes(_DIGEST, "big")
 
 
 def equal(a, b):

@@ -5,7 +5,7 @@ import json
 
 from micropython import const
 
-MAX_HEAD = const(4096)  # request line + headers
+MAX_HEAD = const(2048)  # request line + headers
 MAX_HEADERS = const(32)
 MAX_CONNS = const(4)
 READ_TIMEOUT_MS = const(10000)  # a client that stalls longer than this is dropped (408)
@@ -238,6 +238,9 @@ class Server:
     def __init__(self, log=print):
         self.routes = []
         self.log = log
+        # One head buffer per connection slot, made once: no 2 KiB allocation per request
+        # that could fail on a fragmented heap.
+        self._free = [bytearray(MAX_HEAD) for _ in range(MAX_CONNS)]
         self.active = 0
         self.served = 0
         self.before = None  # async hook(req, route) -> Response or None (e.g. auth)
@@ -282,21 +285,33 @@ class Server:
             await self._close(writer)
             return
         self.active += 1
+        buf = self._free.pop()
         try:
-            resp = await self._dispatch(reader)
+            resp = await self._dispatch(reader, buf)
             if resp is not None:
                 await self._send(writer, resp)
         except OSError:
             pass  # the client went away
+        except MemoryError as e:
+            # Out of heap in this request: answer if we can, and keep serving the others.
+            import sys
+
+            sys.print_exception(e)
+            try:
+                await self._send(writer, Response(error_body(503, "low on memory"), 503,
+                                                  headers=(("Retry-After", "2"),)))
+            except (OSError, MemoryError):
+                pass
         finally:
+            self._free.append(buf)
             self.active -= 1
             self.served += 1
             await self._close(writer)
 
-    async def _dispatch(self, reader):
+    async def _dispatch(self, reader, buf):
         remote = None
         try:
-            head, extra = await self._read_head(reader, bytearray(MAX_HEAD))
+            head, extra = await self._read_head(reader, buf)
             if head is None:
                 return None
             method, path, qs, headers = _split_head(head)

@@ -59,13 +59,18 @@ class Room:
 
 
 class TempSensor:
-    """Reads the room in degrees Celsius, with a sensor's 1/16 degree resolution."""
+    """Reads the room in degrees Celsius, with a sensor's 1/16 degree resolution.
+    `observed` (optional) is called after each read (the board publishes the room's state)."""
 
-    def __init__(self, room):
+    def __init__(self, room, observed=None):
         self._room = room
+        self._observed = observed
 
     def read(self):
-        return round(self._room.temperature() * 16) / 16
+        t = round(self._room.temperature() * 16) / 16
+        if self._observed:
+            self._observed()
+        return t
 
 
 class Relay:
@@ -172,9 +177,13 @@ class Hal:
         self._sim = sim
         cfg = self._read_config(sim["config"])
         self._ticks = ticks or time.ticks_ms
+        # The room does not cool down to start_c because the device restarted: continue from
+        # the temperature last published (a reset or update takes well under a second).
+        last = self._read_config(sim["status"]).get("temp_c") if ticks is None else None
         self.room = Room(self._ticks, speed if speed is not None else cfg.get("speed", 1),
-                         cfg.get("outside_c", 5.0), cfg.get("start_c", 18.0))
-        self.sensor = TempSensor(self.room)
+                         cfg.get("outside_c", 5.0), last or cfg.get("start_c", 18.0))
+        self.sensor = TempSensor(self.room, self._publish_now_and_then)
+        self._published = self._ticks()
         self.relay = Relay(self.room, self._publish)
         self.led = Led(self._ticks, self._publish)
         self.button = Button(self._path(sim["button"]))
@@ -188,7 +197,7 @@ class Hal:
         try:
             with open(self._path(name)) as f:
                 return json.load(f)
-        except OSError:
+        except (OSError, ValueError):
             return {}
 
     @property
@@ -217,12 +226,19 @@ class Hal:
                 "relay": {"on": bool(self.room.heating), "switches": self.relay.switches},
                 "temp_c": self.room.temperature(), "sim_s": self.room.sim_s}
 
+    def _publish_now_and_then(self):
+        # Keep status.json's room temperature fresh (every 2 s) so that a restarted device
+        # finds the room as it was, not back at its starting temperature.
+        if time.ticks_diff(self._ticks(), self._published) >= 2000:
+            self._publish()
+
     def _publish(self):
         # Temp file then rename: the host never reads a half-written status.
         path = self._path(self._sim["status"])
         with open(path + ".tmp", "w") as f:
             json.dump(self.status(), f)
         os.rename(path + ".tmp", path)
+        self._published = self._ticks()
 
     def reset(self):
         """Restart the device: the process exits with the code the sim supervisor restarts on."""

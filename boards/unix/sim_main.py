@@ -67,16 +67,27 @@ def log(msg):
 def reserve_heap(kib):
     """Model a board whose boot stage and HAL are frozen into the firmware: their bytecode is
     already loaded here (the unix port cannot freeze), so fill the heap until only `kib` KiB
-    stay free for everything else. Used by benchmarks through sim.json "free_heap_kib"."""
+    stay free for everything else. The ballast is made of single-block objects (boxed
+    floats): first fit puts them into every hole between the loaded code, so what stays free
+    is one contiguous region, as on a board. Used by benchmarks (sim.json "free_heap_kib")."""
     import gc
     import ed25519  # noqa: F401  (frozen code on a board)
     import p256  # noqa: F401
-    ballast = []
     gc.collect()
-    while gc.mem_free() > kib * 1024 + 4096:
-        ballast.append(bytearray(min(16384, gc.mem_free() - kib * 1024 - 2048)))
+    target = kib * 1024
+    chunks = [None] * ((gc.mem_free() - target) // 8192 + 8)
+    n = 0
+    x = 0.5
+    while gc.mem_free() > target and n < len(chunks):
+        chunk = [None] * 256
+        for j in range(256):
+            chunk[j] = x + j  # a new boxed float: one GC block
+            if not j % 32 and gc.mem_free() <= target:
+                break
+        chunks[n] = chunk
+        n += 1
     gc.collect()
-    return ballast
+    return chunks
 
 
 def main(simdir, boot_number):
