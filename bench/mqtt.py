@@ -35,7 +35,7 @@ def run(n=50):
             Broker(Path(tmp) / "broker") as b:
         cfg = Path(tmp) / "agent.json"
         cfg.write_text(json.dumps({
-            "host": b.host, "port": b.port, "ca": str(b.ca_der),
+            "host": b.address, "server_hostname": b.host, "port": b.port, "ca": str(b.ca_der),
             "cert": str(b.client["cert_der"]), "key": str(b.client["key_der"]),
             "client_id": b.client["name"], "backoff": {"initial_window_ms": 0}}))
         env = dict(os.environ, MICROPYPATH=mpy.device_path("unix", [REPO / "firmware"]))
