@@ -49,7 +49,9 @@ class Boot:
                 "capacity": self.cfg["capacity"], "now": now}
 
     def _verify(self, slot, st):
-        return slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
+        v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
+        v.compact()
+        return v
 
     def choose(self):
         """Pick and verify the slot to run. Returns True, or False for alert-only mode."""

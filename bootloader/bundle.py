@@ -51,13 +51,20 @@ class Cert:
 class Verified:
     """An authenticated bundle prefix: header, certificate, manifest (dict) and the raw bytes."""
 
-    __slots__ = ("header", "cert", "manifest", "prefix")
+    __slots__ = ("header", "cert", "manifest", "prefix", "file_count")
 
     def __init__(self, header, cert, manifest, prefix):
         self.header = header
         self.cert = cert
         self.manifest = manifest
         self.prefix = prefix
+        self.file_count = len(manifest["files"])
+
+    def compact(self):
+        """Drop what is only needed while verifying (the raw prefix, the file list): the
+        boot stage keeps the summary for the lifetime of the app, in a small heap."""
+        self.prefix = None
+        self.manifest.pop("files", None)
 
 
 def parse_header(raw):
