@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
+PORT ?=
+BOARD ?= esp32
+
 .PHONY: demo test bench report hwtest clean venv
 
 $(STAMP): pyproject.toml
@@ -24,6 +27,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench -o bench.json
+
+# On a real board (see docs/real-board.md): make hwtest PORT=/dev/ttyUSB0 BOARD=esp32
+hwtest: $(STAMP)
+	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=/dev/ttyUSB0 [BOARD=esp32]"; exit 2; }
+	$(BIN)/python tools/hwtest.py --port $(PORT) --board $(BOARD)
 
 clean:
 	rm -rf build .pytest_cache

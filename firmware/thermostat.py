@@ -91,6 +91,7 @@ class Thermostat:
         self.last_tick = None
         self.max_gap_ms = 0
         self.temperature = None
+        self.sensor_error = None
 
     def update(self, patch):
         """Validate and apply a settings change; persisted before it takes effect."""
@@ -117,11 +118,16 @@ class Thermostat:
         return current["setpoint"]
 
     def step(self):
-        t = self.hal.sensor.read()
+        try:
+            t = self.hal.sensor.read()
+            self.sensor_error = None
+        except OSError as e:  # sensor gone or garbled: fail safe (heater off), keep ticking
+            t = None
+            self.sensor_error = str(e)
         self.temperature = t
         target = self.target()
         hyst = self.settings["hysteresis"]
-        if target is None:
+        if target is None or t is None:
             self.heating = False
         elif t < target - hyst:
             self.heating = True
@@ -142,7 +148,8 @@ class Thermostat:
 
     def state(self):
         return {"temperature": self.temperature, "target": self.target(),
-                "heating": self.heating, "ticks": self.ticks, "tick_ms": TICK_MS,
+                "heating": self.heating, "sensor_error": self.sensor_error,
+                "ticks": self.ticks, "tick_ms": TICK_MS,
                 "max_gap_ms": self.max_gap_ms, "settings": self.settings}
 
     async def run(self):

@@ -1,0 +1,251 @@
+# Power-on sequence of a real ESP32 board (run by the frozen main.py): mount the factory and
+# data partitions, settle the firmware image's trial, verify an app slot, run it, or enter
+# alert-only mode. BoardBoot adds the firmware image to the boot stage: one self-test
+# confirms (or rolls back) an app slot and a MicroPython image alike, and its installer takes
+# both kinds of bundle.
+import json
+import vfs
+
+import alertmode
+import bootstage
+import bundle
+import fwupdate
+from bundle import Reject
+
+
+class BoardBoot(bootstage.Boot):
+    """bootstage.Boot plus `firmware` (fwupdate.Firmware): `trial` is also true while the
+    running MicroPython image waits for its self-test."""
+
+    firmware = None
+
+    def confirm(self):
+        app = super().confirm()
+        fw = self.firmware is not None and self.firmware.trial and self.firmware.confirm()
+        self.trial = False
+        return bool(app or fw)
+
+    def rollback(self, reason):
+        if self.firmware is not None and self.firmware.trial:
+            self.firmware.rollback(reason)  # the reset below lets the bootloader roll it back
+        super().rollback(reason)
+
+    def installer(self, progress=None, now=0):
+        return KindInstaller(self, progress, now)
+
+
+class KindInstaller:
+    """The push-fed installer for either kind of bundle: reads the 64-byte header, then hands
+    the stream to the app-slot installer or the firmware installer (same feed/finish/abort)."""
+
+    def __init__(self, boot, progress=None, now=0):
+        self._boot = boot
+        self._progress = progress
+        self._now = now
+        self._head = bytearray(bundle.HEADER_LEN)
+        self._got = 0
+        self.inner = None
+
+    @property
+    def target(self):
+        return self.inner.target if self.inner else None
+
+    @property
+    def total(self):
+        return self.inner.total if self.inner else 0
+
+    def feed(self, data):
+        mv = memoryview(data)
+        if self.inner is None:
+            take = min(bundle.HEADER_LEN - self._got, len(mv))
+            self._head[self._got:self._got + take] = mv[:take]
+            self._got += take
+            mv = mv[take:]
+            if self._got < bundle.HEADER_LEN:
+                return
+            self.inner = self._choose(bundle.parse_header(self._head).kind)
+            self.inner.feed(self._head)
+        if len(mv):
+            self.inner.feed(mv)
+
+    def _choose(self, kind):
+        boot, fw = self._boot, self._boot.firmware
+        if kind == bundle.KIND_FIRMWARE:
+            if fw is None:
+                raise Reject("WRONG_KIND", "this board takes no firmware bundles")
+            return fw.installer(self._progress, self._now)
+        if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
+            raise Reject("BUSY", "the firmware image is still on trial; confirm it first")
+        return bootstage.Boot.installer(boot, self._progress, self._now)
+
+    def finish(self):
+        if self.inner is None:
+            raise Reject("TRUNCATED", "bundle ended inside its header")
+        return self.inner.finish()
+
+    def abort(self):
+        if self.inner is not None:
+            self.inner.abort()
+
+
+class NoRecovery:
+    """Alert-only mode's recovery channel on a real board: none over the network. A service
+    jig installs a signed recovery bundle over the serial REPL with install(path)."""
+
+    def poll(self):
+        return None
+
+
+def _lfs(part, cfg, make=False):
+    c = cfg["littlefs"]
+    kw = {"readsize": c["read_size"], "progsize": c["prog_size"],
+          "lookahead": c["lookahead_size"]}
+    if make:
+        vfs.VfsLfs2.mkfs(part, **kw)
+    return vfs.VfsLfs2(part, **kw)
+
+
+def _blank(part, blocks=2):
+    # littlefs keeps its superblock in blocks 0 and 1: format only if both are erased.
+    buf = bytearray(4096)
+    for b in range(blocks):
+        part.readblocks(b, buf)
+        if buf != b"\xff" * 4096:
+            return False
+    return True
+
+
+def mount(part_cls, cfg, log):
+    """Factory data read-only at /factory; the data filesystem at /data (moved from "/",
+    where MicroPython's _boot.py mounts it). A data partition that holds something littlefs
+    cannot read is left alone (never erase what cannot be read). Returns the problems."""
+    problems = []
+    mounted = set()
+    for fs, path in vfs.mount():
+        if path == "/" and type(fs).__name__ == "VfsLfs2":
+            vfs.umount("/")
+        else:
+            mounted.add(path)  # already in place (a service jig after power-on): keep it
+    if cfg["factory_mount"] not in mounted:
+        try:
+            vfs.mount(_lfs(part_cls(cfg["factory_partition"]), cfg), cfg["factory_mount"],
+                      readonly=True)
+        except OSError as e:
+            problems.append("factory data cannot be mounted (%r)" % (e,))
+    if cfg["data_mount"] in mounted:
+        return problems
+    part = part_cls(cfg["data_partition"])
+    try:
+        fs = _lfs(part, cfg)
+    except OSError as e:
+        if not _blank(part):
+            problems.append("data filesystem cannot be mounted (%r)" % (e,))
+            return problems
+        log("board: formatting the blank data partition")
+        fs = _lfs(part, cfg, make=True)
+    vfs.mount(fs, cfg["data_mount"])
+    return problems
+
+
+def anchors(cfg):
+    """The trust anchors: frozen into the firmware (production: `trust_anchors`, made by the
+    manifest), else the factory record's anchors.json (development). The key floor is the
+    higher of both."""
+    algs = {"ed25519": bundle.ALG_ED25519, "ecdsa-p256": bundle.ALG_P256}
+    floor = 1
+    try:
+        roots, floor = bootstage.load_anchors(cfg["factory_mount"] + "/anchors.json")
+    except (OSError, ValueError, KeyError):
+        roots = None
+    try:
+        import trust_anchors
+    except ImportError:
+        if roots is None:
+            raise ValueError("no trust anchors: neither frozen nor in the factory data")
+        return roots, floor
+    doc = trust_anchors.ANCHORS
+    return ([(algs[r["alg"]], bytes.fromhex(r["key"])) for r in doc["roots"]],
+            max(floor, doc["key_floor"]))
+
+
+def boot_config(cfg):
+    """The boot stage's configuration from board.json and the factory identity."""
+    with open(cfg["factory_mount"] + "/identity.json") as f:
+        ident = json.loads(f.read())
+    return {"board": cfg["board"], "product": ident["product"], "chip": cfg["chip"],
+            "capacity": cfg["slot_capacity"], "root": cfg["data_mount"],
+            "anchors": cfg["factory_mount"] + "/anchors.json", "factory": cfg["factory_mount"]}
+
+
+def start(hal, part_cls, log=print):
+    """Everything before the application: returns a BoardBoot whose slot is verified, or
+    whose `slot` is None (alert-only mode, `reasons` say why)."""
+    cfg = hal.cfg
+    buf = bytearray(bootstage.BUF_SIZE)
+    problems = mount(part_cls, cfg, log)
+    try:
+        roots, floor = anchors(cfg)
+        bcfg = boot_config(cfg)
+    except (OSError, ValueError, KeyError) as e:
+        roots, floor, bcfg = [], 1, None
+        problems.append("factory record or trust anchors unreadable (%r): not provisioned?"
+                        % (e,))
+    boot = BoardBoot(hal, bcfg or {"root": cfg["data_mount"]}, roots, floor, buf, log)
+    boot.reasons.extend(problems)
+    if problems:
+        return boot
+    fw = fwupdate.Firmware(part_cls, bcfg, roots, floor, log)
+    if fw.boot_check(buf) == "failed":
+        hal.reset()  # unconfirmed: the bootloader goes back to the previous image
+    boot.firmware = fw
+    boot.choose()
+    if fw.trial:
+        if boot.slot is None:
+            # No app slot verifies under the new image: it is not good. Let it roll back.
+            fw.rollback("no app slot verifies under it: " + "; ".join(boot.reasons))
+            hal.reset()
+        boot.trial = True  # the application's self-test decides for the image as well
+    return boot
+
+
+def install(path, factory=False, hal=None, part_cls=None):
+    """Service jig (serial REPL): install the signed app bundle at `path` with every check
+    (factory=True: into slot A, confirmed, as on the factory line) and return its version.
+    Nothing else runs; restart the board to boot it."""
+    hal = hal or _hal()
+    problems = mount(part_cls or _partition(), hal.cfg, hal.log)
+    if problems:
+        raise OSError("; ".join(problems))
+    roots, floor = anchors(hal.cfg)
+    boot = BoardBoot(hal, boot_config(hal.cfg), roots, floor,
+                     bytearray(bootstage.BUF_SIZE), hal.log)
+    with open(path, "rb") as f:
+        return boot.install_stream(f, factory=factory).manifest["version"]
+
+
+def jig(hal=None, part_cls=None):
+    """Service jig: mount /factory and /data as at power-on, run nothing. Returns problems."""
+    hal = hal or _hal()
+    return mount(part_cls or _partition(), hal.cfg, hal.log)
+
+
+def _hal():
+    from hal import Hal
+
+    return Hal()
+
+
+def _partition():
+    import esp32
+
+    return esp32.Partition
+
+
+def main():
+    """Power on: boot, then the application or alert-only mode (never returns)."""
+    hal = _hal()
+    boot = start(hal, _partition(), hal.log)
+    if boot.slot is None:
+        alertmode.run(boot, NoRecovery())
+    hal.report(boot, "normal")
+    boot.run_app()

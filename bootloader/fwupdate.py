@@ -1,0 +1,409 @@
+# Firmware updates: the MicroPython image of a signed `firmware` bundle goes into the next OTA
+# partition through esp32.Partition, is read back and verified, becomes the boot partition, and
+# is confirmed only after the self-test. An image that restarts unconfirmed is rolled back by
+# the ESP-IDF bootloader (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE, on in MicroPython's builds).
+#
+# Records on the data filesystem, under ROOT/fw/: <label>.bnd, the signed prefix of the bundle
+# an OTA partition was installed from (so the image can be verified again later), and
+# state.json {pending, sec_floor, last, reason}, replaced atomically.
+import binascii
+import hashlib
+import json
+import os
+import struct
+
+from micropython import const
+
+import bundle
+import slotstate
+from bundle import Reject
+
+SECTOR = const(4096)
+_NEW = const(0)
+_PENDING_VERIFY = const(1)
+_VALID = const(2)
+_INVALID = const(3)
+_ABORTED = const(4)
+IMAGE_MAGIC = const(0xE9)
+# The chip id in an app image's extended header (esptool's IMAGE_CHIP_ID).
+CHIP_IDS = {"esp32": 0, "esp32s3": 9, "esp32c3": 5}
+
+
+def otadata_state(part_cls):
+    """(OTA slot index, ota_state) of the entry the bootloader follows, or (None, None)."""
+    try:
+        od = part_cls("otadata")
+    except OSError:
+        return None, None
+    raw = bytearray(32)
+    best = None
+    for i in (0, 1):
+        od.readblocks(i, raw)
+        seq, _label, state, crc = struct.unpack("<I20sII", raw)
+        if seq == 0xFFFFFFFF or state in (_INVALID, _ABORTED):
+            continue
+        if crc != binascii.crc32(raw[:4], 0xFFFFFFFF):
+            continue
+        if best is None or seq > best[0]:
+            best = (seq, state)
+    if best is None:
+        return None, None
+    apps = [p for p in part_cls.find(part_cls.TYPE_APP) if 0x10 <= p.info()[1] < 0x20]
+    return (best[0] - 1) % len(apps), best[1]
+
+
+def _default_state():
+    return {"pending": None, "sec_floor": 0, "last": "", "reason": ""}
+
+
+class Firmware:
+    """The firmware side of the boot stage. `part_cls` is esp32.Partition (or the unix fake),
+    `cfg` the boot configuration (board, product, root, chip)."""
+
+    def __init__(self, part_cls, cfg, anchors, key_floor, log=print):
+        self.Partition = part_cls
+        self.cfg = cfg
+        self.dir = cfg["root"] + "/fw"
+        self.state_path = self.dir + "/state.json"
+        self.slots_state = cfg["root"] + "/slots/state.json"
+        self.anchors = anchors
+        self.factory_key_floor = key_floor
+        self.log = log
+        self.running = part_cls(part_cls.RUNNING)
+        self.label = self.running.info()[4]
+        self.trial = False
+        self.verified = None
+
+    # --- records ---------------------------------------------------------------------
+
+    def state(self):
+        try:
+            with open(self.state_path) as f:
+                st = json.loads(f.read())
+        except (OSError, ValueError):
+            return _default_state()
+        if not (isinstance(st, dict) and all(k in st for k in ("pending", "sec_floor", "last"))
+                and isinstance(st["sec_floor"], int)):
+            return _default_state()
+        st.setdefault("reason", "")
+        return st
+
+    def _mkdir(self):
+        try:
+            os.mkdir(self.dir)
+        except OSError:
+            pass  # exists
+
+    def _save(self, st):
+        self._mkdir()
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(st))
+        os.rename(tmp, self.state_path)
+
+    def record_path(self, label):
+        return self.dir + "/" + label + ".bnd"
+
+    def _forget(self, label):
+        try:
+            os.remove(self.record_path(label))
+        except OSError:
+            pass
+
+    def policy(self, st=None, now=0, capacity=0):
+        st = st or self.state()
+        key_floor = slotstate.load(self.slots_state, self.factory_key_floor)["key_floor"]
+        return {"kind": "firmware", "product": self.cfg["product"], "board": self.cfg["board"],
+                "sec_floor": st["sec_floor"], "key_floor": key_floor, "capacity": capacity,
+                "now": now}
+
+    def unconfirmed(self):
+        """True while the running image is on trial (otadata NEW or PENDING_VERIFY)."""
+        slot, state = otadata_state(self.Partition)
+        return slot == self.running.info()[1] - 0x10 and state in (_NEW, _PENDING_VERIFY)
+
+    # --- verification ------------------------------------------------------------------
+
+    def verify_running(self, buf):
+        """Authenticate the running image's stored bundle prefix and hash the image against
+        it; returns bundle.Verified or raises Reject (NO_RECORD for a factory-flashed image)."""
+        try:
+            f = open(self.record_path(self.label), "rb")
+        except OSError:
+            raise Reject("NO_RECORD", "%s was not installed from a bundle" % self.label)
+        with f:
+            v = bundle.authenticate(f, self.anchors,
+                                    self.policy(capacity=self.running.info()[3]))
+            if f.readinto(buf):
+                raise Reject("EXTRA_BYTES", "stored prefix of %s has trailing bytes" % self.label)
+        entry = v.manifest["files"][0]
+        if hash_partition(self.running, entry["size"], buf) != entry["digest"]:
+            raise Reject("BAD_FILE_HASH", "the image in %s does not match its bundle" % self.label)
+        return v
+
+    # --- the boot sequence ---------------------------------------------------------------
+
+    def boot_check(self, buf):
+        """Run once per boot, before the application. Returns "none", "rolled_back" (the
+        bootloader went back to the previous image), "trial" (confirm() after the self-test),
+        "confirmed" (a confirmation cut short by a reset was completed) or "failed" (the
+        trial image does not verify: restart without confirming, so it is rolled back)."""
+        st = self.state()
+        pending = st["pending"]
+        if not pending:
+            return "none"
+        if pending != self.label:
+            st["pending"] = None
+            st["last"] = "firmware in %s did not confirm itself%s; running %s" % (
+                pending, ": " + st["reason"] if st["reason"] else "", self.label)
+            st["reason"] = ""
+            self._save(st)
+            self._forget(pending)  # it failed its trial: never verify or boot it again
+            self.log("firmware: " + st["last"])
+            return "rolled_back"
+        try:
+            self.verified = self.verify_running(buf)
+        except Reject as e:
+            self.rollback("the running image does not verify: %s" % e)
+            return "failed"
+        if otadata_state(self.Partition)[1] == _VALID:
+            self._finish(st)
+            return "confirmed"
+        self.trial = True
+        self.log("firmware: trial of %s in %s" % (self.version, self.label))
+        return "trial"
+
+    @property
+    def version(self):
+        return self.verified.manifest["version"] if self.verified else None
+
+    def confirm(self):
+        """The self-test passed: cancel the bootloader's rollback, then raise the floors."""
+        if not self.trial:
+            return False
+        try:
+            self.Partition.mark_app_valid_cancel_rollback()
+        except OSError as e:  # e.g. a build without app rollback: the trial stays open
+            self.log("firmware: cannot confirm %s: %r" % (self.label, e))
+            return False
+        self._finish(self.state())
+        self.trial = False
+        return True
+
+    def _finish(self, st):
+        v = self.verified
+        # The key floor is shared with the app slots: one revocation for both kinds.
+        sst = slotstate.load(self.slots_state, self.factory_key_floor)
+        if v.cert.serial > sst["key_floor"]:
+            sst["key_floor"] = v.cert.serial
+            try:
+                os.mkdir(self.cfg["root"] + "/slots")
+            except OSError:
+                pass  # exists
+            slotstate.save(self.slots_state, sst)
+        st["pending"] = None
+        st["reason"] = ""
+        st["sec_floor"] = max(st["sec_floor"], v.manifest["security_version"])
+        st["last"] = "confirmed firmware %s in %s" % (v.manifest["version"], self.label)
+        self._save(st)
+        self.log("firmware: " + st["last"])
+
+    def rollback(self, reason):
+        """The self-test failed: note why. The caller restarts the chip without confirming,
+        and the bootloader goes back to the previous image."""
+        st = self.state()
+        if st["pending"] == self.label:
+            st["reason"] = reason
+            self._save(st)
+        self.trial = False
+        self.log("firmware: rolling back %s: %s" % (self.label, reason))
+
+    def installer(self, progress=None, now=0):
+        return Installer(self, progress, now)
+
+    def install_stream(self, stream, buf, progress=None, now=0):
+        inst = Installer(self, progress, now)
+        try:
+            while True:
+                n = stream.readinto(buf)
+                if not n:
+                    break
+                inst.feed(memoryview(buf)[:n])
+            return inst.finish()
+        finally:
+            inst.abort()
+
+
+def hash_partition(part, size, buf):
+    """SHA-256 of the first `size` bytes of a partition, read back through `buf`."""
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    step = len(buf) - len(buf) % SECTOR or len(buf)
+    pos = 0
+    while pos < size:
+        k = min(step, size - pos)
+        part.readblocks(pos // SECTOR, mv[:k], pos % SECTOR)
+        h.update(mv[:k])
+        pos += k
+    return h.digest()
+
+
+class Installer:
+    """Push-fed like slots.Installer: feed() the bundle bytes, then finish(). Nothing is written
+    before the prefix is authenticated and every rule passes; the image then goes to the next
+    OTA partition sector by sector (erase, program), hashed as it arrives, read back and hashed
+    again, and only then recorded and made the boot partition."""
+
+    def __init__(self, fw, progress=None, now=0):
+        st = fw.state()
+        if st["pending"]:
+            raise Reject("BUSY", "firmware in %s still waits for its restart or confirmation"
+                         % st["pending"])
+        if fw.unconfirmed():
+            raise Reject("BUSY", "the running firmware has not confirmed itself yet")
+        app = slotstate.load(fw.slots_state, fw.factory_key_floor)["pending"]
+        if app:
+            raise Reject("BUSY", "app slot %s is still on trial; confirm or roll back first" % app)
+        self.fw = fw
+        self.part = fw.running.get_next_update()
+        self.target = self.part.info()[4]
+        self.policy = fw.policy(st, now, self.part.info()[3])
+        self.progress = progress
+        self.verified = None
+        self.written = 0
+        self._pre = bytearray(bundle.HEADER_LEN)
+        self._pre_len = 0
+        self._need = bundle.HEADER_LEN
+        self._sector = bytearray(SECTOR)
+        self._fill = 0
+        self._block = 0
+        self._size = 0
+        self._hash = None
+        self._done = False
+
+    @property
+    def total(self):
+        return self.verified.header.payload_len if self.verified else 0
+
+    def _begin(self):
+        self.verified = bundle.authenticate(_Reader(memoryview(self._pre)), self.fw.anchors,
+                                            self.policy)
+        self._pre = None
+        files = self.verified.manifest["files"]
+        if len(files) != 1 or not files[0]["size"]:
+            raise Reject("BAD_MANIFEST", "a firmware bundle holds exactly one image")
+        self._size = files[0]["size"]
+        self._hash = hashlib.sha256()
+        self.fw._forget(self.target)  # from here on the partition's old record is void
+
+    def feed(self, data):
+        mv = memoryview(data)
+        while len(mv):
+            if self._pre is not None:
+                mv = self._feed_prefix(mv)
+                continue
+            n = min(self._size - self.written, len(mv), SECTOR - self._fill)
+            if not n:
+                raise Reject("EXTRA_BYTES", "bytes after the image")
+            self._sector[self._fill:self._fill + n] = mv[:n]
+            self._hash.update(mv[:n])
+            self._fill += n
+            self.written += n
+            mv = mv[n:]
+            if self._fill == SECTOR:
+                self._flush()
+        if self.progress:
+            self.progress(self.written)
+
+    def _feed_prefix(self, mv):
+        take = min(self._need - self._pre_len, len(mv))
+        self._pre[self._pre_len:self._pre_len + take] = mv[:take]
+        self._pre_len += take
+        if self._pre_len == self._need:
+            if self._need == bundle.HEADER_LEN:
+                h = bundle.parse_header(self._pre)
+                self._need += h.manifest_len + h.cert_len + h.sig_len
+                grown = bytearray(self._need)
+                grown[:bundle.HEADER_LEN] = self._pre
+                self._pre = grown
+            else:
+                self._begin()
+        return mv[take:]
+
+    def _flush(self):
+        buf = self._sector
+        if self._block == 0:
+            self._check_header(buf)
+        if self._fill == SECTOR:
+            self.part.writeblocks(self._block, buf)  # basic protocol: erase, then program
+        else:
+            self.part.ioctl(6, self._block)
+            self.part.writeblocks(self._block, memoryview(buf)[:self._fill], 0)
+        self._block += 1
+        self._fill = 0
+
+    def _check_header(self, buf):
+        # Cheap sanity before the first write; esp32.Partition.set_boot() validates it all.
+        if self._fill < 24 or buf[0] != IMAGE_MAGIC:
+            raise Reject("BAD_IMAGE", "payload is not an ESP app image")
+        want = CHIP_IDS.get(self.fw.cfg.get("chip"))
+        got = buf[12] | buf[13] << 8
+        if want is not None and got != want:
+            raise Reject("BAD_IMAGE", "image is for chip id %d, this board is %s"
+                         % (got, self.fw.cfg["chip"]))
+
+    def finish(self):
+        """Check the whole image arrived and reads back intact, record it, make it boot next."""
+        if self._pre is not None:
+            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+        if self.written < self._size:
+            raise Reject("TRUNCATED", "bundle ended inside the image (%d bytes missing)"
+                         % (self._size - self.written))
+        if self._fill:
+            self._flush()
+        digest = self.verified.manifest["files"][0]["digest"]
+        if self._hash.digest() != digest:
+            raise Reject("BAD_FILE_HASH", "the image does not match its manifest")
+        if hash_partition(self.part, self._size, self._sector) != digest:
+            raise Reject("BAD_FILE_HASH", "%s reads back different from what was written"
+                         % self.target)
+        fw = self.fw
+        fw._mkdir()
+        tmp = fw.record_path(self.target) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(self.verified.prefix)
+        os.rename(tmp, fw.record_path(self.target))
+        st = fw.state()
+        st["pending"] = self.target
+        st["reason"] = ""
+        st["last"] = "installed firmware %s into %s" % (self.verified.manifest["version"],
+                                                      self.target)
+        fw._save(st)  # before set_boot: a cut between the two is seen at boot as a rollback
+        try:
+            self.part.set_boot()
+        except OSError as e:
+            st["pending"] = None
+            st["last"] = "the bootloader refused the image in %s (%r)" % (self.target, e)
+            fw._save(st)
+            fw._forget(self.target)
+            raise Reject("IMAGE_REFUSED", st["last"])
+        self._done = True
+        fw.log("firmware: " + st["last"])
+        return self.verified
+
+    def abort(self):
+        """Nothing to close: a partition without a record is never verified or booted."""
+        if not self._done and self.verified is not None:
+            self.fw._forget(self.target)
+
+
+class _Reader:
+    def __init__(self, mv):
+        self._mv = mv
+        self._pos = 0
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self._mv) - self._pos)
+        buf[:n] = self._mv[self._pos:self._pos + n]
+        self._pos += n
+        return n

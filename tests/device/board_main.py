@@ -1,0 +1,189 @@
+# Device side of test_boards: a real board's power-on sequence (boards/common/esp32board.py)
+# on the unix port, with the fake `machine` and the fake esp32.Partition over the simulated
+# flash. Blank data partition formatted, alert-only until an app is installed; firmware and app
+# bundles through one installer; a firmware trial confirmed by the app's self-test, or rolled
+# back when it fails; frozen anchors override the factory's; unreadable data is never erased.
+# Usage: micropython board_main.py WORK_IMAGE BOARD_JSON CASES.json
+import json
+import sys
+
+import vfs
+
+import esp32board
+import fakepart
+import flash
+import machine
+from bundle import Reject
+from fakepart import Partition
+from hal import Hal
+
+work, cfg_path, cases = sys.argv[1], sys.argv[2], json.loads(open(sys.argv[3]).read())
+with open(cfg_path) as f:
+    CFG = json.load(f)
+B = cases["bundles"]
+lines = []
+state = {"fl": None}
+
+
+def umount():
+    for mp in ("/data", "/factory"):
+        try:
+            vfs.umount(mp)
+        except OSError:
+            pass
+
+
+def power_on():
+    umount()
+    if state["fl"]:
+        state["fl"].close()
+    fl = state["fl"] = flash.Flash(work)
+    assert fakepart.boot(fl, chip_id=0), fakepart.boot_log()
+    machine.clear()
+    machine.attach(0x44, machine.Sht3xModel(20.0))
+    del lines[:]
+    return esp32board.start(Hal(CFG, log=lines.append), Partition, lines.append)
+
+
+def push(boot, path, chunk=1000):
+    """What the application's updater does with an upload: feed, then finish."""
+    inst = boot.installer()
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    break
+                inst.feed(data)
+        inst.finish()
+        return inst.target
+    finally:
+        inst.abort()
+
+
+def refused(boot, path, verdict):
+    try:
+        push(boot, path)
+    except Reject as e:
+        assert e.verdict == verdict, (path, str(e))
+        return str(e)
+    raise AssertionError(path + " was accepted")
+
+
+def run_app(boot):
+    # The slot's app.py stays imported between boots of this one process: import it afresh.
+    sys.modules.pop("app", None)
+    return boot.run_app()
+
+
+def exists(path):
+    try:
+        open(path).close()
+        return True
+    except OSError:
+        return False
+
+
+# --- First power-on: the blank data partition is formatted; no app yet: alert-only. ---
+boot = power_on()
+assert "board: formatting the blank data partition" in lines, lines
+assert boot.slot is None and any("EMPTY_SLOT" in r for r in boot.reasons), boot.reasons
+assert [type(fs).__name__ for fs, p in vfs.mount() if p == "/"] == ["VfsPosix"]  # left alone
+assert boot.firmware.label == "ota_0"
+
+# --- The factory installs 1.0.0 into slot A; it boots and runs. ---
+# (a service jig over the REPL, with /factory and /data already mounted by the power-on)
+assert esp32board.install(B["app1"], True, Hal(CFG, log=lines.append), Partition) == "1.0.0"
+boot = power_on()
+assert (boot.slot, boot.version, boot.trial) == ("a", "1.0.0", False), boot.reasons
+assert run_app(boot) == "ran 1.0.0"
+
+# --- A firmware bundle through the same installer as apps: into ota_1; an app bundle waits. ---
+assert push(boot, B["fw2"]) == "ota_1"
+assert fakepart.ota_state() == ("ota_1", "NEW")
+assert "firmware image is still on trial" in refused(boot, B["app2"], "BUSY")
+
+# --- Restart: the new image is on trial; the app's self-test confirms it. ---
+boot = power_on()
+assert "firmware: trial of 2.0.0 in ota_1" in lines, lines
+assert boot.trial and boot.firmware.trial and boot.slot == "a"
+assert run_app(boot) == "ran 1.0.0"
+assert fakepart.ota_state() == ("ota_1", "VALID") and not boot.trial
+boot = power_on()
+assert not boot.trial and boot.firmware.label == "ota_1"
+
+# --- An app update goes to slot B and is confirmed the same way. ---
+assert push(boot, B["app2"]) == "b"
+assert "app slot b is still on trial" in refused(boot, B["fw3"], "BUSY")
+boot = power_on()
+assert (boot.slot, boot.trial, boot.firmware.trial) == ("b", True, False)
+run_app(boot)
+boot = power_on()
+assert (boot.slot, boot.version, boot.trial) == ("b", "1.1.0", False)
+
+# --- Firmware 3.0.0 whose self-test fails: rollback, reset, the bootloader goes back. ---
+assert push(boot, B["fw3"]) == "ota_0"
+with open("/data/selftest-fails", "w") as f:
+    f.write("1")
+boot = power_on()
+assert boot.firmware.trial
+try:
+    run_app(boot)
+    raise AssertionError("a failed self-test must reset the board")
+except machine.ResetCalled:
+    pass
+boot = power_on()
+assert boot.firmware.label == "ota_1" and "otadata[0] PENDING_VERIFY -> ABORTED" in \
+    fakepart.boot_log()
+assert any("self-test failed (test)" in line for line in lines), lines
+assert (boot.slot, boot.version) == ("b", "1.1.0")
+
+# --- Frozen trust anchors (production) take precedence over the factory's anchors.json. ---
+
+
+class Frozen:
+    ANCHORS = {"roots": [{"alg": "ed25519", "key": cases["other_root"]}], "key_floor": 1}
+
+
+sys.modules["trust_anchors"] = Frozen
+boot = power_on()
+assert boot.slot is None and all("UNKNOWN_ROOT" in r for r in boot.reasons), boot.reasons
+del sys.modules["trust_anchors"]
+boot = power_on()
+assert boot.slot == "b"
+
+# --- A new image under which no app slot verifies is not good: it is rolled back at once. ---
+assert push(boot, B["fw3"]) == "ota_0"
+import os  # noqa: E402
+
+for slot in ("a", "b"):
+    os.rename("/data/slots/%s.bnd" % slot, "/data/%s.keep" % slot)
+try:
+    power_on()
+    raise AssertionError("the board must restart into the previous image")
+except machine.ResetCalled:
+    pass
+boot = power_on()
+assert boot.firmware.label == "ota_1" and boot.slot is None, (boot.reasons, lines)
+assert any("no app slot verifies under it" in line for line in lines), lines
+for slot in ("a", "b"):
+    os.rename("/data/%s.keep" % slot, "/data/slots/%s.bnd" % slot)
+boot = power_on()
+assert boot.slot == "b" and not boot.trial
+
+# --- A data partition littlefs cannot read is reported and left as it is. ---
+umount()
+state["fl"].close()
+state["fl"] = None
+data = flash.Flash(work).table()["vfs"]
+with open(work, "r+b") as f:
+    f.seek(data[2])
+    f.write(b"\x00garbage" * 1024)
+boot = power_on()
+assert boot.slot is None and any("data filesystem cannot be mounted" in r
+                                 for r in boot.reasons), boot.reasons
+with open(work, "rb") as f:
+    f.seek(data[2])
+    assert f.read(8) == b"\x00garbage"  # never erased
+umount()
+print("OK")

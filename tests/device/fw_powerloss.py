@@ -1,0 +1,143 @@
+# Power-loss sweep of firmware updates (mcuboot's perm_with_fails on the simulated NOR flash,
+# through the fake esp32.Partition and the modelled ESP-IDF bootloader). Run the scenario once
+# to count its flash operations, then for every operation n: restore the image, cut the power
+# at n, power on again and require that the bootloader starts a valid image, that it is the
+# old or the new one, and that the boot stage then reaches a consistent state.
+#   update:   install, restart into the trial, confirm
+#   rollback: install, restart into the trial, restart without confirming (bootloader rollback)
+# Usage: micropython fw_powerloss.py BASE_IMAGE WORK_IMAGE BUNDLE update|rollback NEW OLD
+import json
+import sys
+
+import vfs
+
+import bootstage
+import fakepart
+import flash
+import fwupdate
+from fakepart import Partition
+from flash import PowerCut
+
+CFG = {"board": "esp32", "product": "iot-thermostat", "root": "/data", "chip": "esp32"}
+base, work, bundle_path, kind, new, old = sys.argv[1:7]
+template = work + ".template"
+buf = bytearray(4096)
+_chunk = bytearray(65536)
+
+
+def copy(src, dst):
+    mv = memoryview(_chunk)
+    with open(src, "rb") as a, open(dst, "wb") as b:
+        while True:
+            n = a.readinto(_chunk)
+            if not n:
+                break
+            b.write(mv[:n])
+
+
+def umount():
+    for mp in ("/data", "/factory"):
+        try:
+            vfs.umount(mp)
+        except (OSError, PowerCut):
+            pass
+
+
+def power_on(fl):
+    """The bootloader, then the boot stage's firmware check. Returns (Firmware, result) or
+    (None, why) when nothing boots."""
+    umount()
+    label = fakepart.boot(fl, chip_id=0)
+    if label is None:
+        return None, "UNBOOTABLE: " + "; ".join(fakepart.boot_log())
+    flash.mount_factory(fl)
+    flash.mount_data(fl)
+    anchors, floor = bootstage.load_anchors("/factory/anchors.json")
+    fw = fwupdate.Firmware(Partition, CFG, anchors, floor, lambda msg: None)
+    return fw, fw.boot_check(buf)
+
+
+def running_version():
+    raw = bytearray(32)
+    Partition(Partition.RUNNING).readblocks(0, raw, 48)
+    return bytes(raw).split(b"\0")[0].decode()
+
+
+def scenario(fl):
+    fw, _ = power_on(fl)
+    with open(bundle_path, "rb") as f:
+        fw.install_stream(f, buf)
+    fw, r = power_on(fl)
+    assert r == "trial", r
+    if kind == "update":
+        fw.confirm()
+    else:
+        fw, r = power_on(fl)
+        assert r == "rolled_back", r
+    umount()
+
+
+def check():
+    """Power on after the cut, finish what the device would do (confirm a trial in `update`),
+    power on again: both boots must run old or new, the second one settled."""
+    fl = flash.Flash(work)
+    try:
+        fw, r = power_on(fl)
+        if fw is None:
+            return r
+        first = running_version()
+        if first not in (old, new):
+            return "WRONG IMAGE " + first
+        outcome = first + (" " + r if r != "none" else "")
+        if r == "trial" and kind == "update":
+            fw.confirm()
+        fw, r2 = power_on(fl)
+        if fw is None:
+            return "SECOND BOOT " + r2
+        second = running_version()
+        if r == "trial" and kind == "update" and second != new:
+            return "CONFIRMED TRIAL LOST: " + second
+        if second not in (old, new) or fw.state()["pending"] not in (None, fw.label):
+            return "INCONSISTENT: %s %s %s" % (second, r2, fw.state())
+        return outcome
+    finally:
+        umount()
+        fl.close()
+
+
+def main():
+    # Prepare the template: first power-on of the factory-flashed board (vfs formatted,
+    # otadata initialised), outside the counted operations.
+    copy(base, template)
+    fl = flash.Flash(template)
+    fw, r = power_on(fl)
+    assert fw is not None and r == "none" and running_version() == old
+    umount()
+    fl.close()
+    copy(template, work)
+    fl = flash.Flash(work)
+    scenario(fl)
+    total = fl.ops
+    fl.close()
+    final = check()
+    outcomes, failures = {}, []
+    for n in range(1, total + 1):
+        copy(template, work)
+        fl = flash.Flash(work)
+        fl.cut_at(n)
+        try:
+            scenario(fl)
+            failures.append("cut %d: the scenario finished without the power cut" % n)
+        except PowerCut:
+            pass
+        umount()
+        fl.close()
+        outcome = check()
+        if outcome.split(" ")[0] not in (old, new) or outcome.endswith("failed"):
+            failures.append("cut %d: %s" % (n, outcome))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"kind": kind, "cut_points": total, "final": final, "outcomes": outcomes,
+            "failures": failures}
+
+
+print(json.dumps(main()))
