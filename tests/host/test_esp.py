@@ -116,10 +116,13 @@ def test_binary_partition_table(board, table):
     subtypes = {"nvs": (1, 0x02), "otadata": (1, 0x00), "fctry": (1, 0x40),
                 "ota_0": (0, 0x10), "ota_1": (0, 0x11), "vfs": (1, 0x81)}
     for p, row in zip(parts, rows):
-        assert row == (p.name, *subtypes[p.name], p.offset, p.size, 0)
+        # the factory record holds the device's private key: encrypted under flash encryption
+        flags = 1 if p.name == "fctry" else 0
+        assert row == (p.name, *subtypes[p.name], p.offset, p.size, flags)
     assert esp.parse_partition_table_bin(blob) == [
         partitions.Partition(p.name, p.type, p.subtype if p.name != "fctry" else "0x40",
-                             p.offset, p.size, "") for p in parts]
+                             p.offset, p.size, "encrypted" if p.name == "fctry" else "")
+        for p in parts]
 
 
 def test_binary_partition_table_flags_and_corruption():
@@ -244,11 +247,12 @@ def test_merge_with_host_encryption(images, tmp_path):
     job = esp.flash("esp32c3", images["firmware"], factory=images["factory"],
                     merge_out=out, encrypt_key=key, stream=lambda t: None)
     encrypted = {argv[argv.index("--address") + 1] for argv in job.prepare}
-    assert encrypted == {"0x8000", "0xf000", "0x20000"}  # fctry is not flagged encrypted
+    assert encrypted == {"0x8000", "0xf000", "0x20000", "0x11000"}  # and fctry, flagged
     assert all("--aes-xts" in argv for argv in job.prepare)
     merged = out.read_bytes()
     fw = images["firmware"].read_bytes()
-    assert merged[0x11000:0x20000] == images["factory"].read_bytes()  # plaintext
+    factory = images["factory"].read_bytes()
+    assert merged[0x11000:0x11000 + 64] != factory[:64]  # the private key is not in clear
     assert merged[0x20000:0x20000 + 64] != fw[:64]
     region = tmp_path / "region.bin"
     region.write_bytes(merged[0x20000:0x20000 + len(fw) + (-len(fw) % 32)])
