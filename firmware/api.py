@@ -2,6 +2,7 @@
 # Unauthenticated responses disclose nothing beyond the model (4.6, 4.12).
 import time
 
+import pages
 from credentials import CredentialError
 from httpd import HTTPError, Server, json_response
 
@@ -100,4 +101,5 @@ def build(ctx):
         return json_response({"ok": True, "message": "password changed; log in again"},
                              headers=(("Set-Cookie", sessions.clear_cookie()),))
 
+    pages.register(srv, ctx)
     return srv
