@@ -28,6 +28,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench -o bench.json
 
+# The Annex A conformance report from the last `make test` run, and the published documents.
+report: $(STAMP)
+	test -f build/junit.xml || $(MAKE) test
+	$(BIN)/iotctl docs -o build/docs
+	$(BIN)/iotctl report --junit build/junit.xml -o build/conformance.html \
+	    -o build/conformance.json -o build/conformance.md
+
 # On a real board (see docs/real-board.md): make hwtest PORT=/dev/ttyUSB0 BOARD=esp32
 hwtest: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=/dev/ttyUSB0 [BOARD=esp32]"; exit 2; }
