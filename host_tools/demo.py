@@ -102,6 +102,12 @@ def run(out=REPO / "demo-out"):
                       name=dev_info["device_id"])
     console.print(f"  local API: https://{address} (certificate for {dev_info['device_id']}, "
                   "checked against the manufacturer CA); the room runs 120x real time")
+    port = address.rsplit(":", 1)[1]
+    console.print(f"  set-up page: [bold]https://{dev_info['device_id']}:{port}/setup[/] (log in "
+                  "with the label password; the name resolves to the device on its network)")
+    status, sectxt = dev.fetch("/.well-known/security.txt")
+    console.print(Panel(sectxt.decode().rstrip(), title="/.well-known/security.txt (RFC 9116)",
+                        expand=False))
     for _ in range(3):
         time.sleep(1.0)
         show_thermostat(dev)

@@ -111,6 +111,20 @@ class Device:
             doc = {"message": raw[:200].decode(errors="replace")}
         return resp.status, doc, resp
 
+    def fetch(self, path):
+        """GET `path` without logging in; returns (status, body bytes)."""
+        conn = _Conn(self.host, self.port, self.name, self.ctx, self.timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except ssl.SSLCertVerificationError as e:
+            raise DeviceError(f"the device's certificate is not trusted: {e.verify_message}") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise DeviceError(f"no answer from {self.host}:{self.port}: {e}") from None
+        finally:
+            conn.close()
+
     def login(self):
         status, doc, resp = self._request("POST", "/api/login",
                                           json.dumps({"password": self.password}).encode(),
