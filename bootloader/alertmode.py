@@ -1,7 +1,10 @@
-# Alert-only mode: no slot verified. Signal locally, start no network or control, accept only
-# a signed recovery bundle through the board's recovery channel.
+# Alert-only mode: no slot verified. Signal locally, send one alert to the configured cloud
+# endpoint (cloudalert.py: one connection, one message, once per distinct failure), start no
+# other network connection and no control, accept only a signed recovery bundle through the
+# board's recovery channel.
 import time
 
+import cloudalert
 from bundle import Reject
 
 PATTERN = "alert"  # fast triple blink, then a pause: distinct from every normal LED state
@@ -20,7 +23,9 @@ def run(boot, channel, poll_ms=200):
     hal.led.pattern(PATTERN)
     boot.log(banner(boot))
     hal.report(boot, "alert-only")
+    alert = cloudalert.Alert(boot)
     while True:
+        alert.poll()  # sends when due, until the broker has acknowledged this failure
         req = channel.poll()
         if req is not None:
             try:

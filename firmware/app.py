@@ -1,6 +1,7 @@
 # Application entry point: started by the boot stage with the verified slot's Boot context.
-# Runs the thermostat (never waits on the network), the local TLS API, the board's services,
-# and, on a trial boot, the self-test that confirms the update or rolls it back.
+# Runs the thermostat (never waits on the network), the local TLS API, the cloud link (when
+# the factory record names a broker), the board's services, and, on a trial boot, the
+# self-test that confirms the update or rolls it back.
 import asyncio
 import ssl
 import time
@@ -37,6 +38,7 @@ class Device:
         self.updater = Updater(boot, boot.buf, self.thermostat)
         self.started = time.ticks_ms()
         self.server = None
+        self.cloud = None
         self.port = getattr(self.hal, "https_port", 443)
 
     def _slot_file(self, name):
@@ -101,6 +103,11 @@ async def _main(boot):
     dev = Device(boot)
     tasks = [asyncio.create_task(dev.thermostat.run())]
     await dev.start_api()
+    if dev.identity.get("cloud"):
+        # Loaded only when the factory record names a broker: ~56 KiB of heap otherwise idle.
+        import cloud
+
+        cloud.start(dev)  # sets dev.cloud; never waited on by the thermostat
     for coro in dev.hal.services(boot):
         tasks.append(asyncio.create_task(coro))
     if boot.trial:

@@ -11,16 +11,20 @@
 # QoS 2 is not supported: subscriptions ask for at most QoS 1.
 
 import asyncio
-import struct
 import time
 
 try:
     from micropython import const
-except ImportError:  # CPython can import the codec (the link itself is device only)
+except ImportError:  # CPython can import the codec (with bootloader/ on the path)
     def const(x):
         return x
 
 from backoff import Backoff
+# The encoder of CONNECT, PUBLISH, PUBACK and DISCONNECT lives in the boot stage, which
+# alert-only mode uses on its own (bootloader/cloudalert.py): one copy, frozen with the
+# known-good code. This module adds the rest of the codec and the client.
+from cloudalert import (_packet, _pid, _str, _varint, connect, disconnect,  # noqa: F401
+                        puback, publish)
 
 CONNECT = const(1)
 CONNACK = const(2)
@@ -35,7 +39,6 @@ PINGRESP = const(13)
 DISCONNECT = const(14)
 
 MAX_PACKET = const(16384)  # default bound on the remaining length of a received packet
-_MAX_REMAINING = const(268435455)  # four varint bytes
 _CONNECT_REFUSED = (None, "unacceptable protocol version", "client identifier rejected",
                     "server unavailable", "bad user name or password", "not authorized")
 
@@ -73,83 +76,8 @@ class Full(MQTTError):
 
 
 # ---- packet codec: pure functions ---------------------------------------------------
-
-def _varint(n):
-    if not 0 <= n <= _MAX_REMAINING:
-        raise ValueError("remaining length out of range")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return out
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else bytes(s)
-    if len(b) > 0xFFFF:
-        raise ValueError("string longer than 65535 bytes")
-    return struct.pack("!H", len(b)) + b
-
-
-def _packet(first, body):
-    return bytearray(bytes((first,)) + _varint(len(body)) + body)
-
-
-def _pid(pid):
-    if not 0 < pid <= 0xFFFF:
-        raise ValueError("packet id must be 1..65535")
-    return struct.pack("!H", pid)
-
-
-def _check_topic(topic):
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        raise ValueError("bad topic name: %r" % topic)
-
-
-def connect(client_id, keepalive_s=60, clean=True, username=None, password=None, will=None):
-    """CONNECT. `will` is None or (topic, payload, qos, retain)."""
-    if not 0 <= keepalive_s <= 0xFFFF:
-        raise ValueError("keep-alive must be 0..65535 s")
-    if not client_id and not clean:
-        raise ValueError("an empty client id needs a clean session")
-    if password is not None and username is None:
-        raise ValueError("a password needs a user name")
-    flags = 0x02 if clean else 0
-    tail = _str(client_id)
-    if will is not None:
-        topic, payload, qos, retain = will
-        _check_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ValueError("will QoS must be 0..2")
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        tail += _str(topic) + _str(payload)
-    if username is not None:
-        flags |= 0x80
-        tail += _str(username)
-    if password is not None:
-        flags |= 0x40
-        tail += _str(password)
-    return _packet(0x10, b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack("!H", keepalive_s)
-                   + tail)
-
-
-def publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
-    """PUBLISH with QoS 0 or 1. Returns a bytearray (its DUP bit can be set in place)."""
-    _check_topic(topic)
-    if qos not in (0, 1):
-        raise ValueError("QoS must be 0 or 1")
-    if dup and not qos:
-        raise ValueError("DUP is for QoS 1 only")
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-    body = _str(topic) + (_pid(pid) if qos else b"")
-    return _packet(first, body + bytes(payload))
-
-
-def puback(pid):
-    return _packet(0x40, _pid(pid))
-
+# connect, publish, puback and disconnect come from the boot stage (imported above);
+# _varint is re-exported for the tests of the wire format.
 
 def subscribe(pid, topics):
     """SUBSCRIBE to [(filter, qos), ...] with QoS 0 or 1 each."""
@@ -174,10 +102,6 @@ def unsubscribe(pid, filters):
 
 def pingreq():
     return bytearray(b"\xc0\x00")
-
-
-def disconnect():
-    return bytearray(b"\xe0\x00")
 
 
 def header(buf, max_packet=MAX_PACKET):

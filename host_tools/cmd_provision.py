@@ -54,10 +54,12 @@ def ca_init(directory, name, org, days, as_json):
 @click.option("--soft-reset", is_flag=True, help="soft-reset the board before writing (--port)")
 @click.option("--key-floor", type=int, default=1, show_default=True,
               help="lowest update-key serial the devices accept")
+@click.option("--cloud", default=None, metavar="HOST:PORT",
+              help="the MQTT broker the devices connect to (mutual TLS); none: no cloud link")
 @click.option("--json", "as_json", is_flag=True,
               help="one JSON object per line and device, with its password (for the label printer)")
 def provision_cmd(keys_dir, count, model, board, station, iterations, ledger, sim_dir, image,
-                  port, labels_dir, force, soft_reset, key_floor, as_json):
+                  port, labels_dir, force, soft_reset, key_floor, cloud, as_json):
     """Provision devices: unique id and password, key and certificate, factory record."""
     if sum(t is not None for t in (sim_dir, image, port)) != 1:
         raise UsageError("choose one target: --sim DIR, --image FILE or --port PORT")
@@ -77,7 +79,8 @@ def provision_cmd(keys_dir, count, model, board, station, iterations, ledger, si
         records = provision.provision(
             keys_dir, count, model=model, board=board, station=station, iterations=iterations,
             ledger=ledger, sim=sim_dir, image=image, port=port, labels=labels_dir, force=force,
-            soft_reset=soft_reset, key_floor=key_floor, progress=progress)
+            soft_reset=soft_reset, key_floor=key_floor, progress=progress,
+            cloud=provision.parse_cloud(cloud) if cloud else None)
     finally:
         if bar is not None:
             bar.stop()

@@ -29,10 +29,15 @@ def sim_group():
 @click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--bundle", "bundle_file", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--device-id", default=None)
+@click.option("--cloud", default=None, metavar="HOST:PORT",
+              help="the MQTT broker the device connects to (in its factory identity)")
 @click.option("--json", "as_json", is_flag=True)
-def create(directory, keys_dir, bundle_file, device_id, as_json):
+def create(directory, keys_dir, bundle_file, device_id, cloud, as_json):
     """A new simulated device: flash image, trust anchors, BUNDLE installed in slot A."""
-    info = sim.create(directory, keys_dir, bundle_file, device_id)
+    from .provision import parse_cloud
+
+    info = sim.create(directory, keys_dir, bundle_file, device_id,
+                      cloud=parse_cloud(cloud) if cloud else None)
     click.echo(json.dumps(info, indent=2) if as_json else
                f"created {info['device_id']} in {directory} with {info['version']} in slot a")
 

@@ -136,9 +136,19 @@ class DeviceRecord:
         return {**self.public(), "password": self.password}
 
 
+def parse_cloud(text):
+    """`HOST:PORT` (the cloud broker the device connects to) -> {"host", "port"}."""
+    host, sep, port = (text or "").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--cloud must be HOST:PORT, got {text!r}")
+    return {"host": host.strip("[]"), "port": int(port)}
+
+
 def make_device(ca, anchors, *, model=DEFAULT_MODEL, board="unix", station=None,
-                iterations=DEFAULT_ITERATIONS, now=None, blocklist=None, device_id=None):
-    """Generate one device's identity and factory record (no I/O, nothing stored)."""
+                iterations=DEFAULT_ITERATIONS, now=None, blocklist=None, device_id=None,
+                cloud=None):
+    """Generate one device's identity and factory record (no I/O, nothing stored).
+    `cloud`: the broker the device connects to, {"host", "port", ...} (docs/cloud-link.md)."""
     if iterations < MIN_ITERATIONS:
         raise UsageError(f"at least {MIN_ITERATIONS} PBKDF2 iterations, please")
     now = int(time.time()) if now is None else int(now)
@@ -150,6 +160,10 @@ def make_device(ca, anchors, *, model=DEFAULT_MODEL, board="unix", station=None,
     station = station or default_station()
     identity = {"device_id": device_id, "product": PRODUCT, "model": model, "board": board,
                 "provisioned": now, "station": station}
+    if cloud:
+        if not isinstance(cloud, dict) or not cloud.get("host") or not cloud.get("port"):
+            raise UsageError("cloud needs a host and a port")
+        identity["cloud"] = dict(cloud)
     files = {
         "anchors.json": _json(anchors),
         "password.json": _json(hash_password(password, iterations)),
@@ -328,7 +342,8 @@ def serial_sim(d, board="unix"):
 
 def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=None,
               iterations=DEFAULT_ITERATIONS, ledger=None, sim=None, image=None, port=None,
-              labels=None, force=False, soft_reset=False, key_floor=1, progress=None):
+              labels=None, force=False, soft_reset=False, key_floor=1, progress=None,
+              cloud=None):
     """Provision `count` devices with the CA and trust anchors in `keys_dir`; returns their
     DeviceRecords. With no target (sim, image, port) the records are only generated and
     entered in the ledger (the caller writes them). Per device: ledger row (uncommitted),
@@ -352,7 +367,7 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
     try:
         for i in range(count):
             rec = _one(db, ca, anchors, blocklist, model, board, station, iterations, labels,
-                       sim, image, port, force, soft_reset)
+                       sim, image, port, force, soft_reset, cloud)
             records.append(rec)
             if progress:
                 progress(i + 1, count, rec)
@@ -363,7 +378,7 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
 
 
 def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, sim, image,
-         port, force, soft_reset):
+         port, force, soft_reset, cloud=None):
     for _ in range(5):  # 60 random bits: a clash is all but impossible, but cheap to handle
         device_id = generate_device_id()
         if not db.has(device_id):
@@ -371,7 +386,8 @@ def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, 
     else:
         raise UsageError("could not find an unused device id")
     rec = make_device(ca, anchors, model=model, board=board, station=station,
-                      iterations=iterations, blocklist=blocklist, device_id=device_id)
+                      iterations=iterations, blocklist=blocklist, device_id=device_id,
+                      cloud=cloud)
     db.insert(rec.ledger_row())
     try:
         if labels is not None:

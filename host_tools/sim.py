@@ -66,12 +66,13 @@ def https_address(d):
 
 def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=None,
            iterations=None, labels=None, heapsize=None, heap_sample_ms=0, speed=None,
-           free_heap_kib=None):
+           free_heap_kib=None, cloud=None):
     """A new simulated device in `d`: blank flash, factory data, and the bundle installed and
     confirmed in slot A by the device's own installer. When `keys_dir` holds a manufacturer
     CA, the device is provisioned as on the factory line (own id, password, key and
     certificate; the result holds the password for the label); otherwise it gets only trust
-    anchors and an identity, and no local API."""
+    anchors and an identity, and no local API. `cloud` ({"host", "port", ...}) names the
+    broker in the factory identity (docs/cloud-link.md)."""
     d = Path(d)
     if image_path(d).exists():
         raise UsageError(f"{d} already holds a simulated device")
@@ -94,11 +95,14 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=Non
         from . import provision
 
         rec = provision.provision(keys_dir, sim=d, key_floor=key_floor, labels=labels,
-                                  iterations=iterations or provision.DEFAULT_ITERATIONS)[0]
+                                  iterations=iterations or provision.DEFAULT_ITERATIONS,
+                                  cloud=cloud)[0]
         info = {**rec.public(), "password": rec.password}
     else:
         info = {"device_id": device_id or "sim-" + uuid.uuid4().hex[:12], "product": PRODUCT,
                 "model": MODEL, "board": BOARD}
+        if cloud:
+            info["cloud"] = dict(cloud)
         factory = {"anchors.json": json.dumps(keys.anchors(keys_dir, key_floor)).encode(),
                    "identity.json": json.dumps(info).encode()}
         flashimage.write_files(image_path(d), "fctry", factory, board=BOARD)

@@ -1,0 +1,430 @@
+# Pulled updates (ETSI 4.3): the service announces a signed bundle on the fleet topic
+# ({url, sha256, size, version}); the device downloads it over HTTPS in the background and
+# streams it into the boot stage's installer exactly as a push does, so the same checks
+# (signature, board, product, security floor, key floor, sizes, file hashes) decide.
+# A dropped connection resumes where it stopped (HTTP Range). The update server must
+# present a certificate issued by the manufacturer CA (the pinned /factory/ca.crt.der).
+# The owner's policy decides: "auto" (default), "disabled", or "postpone" until a time.
+import asyncio
+import binascii
+import hashlib
+import json
+
+from micropython import const
+
+import store
+from backoff import Backoff, system_rng, uniform_ms
+from bundle import Reject
+from updater import device_time
+
+POLICIES = ("auto", "disabled", "postpone")
+POLICY_FILE = "/app/update-policy.json"  # under the data root: device configuration
+MAX_POSTPONE_H = const(720)  # 30 days
+SPREAD_S = const(600)  # default: a fleet starts its downloads spread over 10 minutes
+MAX_SPREAD_S = const(86400)
+MAX_ATTEMPTS = const(8)  # connections per download before giving up for RETRY_S
+RETRY_S = const(3600)
+_MAX_HEAD = const(2048)
+_TIMEOUT_MS = const(15_000)  # connect, handshake, each read
+_MAX_URL = const(256)
+_MAX_PREFIX = const(64 + 8192 + 160 + 64)  # header, manifest, certificate, signature
+
+
+class HTTPFail(Exception):
+    """The update server answered, but not with the bytes asked for."""
+
+
+# --- the owner's policy ----------------------------------------------------------------
+
+def load_policy(root, now=None):
+    """{"policy": "auto"|"disabled"|"postpone", "until": seconds (postpone)}; a postponement
+    that has run out reads as auto."""
+    p = store.load(root + POLICY_FILE)
+    if not isinstance(p, dict) or p.get("policy") not in POLICIES:
+        return {"policy": "auto"}
+    if p["policy"] == "postpone":
+        until = p.get("until")
+        now = device_time() if now is None else now
+        if not isinstance(until, int) or (now and until <= now):
+            return {"policy": "auto"}
+        return {"policy": "postpone", "until": until}
+    return {"policy": p["policy"]}
+
+
+def set_policy(root, doc, now=None):
+    """Validate and store {"policy": "auto"} | {"policy": "disabled"} |
+    {"policy": "postpone", "hours": 1..720}. Raises ValueError saying what is wrong."""
+    if not isinstance(doc, dict) or doc.get("policy") not in POLICIES:
+        raise ValueError('send {"policy": "auto"}, {"policy": "disabled"} or '
+                         '{"policy": "postpone", "hours": N}')
+    p = doc["policy"]
+    if p == "postpone":
+        h = doc.get("hours")
+        if sorted(doc) != ["hours", "policy"] or isinstance(h, bool) or not isinstance(h, int) \
+                or not 1 <= h <= MAX_POSTPONE_H:
+            raise ValueError("postpone needs \"hours\": an integer from 1 to %d" % MAX_POSTPONE_H)
+        now = device_time() if now is None else now
+        if not now:
+            raise ValueError("the device clock is not set; postponing needs the time")
+        rec = {"policy": p, "until": now + h * 3600}
+    else:
+        if len(doc) != 1:
+            raise ValueError("%s takes no other field" % p)
+        rec = {"policy": p}
+    store.makedirs(root + POLICY_FILE.rsplit("/", 1)[0])
+    store.save(root + POLICY_FILE, rec)
+    return rec
+
+
+# --- announcements ---------------------------------------------------------------------
+
+def version_tuple(v):
+    parts = v.split(".") if isinstance(v, str) else ()
+    if len(parts) != 3 or not all(p.isdigit() and len(p) <= 5 for p in parts):
+        raise ValueError("version must be MAJOR.MINOR.PATCH")
+    return tuple(int(p) for p in parts)
+
+
+def parse_url(url):
+    """https://host[:port]/path -> (host, port, path). Nothing but https is accepted."""
+    if not isinstance(url, str) or len(url) > _MAX_URL or not url.startswith("https://"):
+        raise ValueError("url must be https:// and at most %d characters" % _MAX_URL)
+    rest = url[8:]
+    slash = rest.find("/")
+    if slash <= 0:
+        raise ValueError("url needs a host and a path")
+    hostport, path = rest[:slash], rest[slash:]
+    host, port = hostport, 443
+    if ":" in hostport:
+        host, p = hostport.rsplit(":", 1)
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise ValueError("bad port in url")
+        port = int(p)
+    for c in host:
+        if not (c.isalpha() or c.isdigit() or c in ".-"):
+            raise ValueError("bad host in url")
+    for c in path:
+        if ord(c) <= 32 or ord(c) >= 127:
+            raise ValueError("url path must be printable ASCII without spaces")
+    if not host:
+        raise ValueError("url needs a host")
+    return host, port, path
+
+
+def check_offer(doc, capacity):
+    """Validate an announcement strictly; returns it with `host`, `port`, `path` added."""
+    if not isinstance(doc, dict):
+        raise ValueError("announcement must be a JSON object")
+    allowed = ("url", "sha256", "size", "version", "spread_s", "security_fix")
+    for k in doc:
+        if k not in allowed:
+            raise ValueError("unknown field %r" % (k,))
+    for k in ("url", "sha256", "size", "version"):
+        if k not in doc:
+            raise ValueError("missing %s" % k)
+    host, port, path = parse_url(doc["url"])
+    sha = doc["sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or \
+            any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError("sha256 must be 64 lower-case hex digits")
+    size = doc["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or \
+            not 64 < size <= capacity + _MAX_PREFIX:
+        raise ValueError("size out of range")
+    version_tuple(doc["version"])
+    spread = doc.get("spread_s", SPREAD_S)
+    if isinstance(spread, bool) or not isinstance(spread, int) or not 0 <= spread <= MAX_SPREAD_S:
+        raise ValueError("spread_s must be 0..%d" % MAX_SPREAD_S)
+    if doc.get("security_fix", False) not in (True, False):
+        raise ValueError("security_fix must be true or false")
+    return {"url": doc["url"], "sha256": sha, "size": size, "version": doc["version"],
+            "spread_s": spread, "security_fix": doc.get("security_fix", False),
+            "host": host, "port": port, "path": path}
+
+
+# --- HTTPS -----------------------------------------------------------------------------
+
+async def _open(host, port, ssl_ctx):
+    """A non-blocking TLS stream; the handshake (and the server's check) runs on the first
+    write. Same pattern as the MQTT client's."""
+    import errno
+    import socket
+
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # blocks: use IPs or cache
+    sock = socket.socket(ai[0], ai[1], ai[2])
+    try:
+        sock.setsockopt(6, 1, 1)  # TCP_NODELAY
+        sock.setblocking(False)
+        try:
+            sock.connect(ai[-1])
+        except OSError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        tls = ssl_ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        tls.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return asyncio.StreamReader(tls), tls
+
+
+def _header(head, name):
+    name = name.lower() + b":"
+    for line in head.split(b"\r\n")[1:]:
+        if line[:len(name)].lower() == name:
+            return line[len(name):].strip().decode()
+    return None
+
+
+class Puller:
+    """Downloads and installs announced bundles in the background. `emit(doc)` reports
+    progress as events (cloud.py queues them in the outbox)."""
+
+    def __init__(self, dev, ssl_ctx, emit=None, log=None):
+        self.dev = dev
+        self.root = dev.data
+        self.ssl = ssl_ctx
+        self.emit = emit or (lambda doc: None)
+        self.log = log or dev.log
+        self.offer = None
+        self.state = {"state": "idle"}
+        self.refused = []  # sha256 of offers that failed verification (not tried again)
+        self._kick = asyncio.Event()
+        self._now = False  # the owner asked: skip the fleet's spread
+        self._active = False  # a download of ours holds the updater
+        self._task = None
+
+    def start(self):
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return self._task
+
+    def policy(self):
+        return load_policy(self.root)
+
+    def announce(self, payload):
+        """A message on the fleet topic. Returns None, or the reason it was ignored."""
+        try:
+            doc = check_offer(json.loads(payload), self.dev.capacity)
+        except (ValueError, TypeError) as e:  # TypeError: bytes that are not JSON text
+            self.log("update: announcement ignored: %s" % e)
+            return str(e)
+        installed = self.dev.boot.version or "0.0.0"
+        if version_tuple(doc["version"]) <= version_tuple(installed):
+            self.offer = None
+            if not self._active:
+                self._set({"state": "up to date", "version": installed})
+            return "not newer than %s" % installed
+        if self.offer is not None and self.offer["sha256"] == doc["sha256"]:
+            return None  # the retained announcement again (after a reconnect)
+        self.offer = doc
+        self._kick.set()
+        return None
+
+    def check(self):
+        """The owner (through the service) asked to check now: no spread delay."""
+        self._now = True
+        self._kick.set()
+
+    def kick(self):
+        """Re-read the policy (it changed)."""
+        self._kick.set()
+
+    def _set(self, state):
+        # Shown to the owner where pushed updates show theirs (GET /api/update), unless a
+        # push holds the updater.
+        state["source"] = "pull"
+        self.state = state
+        up = getattr(self.dev, "updater", None)
+        if up is not None and (self._active or not up.busy):
+            up.state = state
+
+    async def _wait(self, ms):
+        """Sleep up to `ms`, or less if kicked. Returns True if kicked."""
+        self._kick.clear()
+        try:
+            await asyncio.wait_for_ms(self._kick.wait(), ms)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _run(self):
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            offer = self.offer
+            if offer is None:
+                self._now = False
+                continue
+            if offer["sha256"] in self.refused:
+                self._set({"state": "refused", "version": offer["version"]})
+                continue
+            pol = self.policy()
+            if pol["policy"] == "disabled":
+                self._set({"state": "available", "version": offer["version"],
+                           "policy": "disabled"})
+                self.emit({"type": "update", "state": "available", "version": offer["version"],
+                           "policy": "disabled"})
+                continue
+            if pol["policy"] == "postpone":
+                self._set({"state": "postponed", "version": offer["version"],
+                           "until": pol["until"]})
+                self.emit({"type": "update", "state": "postponed", "version": offer["version"],
+                           "until": pol["until"]})
+                left = pol["until"] - device_time()
+                if not await self._wait(min(max(left, 1), 3600) * 1000):
+                    self._kick.set()  # look again: the postponement may be over
+                continue
+            if not self._now and offer["spread_s"]:
+                delay = uniform_ms(system_rng, offer["spread_s"] * 1000)
+                self._set({"state": "scheduled", "version": offer["version"], "in_ms": delay})
+                if await self._wait(delay):
+                    self._kick.set()  # something changed meanwhile: decide again
+                    continue
+            self._now = False
+            if offer is not self.offer:
+                self._kick.set()
+                continue
+            if await self.install(offer) is None and self.offer is offer:
+                # Failed (network, server) or waiting for a trial to end: try again later,
+                # or sooner when a new announcement or the owner asks.
+                if not await self._wait(RETRY_S * 1000):
+                    self._kick.set()
+
+    async def install(self, offer):
+        """Download `offer` with resume, streaming it into the installer; on success the
+        device restarts into the new version (its self-test then confirms it)."""
+        dev = self.dev
+        up = dev.updater
+        if up.busy:
+            self.log("update: a push is in progress; the pulled update waits")
+            return None
+        up.busy = True
+        self._active = True
+        if up.thermostat:
+            up.thermostat.reset_gap()
+        version = offer["version"]
+        inst = None
+        dl = {"got": 0, "hash": hashlib.sha256(), "conns": 0}
+        self._set({"state": "downloading", "version": version, "received": 0,
+                   "total": offer["size"], "resumed": 0})
+        self.emit({"type": "update", "state": "downloading", "version": version})
+        try:
+            inst = dev.boot.installer(now=device_time())
+            backoff = Backoff(base_ms=1000, cap_ms=60_000, initial_window_ms=0)
+            while dl["got"] < offer["size"]:
+                try:
+                    await self._fetch(offer, inst, dl, up.buf)
+                except (OSError, ValueError, HTTPFail, asyncio.TimeoutError) as e:
+                    # ValueError: TLS refused the server (MicroPython's ssl reports it so)
+                    if dl["conns"] >= MAX_ATTEMPTS:
+                        raise HTTPFail("gave up after %d connections: %r" % (dl["conns"], e))
+                    wait = backoff.retry()
+                    self.log("update: download interrupted at %d bytes (%r); resuming in %d ms"
+                             % (dl["got"], e, wait))
+                    self.state["resumed"] = self.state.get("resumed", 0) + 1
+                    await asyncio.sleep_ms(wait)
+            digest = binascii.hexlify(dl["hash"].digest()).decode()
+            if digest != offer["sha256"]:
+                raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
+            v = inst.finish()
+        except Reject as e:
+            if e.verdict == "BUSY":  # the last update is still on trial: not this bundle's fault
+                self._set({"state": "waiting", "version": version, "message": e.detail})
+                return None
+            self.refused.append(offer["sha256"])
+            self._set({"state": "refused", "version": version, "verdict": e.verdict,
+                       "message": e.detail})
+            self.emit({"type": "update", "state": "refused", "version": version,
+                       "verdict": e.verdict})
+            self.log("update: pulled %s refused: %s" % (version, e))
+            return None
+        except (HTTPFail, OSError) as e:
+            self._set({"state": "failed", "version": version, "message": str(e)})
+            self.emit({"type": "update", "state": "failed", "version": version,
+                       "error": str(e)[:120]})
+            self.log("update: pulled %s failed: %s" % (version, e))
+            return None
+        finally:
+            if inst is not None:
+                inst.abort()
+            up.busy = False
+            self._active = False
+        resumed = self.state.get("resumed", 0)
+        self.offer = None
+        self._set({"state": "installed", "version": v.manifest["version"], "slot": inst.target,
+                   "resumed": resumed, "notes": v.manifest["notes"],
+                   "security_fix": v.manifest["security_fix"]})
+        self.emit({"type": "update", "state": "installed", "version": version,
+                   "resumed": resumed})
+        self.log("update %s downloaded into slot %s (resumed %d times); restarting into it"
+                 % (version, inst.target, resumed))
+        dev.restart_later(2000)  # time for the event to leave the outbox
+        return v
+
+    async def _fetch(self, offer, inst, dl, buf):
+        """One connection: GET with Range from dl["got"]; feeds the installer as bytes come."""
+        dl["conns"] += 1
+        stream, sock = await asyncio.wait_for_ms(_open(offer["host"], offer["port"], self.ssl),
+                                                 _TIMEOUT_MS)
+        try:
+            got, size = dl["got"], offer["size"]
+            req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n" \
+                  "User-Agent: iot-thermostat\r\n\r\n" % (offer["path"], offer["host"], got)
+            stream.write(req.encode())
+            await asyncio.wait_for_ms(stream.drain(), _TIMEOUT_MS)  # the handshake runs here
+            head, rest = await self._head(stream, buf)
+            status = head[9:12]
+            skip = 0
+            if status == b"206":
+                cr = _header(head, b"content-range") or ""
+                if cr != "bytes %d-%d/%d" % (got, size - 1, size):
+                    raise HTTPFail("unexpected Content-Range %r" % cr)
+            elif status == b"200":
+                if _header(head, b"content-length") != str(size):
+                    raise HTTPFail("size differs from the announcement")
+                skip = got  # the server ignored the Range: drop what we already have
+            else:
+                raise HTTPFail("HTTP %s" % head[9:12].decode())
+            mv = memoryview(buf)
+            pending = rest
+            while dl["got"] < size:
+                if pending:
+                    n = min(len(pending), len(buf))
+                    mv[:n] = pending[:n]
+                    pending = pending[n:]
+                else:
+                    n = await asyncio.wait_for_ms(stream.readinto(mv), _TIMEOUT_MS)
+                    if not n:
+                        raise OSError("connection closed at %d of %d bytes" % (dl["got"], size))
+                start = 0
+                if skip:
+                    start = min(skip, n)
+                    skip -= start
+                n = min(n, start + size - dl["got"])
+                if n > start:
+                    chunk = mv[start:n]
+                    inst.feed(chunk)  # may raise Reject: nothing is written before the checks
+                    dl["hash"].update(chunk)
+                    dl["got"] += n - start
+                    self.state["received"] = dl["got"]
+                await asyncio.sleep_ms(0)  # let the control loop tick
+        finally:
+            sock.close()
+
+    async def _head(self, stream, buf):
+        """Read the response head (bounded); returns (head bytes, body bytes read with it)."""
+        mv = memoryview(buf)
+        pos = 0
+        while True:
+            n = await asyncio.wait_for_ms(stream.readinto(mv[pos:_MAX_HEAD]), _TIMEOUT_MS)
+            if not n:
+                raise OSError("connection closed before the response")
+            pos += n
+            end = bytes(mv[:pos]).find(b"\r\n\r\n")
+            if end >= 0:
+                if not bytes(mv[:5]) == b"HTTP/":
+                    raise HTTPFail("not an HTTP response")
+                return bytes(mv[:end]), bytes(mv[end + 4:pos])
+            if pos >= _MAX_HEAD:
+                raise HTTPFail("response head over %d bytes" % _MAX_HEAD)
