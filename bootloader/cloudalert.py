@@ -136,7 +136,7 @@ def send(host, port, server_hostname, ca_der, cert_der, key_der, client_id, topi
     import ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for this protocol is CERT_NONE
+    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for a client context verifies nothing
     ctx.load_verify_locations(cadata=ca_der)
     ctx.load_cert_chain(cert_der, key_der)
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]

@@ -202,7 +202,7 @@ def tls_context(ca_der, cert_der, key_der):
     the device proves itself with its own certificate and key (all DER)."""
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for this protocol is CERT_NONE
+    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for a client context verifies nothing
     ctx.load_verify_locations(cadata=ca_der)
     ctx.load_cert_chain(cert_der, key_der)
     return ctx
