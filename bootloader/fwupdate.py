@@ -15,6 +15,7 @@ import struct
 from micropython import const
 
 import bundle
+import slots
 import slotstate
 from bundle import Reject
 
@@ -222,16 +223,7 @@ class Firmware:
         return Installer(self, progress, now)
 
     def install_stream(self, stream, buf, progress=None, now=0):
-        inst = Installer(self, progress, now)
-        try:
-            while True:
-                n = stream.readinto(buf)
-                if not n:
-                    break
-                inst.feed(memoryview(buf)[:n])
-            return inst.finish()
-        finally:
-            inst.abort()
+        return slots.pump(stream, buf, Installer(self, progress, now))
 
 
 def hash_partition(part, size, buf):

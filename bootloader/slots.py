@@ -253,9 +253,9 @@ class Installer:
                 pass
 
 
-def install_stream(stream, buf, root, state_path, anchors, policy, progress=None, factory=False):
-    """Install a whole bundle from a readinto() stream through `buf`; returns bundle.Verified."""
-    inst = Installer(root, state_path, anchors, policy, progress, factory)
+def pump(stream, buf, inst):
+    """Feed a whole readinto() stream through `buf` into a push-fed installer (an app-slot or
+    a firmware Installer), then finish it; a half-written target is freed on any failure."""
     try:
         while True:
             n = stream.readinto(buf)
@@ -265,3 +265,8 @@ def install_stream(stream, buf, root, state_path, anchors, policy, progress=None
         return inst.finish()
     finally:
         inst.abort()
+
+
+def install_stream(stream, buf, root, state_path, anchors, policy, progress=None, factory=False):
+    """Install a whole bundle from a readinto() stream through `buf`; returns bundle.Verified."""
+    return pump(stream, buf, Installer(root, state_path, anchors, policy, progress, factory))
