@@ -7,7 +7,6 @@ import ssl
 import time
 
 import api
-import selftest
 import store
 from auth import Sessions
 from credentials import Credentials
@@ -90,6 +89,8 @@ class Device:
         return True
 
     async def confirm_or_roll_back(self):
+        import selftest  # only on a trial boot
+
         reason = await selftest.run(self)
         if reason is None:
             self.boot.confirm()

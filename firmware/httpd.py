@@ -237,10 +237,12 @@ class Server:
 
     def __init__(self, log=print):
         self.routes = []
+        self.tables = []
         self.log = log
-        # One head buffer per connection slot, made once: no 2 KiB allocation per request
-        # that could fail on a fragmented heap.
-        self._free = [bytearray(MAX_HEAD) for _ in range(MAX_CONNS)]
+        # Head buffers, one per connection being served, made when first needed and then
+        # reused: no 2 KiB allocation per request that could fail on a fragmented heap, and
+        # no memory held for concurrency that never comes (up to MAX_CONNS).
+        self._free = []
         self.active = 0
         self.served = 0
         self.before = None  # async hook(req, route) -> Response or None (e.g. auth)
@@ -254,6 +256,19 @@ class Server:
             return handler
         return deco
 
+    def table(self, rows, make):
+        """Register many routes at once without an object per route: `rows` is the caller's
+        constant tuple of (method, path, max_body, key), and make(key) returns the handler,
+        per request."""
+        self.tables.append((rows, make))
+
+    def listing(self):
+        """(method, path, max_body) of every route; a prefix route's path ends in '*'."""
+        out = [(r.method, r.path + ("*" if r.prefix else ""), r.max_body) for r in self.routes]
+        for rows, _ in self.tables:
+            out += [(m, p, limit) for m, p, limit, _ in rows]
+        return out
+
     def find(self, method, path):
         allowed = False
         for r in self.routes:
@@ -261,6 +276,12 @@ class Server:
                 if r.method == method:
                     return r
                 allowed = True
+        for rows, make in self.tables:
+            for m, p, limit, key in rows:
+                if p == path:
+                    if m == method:
+                        return Route(m, p, make(key), limit, False)
+                    allowed = True
         raise HTTPError(405 if allowed else 404,
                         "method not allowed" if allowed else "no such resource")
 
@@ -274,7 +295,7 @@ class Server:
             pos += n
             end = buf.find(b"\r\n\r\n", 0, pos)
             if end >= 0:
-                return bytes(mv[:end]), bytes(mv[end + 4:pos])
+                return bytes(mv[:end]), mv[end + 4:pos]  # the body's start: a view into buf
             if pos >= len(buf):
                 raise HTTPError(431, "request head is larger than %d bytes" % MAX_HEAD)
 
@@ -285,8 +306,9 @@ class Server:
             await self._close(writer)
             return
         self.active += 1
-        buf = self._free.pop()
+        buf = None
         try:
+            buf = self._free.pop() if self._free else bytearray(MAX_HEAD)
             resp = await self._dispatch(reader, buf)
             if resp is not None:
                 await self._send(writer, resp)
@@ -303,7 +325,8 @@ class Server:
             except (OSError, MemoryError):
                 pass
         finally:
-            self._free.append(buf)
+            if buf is not None:
+                self._free.append(buf)
             self.active -= 1
             self.served += 1
             await self._close(writer)

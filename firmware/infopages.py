@@ -5,7 +5,7 @@
 import factoryreset
 import ownerpages
 import privacy
-from httpd import HTTPError, json_response
+from httpd import HTTPError, Response, json_response
 from ownerpages import (change_password, esc, integer, only, sched_rows, schedule, settings,
                         tz_select, yes)
 
@@ -93,8 +93,8 @@ async def _updates(ui, req, s, msg=None, ok=False):
 
 async def _privacy(ui, req, s, msg=None, ok=False):
     body = ['<p>What this thermostat and its services do with data about you. ',
-            esc(privacy.THIRD_PARTIES), '</p>']
-    for row in privacy.INVENTORY:
+            ui.named(ui.notice["third_parties"]), '</p>']
+    for row in ui.notice["inventory"]:
         body.append('<div class="card"><h2>%s</h2><dl><dt>Where</dt><dd>%s</dd><dt>Used by</dt>'
                     '<dd>%s</dd><dt>Why</dt><dd>%s</dd><dt>Kept</dt><dd>%s</dd><dt>Removed by'
                     '</dt><dd>%s</dd></dl></div>' % tuple(ui.named(v) for v in row))
@@ -210,14 +210,31 @@ async def _security_post(ui, req, s, f):
         headers=(("Set-Cookie", ui.sessions.clear_cookie()),))
 
 
+def security_txt(d):
+    """RFC 9116 security.txt from the disclosure settings."""
+    lines = ["# Security contact of the %s thermostat. Please report vulnerabilities here."
+             % d.get("maker", "")]
+    for c in d.get("contact", ()):
+        lines.append("Contact: " + c)
+    for k, name in (("expires", "Expires"), ("policy", "Policy"),
+                    ("languages", "Preferred-Languages"), ("canonical", "Canonical")):
+        if d.get(k):
+            lines.append("%s: %s" % (name, d[k]))
+    return "\n".join(lines) + "\n"
+
+
+async def _security_txt(ui, req):
+    return Response(security_txt(ui.disc), 200, "text/plain; charset=utf-8")
+
+
 # --- JSON API: GET /api/privacy, PUT /api/consent, POST /api/privacy/delete, POST /api/reset --
 
 async def _api_privacy(ui, req):
     ui.sessions.check(req)
     priv, keys = ui.priv, ("what", "where", "who", "why", "kept", "removed_by")
     return json_response({
-        "inventory": [{k: ui.fill(v) for k, v in zip(keys, row)} for row in privacy.INVENTORY],
-        "third_parties": privacy.THIRD_PARTIES, "consents": priv.consents(),
+        "inventory": [{k: ui.fill(v) for k, v in zip(keys, row)} for row in ui.notice["inventory"]],
+        "third_parties": ui.fill(ui.notice["third_parties"]), "consents": priv.consents(),
         "profile": priv.profile(), "history": priv.history(),
         "service_request": priv.service_request()})
 
@@ -264,6 +281,7 @@ HANDLERS = {
     ("POST", "/reset"): ("form", _reset, _reset_post),
     ("GET", "/security"): ("page", _security),
     ("POST", "/security"): ("form", _security, _security_post),
+    ("GET", "/.well-known/security.txt"): ("raw", _security_txt),
     ("GET", "/api/privacy"): ("raw", _api_privacy),
     ("PUT", "/api/consent"): ("raw", _api_consent),
     ("POST", "/api/privacy/delete"): ("raw", _api_delete),

@@ -5,10 +5,10 @@
 # for a request and drops it afterwards, so nothing here may keep state between requests.
 import time
 
-import privacy
 from credentials import CredentialError
 from httpd import HTTPError, Response, parse_qs
-from pages import load_disclosure
+from pages import load_disclosure, slot_json
+from privacy import KEYS
 from thermostat import MAX_SCHEDULE, SETPOINT_MAX, SETPOINT_MIN, validate
 
 HTML = "text/html; charset=utf-8"
@@ -126,6 +126,20 @@ class Pages:
                       ("{service}", self.disc.get("service", "the service")))
         self.model = esc(ctx.identity.get("model") or "")
         self.sent = None  # a refused form: shown again as the owner filled it in
+        self._notice = None
+
+    @property
+    def notice(self):
+        """What the owner is told about their data (notice.json in the running slot)."""
+        if self._notice is None:
+            n = slot_json(self.ctx, "notice.json")
+            self._notice = n if isinstance(n.get("purposes"), list) else {
+                "purposes": [], "inventory": [], "third_parties": ""}
+        return self._notice
+
+    def purposes(self):
+        """(key, title, text) of every purpose the device asks consent for."""
+        return [p for p in self.notice["purposes"] if p[0] in KEYS]
 
     def val(self, name, stored):
         """What a form field shows: what the owner sent in a refused form, else `stored`."""
@@ -176,7 +190,7 @@ class Pages:
         """One opt-in checkbox per purpose, with the time it was given or withdrawn."""
         out = []
         cur = self.priv.consents()
-        for key, title, text in privacy.PURPOSES:
+        for key, title, text in self.purposes():
             c = cur[key]
             on = c["granted"] if self.sent is None else self.sent.get(key) == "yes"
             out += ['<label><input type="checkbox" name="', key, '" value="yes"',
@@ -311,7 +325,7 @@ async def _status(ui, req, s, msg=None, ok=False):
             ', software ', esc(st["version"]), '</small></p></div><div class="card"><h2>Your '
             'choices</h2>']
     cur = priv.consents()
-    for key, title, _ in privacy.PURPOSES:
+    for key, title, _ in ui.purposes():
         body += [esc(title), ': <b>', "allowed" if cur[key]["granted"] else "off", '</b><br>']
     body.append('<a href="/consent">Change</a></div><div class="card"><h2>History of changes'
                 '</h2>')

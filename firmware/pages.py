@@ -3,7 +3,7 @@
 # infopages.py: set-up, updates, privacy, consent, delete my data, factory reset, security,
 # privacy API) is imported for the request that needs it and dropped after it: an owner opens
 # a page now and then, and that code would otherwise take some 30 KB of heap for good, beside
-# an update in flight. The stylesheet and security.txt, fetched often, are answered here.
+# an update in flight. The stylesheet (static/style.css in the slot) is answered here.
 # Without a session only the login page, the stylesheet and security.txt answer; every other
 # page redirects to the login page, every API route answers 401 (docs/interfaces.md).
 import asyncio
@@ -13,22 +13,6 @@ import factoryreset
 import privacy
 import store
 from httpd import Response
-
-CSS = b"""body{font:17px/1.5 system-ui,sans-serif;margin:0;color:#222;background:#f4f4f1}
-nav{display:flex;flex-wrap:wrap;gap:.3em 1.1em;padding:.7em 1em;background:#234}
-nav a,nav b{color:#fff}main,footer{max-width:36em;margin:0 auto;padding:.5em 1em}
-h1{font-size:1.5em}h2{font-size:1.15em;margin:0 0 .3em}
-.card,fieldset{background:#fff;border:1px solid #ccc;border-radius:8px;padding:.8em 1em;
-margin:0 0 1em}label{display:block;margin:.5em 0}small,.note{color:#555}
-input,select,button{font:inherit;padding:.45em;max-width:100%;box-sizing:border-box}
-input:not([type=checkbox]):not([type=radio]),select{width:100%}
-input[type=checkbox],input[type=radio]{width:1.3em;height:1.3em;margin-right:.5em}
-button{background:#246;color:#fff;border:0;border-radius:6px;padding:.6em 1.3em}
-button.danger{background:#a22}button.link{background:none;color:#246;padding:0}
-.err,.ok{padding:.6em .8em;margin:0 0 1em;border-left:5px solid}
-.err{background:#fde8e8;border-color:#a22}.ok{background:#e3f5e3;border-color:#282}
-.big{font-size:2.2em;margin:0}dt{font-weight:bold}dd{margin:0 0 .5em}
-.row{display:flex;gap:.5em}.row input{flex:1}"""
 
 # (method, path, body limit, module that answers it)
 ROUTES = (
@@ -50,6 +34,7 @@ ROUTES = (
     ("GET", "/reset", 0, "infopages"),
     ("POST", "/reset", 512, "infopages"),
     ("GET", "/security", 0, "infopages"),
+    ("GET", "/.well-known/security.txt", 0, "infopages"),
     ("POST", "/security", 1024, "infopages"),
     ("GET", "/api/privacy", 0, "infopages"),
     ("PUT", "/api/consent", 256, "infopages"),
@@ -70,23 +55,20 @@ def _on_demand(ctx, name):
     return handler
 
 
-def load_disclosure(ctx):
-    """The maker's disclosure settings (disclosure.json in the running slot)."""
-    d = store.load(ctx.boot.root + "/slots/" + str(ctx.boot.slot) + "/disclosure.json", {})
+def slot_path(ctx, name):
+    """A file of the running slot (verified at boot with the rest of the app)."""
+    return ctx.boot.root + "/slots/" + str(ctx.boot.slot) + "/" + name
+
+
+def slot_json(ctx, name):
+    """A JSON object from the running slot."""
+    d = store.load(slot_path(ctx, name), {})
     return d if isinstance(d, dict) else {}
 
 
-def security_txt(d):
-    """RFC 9116 security.txt from the disclosure settings."""
-    lines = ["# Security contact of the %s thermostat. Please report vulnerabilities here."
-             % d.get("maker", "")]
-    for c in d.get("contact", ()):
-        lines.append("Contact: " + c)
-    for k, name in (("expires", "Expires"), ("policy", "Policy"),
-                    ("languages", "Preferred-Languages"), ("canonical", "Canonical")):
-        if d.get(k):
-            lines.append("%s: %s" % (name, d[k]))
-    return "\n".join(lines) + "\n"
+def load_disclosure(ctx):
+    """The maker's disclosure settings (disclosure.json in the running slot)."""
+    return slot_json(ctx, "disclosure.json")
 
 
 def register(srv, ctx):
@@ -99,14 +81,10 @@ def register(srv, ctx):
 
     @srv.route("GET", "/static/style.css")
     async def style(req):
-        return Response(CSS, 200, "text/css; charset=utf-8")
+        with open(slot_path(ctx, "static/style.css"), "rb") as f:
+            return Response(f.read(), 200, "text/css; charset=utf-8")
 
-    @srv.route("GET", "/.well-known/security.txt")
-    async def sectxt(req):
-        return Response(security_txt(load_disclosure(ctx)), 200, "text/plain; charset=utf-8")
-
-    for method, path, limit, name in ROUTES:
-        srv.route(method, path, max_body=limit)(_on_demand(ctx, name))
+    srv.table(ROUTES, lambda name: _on_demand(ctx, name))
     asyncio.create_task(factoryreset.watch_button(ctx))
     if ctx.privacy.pending() is not None:
         asyncio.create_task(ctx.privacy.resume())

@@ -15,12 +15,12 @@
 # removes it: every free block has then been erased and rewritten; (3) rebuilds each of its
 # directories from that clean space (their old pairs, whose logs hold every earlier version of
 # their small files, become free), (4) fills once more. A marker file makes the deletion
-# resume after a power cut; every step is idempotent. The boot stage's slot directories are
+# resume after a power cut; every step is idempotent. That code is in erase.py, loaded only
+# while it runs. The boot stage's slot directories are
 # not rebuilt (a cut there would stop the boot): one the installer makes anew can keep an old
 # block as the second half of its pair, so the installer should keep its slot directories.
-import asyncio
-import binascii
 import os
+import sys
 import time
 
 from micropython import const
@@ -30,146 +30,17 @@ import store
 MAX_HISTORY = const(20)
 HISTORY_DAYS = const(30)
 MAX_NAME = const(32)
-_RESERVE = const(8)  # free blocks left to other writers while the fill yields
-_ENOSPC = const(28)
-_DIR_BIT = const(0x4000)
 
-# Purposes that need consent: (key, title, what is done). All start off (4.8-2).
-PURPOSES = (
-    ("history", "History of changes",
-     "Keep a list of the last 20 changes to the heating on this thermostat (what and when), "
-     "at most 30 days. It stays on the thermostat."),
-    ("telemetry", "Remote access through the app",
-     "Send the room temperature and whether the heating is on to {service} every 5 minutes, "
-     "so that you can see and control the heating from the app. {service} keeps it 30 days."),
-    ("diagnostics", "Error reports for the maker",
-     "Send error reports (software version, error message, uptime; no temperatures, no "
-     "schedule) to {maker} to fix faults. Kept 90 days."),
-)
-
-# What personal data exists, where, who uses it, why, for how long, and what removes it
-# (4.8-1, 4.11-2): rendered by the privacy page and returned by GET /api/privacy.
-INVENTORY = (
-    ("Heating schedule (times and temperatures)", "this thermostat", "you",
-     "to heat at the times you choose; it shows when someone is usually at home",
-     "until you change it", "delete my data, factory reset"),
-    ("Name you gave the thermostat", "this thermostat", "you",
-     "to recognise it in the app and on these pages", "until you change it",
-     "delete my data, factory reset"),
-    ("History of changes", "this thermostat, only with your consent", "you",
-     "to show who changed the heating and when", "20 changes, at most 30 days",
-     "withdrawing consent, delete my data, factory reset"),
-    ("Your consent choices and their time", "this thermostat; {service} gets a copy",
-     "{maker}, {service}", "to do only what you allowed, and to prove it",
-     "until you change them", "delete my data, factory reset"),
-    ("Room temperature, heating on or off", "this thermostat, in memory only", "the thermostat",
-     "to control the heating", "not stored", "-"),
-    ("Room temperature, heating on or off", "{service}, only with your consent", "{service}",
-     "remote access through the app", "30 days", "withdrawing consent, delete my data"),
-    ("Error reports", "{maker}, only with your consent", "{maker}", "to fix faults",
-     "90 days", "withdrawing consent, delete my data"),
-    ("Network address, device identity", "{service}, when the thermostat connects",
-     "{service}", "to deliver security updates", "connection logs 30 days",
-     "delete my data (the logs)"),
-    ("Password (only a salted hash)", "this thermostat", "the thermostat",
-     "to let only you change its settings", "until you change it",
-     "factory reset (delete my data keeps it, so the thermostat stays protected)"),
-)
-KEYS = tuple(p[0] for p in PURPOSES)
-THIRD_PARTIES = "No advertisers and no other third parties receive any data."
+# The purposes that need consent, all off until the owner opts in (4.8-2). What each one
+# does, and the inventory of personal data, are told in notice.json (same order).
+KEYS = ("history", "telemetry", "diagnostics")
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def rmtree(path):
-    """Remove a file or a directory and everything in it; missing is fine."""
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        store.remove(path)
-        return
-    for e in entries:
-        rmtree(path + "/" + e[0])
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def _copytree(src, dst, buf):
-    os.mkdir(dst)
-    for e in os.ilistdir(src):
-        name = e[0]
-        if e[1] & _DIR_BIT:
-            _copytree(src + "/" + name, dst + "/" + name, buf)
-        elif not name.endswith(".tmp"):
-            with open(src + "/" + name, "rb") as fi, open(dst + "/" + name, "wb") as fo:
-                while True:
-                    n = fi.readinto(buf)
-                    if not n:
-                        break
-                    fo.write(buf if n == len(buf) else memoryview(buf)[:n])
-
-
-def rebuild(path, keep):
-    """Give directory `path` new metadata blocks (the old ones, whose logs still hold every
-    earlier version of its small files, become free): copy it when `keep`, else empty it."""
-    new, old = path + ".new", path + ".old"
-    rmtree(new)
-    if keep and _exists(path):
-        _copytree(path, new, bytearray(256))
-    else:
-        os.mkdir(new)
-    if _exists(path):
-        os.rename(path, old)
-    os.rename(new, path)
-    rmtree(old)
-
-
-def recover(root):
-    """Finish or undo a directory rebuild that a power cut interrupted."""
-    for e in list(os.ilistdir(root)):
-        name = e[0]
-        if name.endswith(".new"):
-            base = root + "/" + name[:-4]
-            if _exists(base):
-                rmtree(root + "/" + name)
-            else:
-                os.rename(root + "/" + name, base)
-        elif name.endswith(".old"):
-            rmtree(root + "/" + name)
-
-
-async def fill(root, chunk=4096):
-    """Erase every free block: write a filler file until the filesystem is full, then remove
-    it. Yields to the control loop except for the last few blocks. Returns blocks filled."""
-    path = root + "/.fill"
-    buf = bytearray(chunk)
-    free = os.statvfs(root)[3]
-    n = 0
-    f = open(path, "wb")
-    try:
-        while True:
-            f.write(buf)
-            n += 1
-            if n < free - _RESERVE:
-                await asyncio.sleep_ms(0)
-    except OSError as e:
-        if e.args[0] != _ENOSPC:
-            raise
-    finally:
-        try:
-            f.close()
-        except OSError:
-            pass
-        store.remove(path)
-    return n
+def _interrupted(root):
+    for e in os.ilistdir(root):
+        if e[0].endswith(".new") or e[0].endswith(".old"):
+            return True
+    return False
 
 
 class Busy(Exception):
@@ -188,15 +59,18 @@ class Privacy:
         self.clock = clock
         self.busy = False
         self.listeners = []  # fn(purpose, granted): e.g. the cloud link drops its outbox
-        recover(root)
+        if _interrupted(root):  # a power cut stopped a deletion while it rebuilt
+            import erase
+            erase.recover(root)
+            sys.modules.pop("erase", None)
         store.makedirs(self.dir)
         if thermostat is not None and thermostat.path:
             self._reload()
-        h, raw = self.history(), store.load(self._path("history"))
+        h, raw = self.history(), store.load(self.path("history"))
         if isinstance(raw, list) and len(raw) != len(h):  # entries older than HISTORY_DAYS
-            store.save(self._path("history"), h)
+            store.save(self.path("history"), h)
 
-    def _path(self, name):
+    def path(self, name):
         return self.dir + "/" + name + ".json"
 
     def _reload(self):
@@ -212,7 +86,7 @@ class Privacy:
 
     def consents(self):
         """{purpose: {"granted": bool, "time": seconds or None}} for every purpose."""
-        saved = store.load(self._path("consents"), {})
+        saved = store.load(self.path("consents"), {})
         out = {}
         for key in KEYS:
             rec = saved.get(key) if isinstance(saved, dict) else None
@@ -246,10 +120,10 @@ class Privacy:
             now = int(self.clock())
             for k in changed:
                 cur[k] = {"granted": choices[k], "time": now}
-            store.save(self._path("consents"), cur)
+            store.save(self.path("consents"), cur)
             for k in changed:
                 if not choices[k] and k == "history":
-                    store.remove(self._path("history"))
+                    store.remove(self.path("history"))
                 for fn in self.listeners:
                     fn(k, choices[k])
         return cur
@@ -257,7 +131,7 @@ class Privacy:
     # --- profile and history -------------------------------------------------------------
 
     def profile(self):
-        p = store.load(self._path("profile"), {})
+        p = store.load(self.path("profile"), {})
         return p if isinstance(p, dict) else {}
 
     def check_name(self, name):
@@ -274,14 +148,14 @@ class Privacy:
             p["name"] = self.check_name(name)
         if setup:
             p["setup"] = int(self.clock())
-        store.save(self._path("profile"), p)
+        store.save(self.path("profile"), p)
 
     def setup_done(self):
         return "setup" in self.profile()
 
     def history(self):
         """[[time, text], ...], newest last, without entries older than HISTORY_DAYS."""
-        h = store.load(self._path("history"), [])
+        h = store.load(self.path("history"), [])
         if not isinstance(h, list):
             return []
         oldest = self.clock() - HISTORY_DAYS * 86400
@@ -304,7 +178,7 @@ class Privacy:
                 parts.append("%s %s" % (k.replace("setpoint", "set point"), v))
         h = self.history()
         h.append([int(self.clock()), ", ".join(parts)[:80]])
-        store.save(self._path("history"), h[-MAX_HISTORY:])
+        store.save(self.path("history"), h[-MAX_HISTORY:])
 
     def watch(self, thermostat):
         """Record every accepted settings change, whichever interface made it."""
@@ -325,13 +199,13 @@ class Privacy:
     def service_request(self):
         """The pending "delete my data at the service" request ({"id", "requested"}) that the
         cloud link must deliver, or None."""
-        return store.load(self._path("service-delete"))
+        return store.load(self.path("service-delete"))
 
     def service_done(self, rid):
         """The cloud link delivered request `rid` and the service confirmed it."""
         req = self.service_request()
         if req and req.get("id") == rid:
-            store.remove(self._path("service-delete"))
+            store.remove(self.path("service-delete"))
             return True
         return False
 
@@ -342,46 +216,25 @@ class Privacy:
         return store.load(self.mark)
 
     async def delete(self, wipe=()):
-        """Delete the owner's personal data from the device and the flash, and queue the same
-        request for the service. `wipe`: further directories to empty (factory reset).
-        Raises Busy while one runs. Returns what was done, for the confirmation."""
+        """Delete the owner's personal data from the device and the flash (erase.py), and
+        queue the same request for the service. `wipe`: further directories to empty
+        (factory reset). Raises Busy while one runs. Returns what was done."""
         if self.busy:
             raise Busy()
         self.busy = True
-        t0 = time.ticks_ms()
         try:
-            rid = (self.service_request() or self.pending() or {}).get("id") \
-                or binascii.hexlify(os.urandom(8)).decode()
-            store.save(self.mark, {"wipe": list(wipe), "id": rid})
-            th = self.thermostat
-            keep = [d for d in self.keep_dirs if d not in wipe]
-            if th is not None and th.path:
-                settings_dir = th.path.rsplit("/", 1)[0]
-                if settings_dir not in wipe:
-                    if th.settings.get("schedule"):
-                        th.settings = dict(th.settings, schedule=[])
-                        store.save(th.path, th.settings)
-                    keep.append(settings_dir)
-            for d in (self.dir,) + tuple(wipe):
-                rmtree(d)
-            blocks = await fill(self.root)
-            for d in (self.dir,) + tuple(wipe):
-                rebuild(d, False)
-            for d in keep:
-                rebuild(d, True)
-            store.save(self._path("service-delete"), {"id": rid, "requested": int(self.clock())})
-            blocks += await fill(self.root)
-            if th is not None and th.path:
+            import erase
+            result = await erase.delete(self, tuple(wipe))
+            if self.thermostat is not None and self.thermostat.path:
                 self._reload()
             store.remove(self.mark)
             for key in KEYS:  # every consent ended: e.g. the cloud link reloads its (now
                 for fn in self.listeners:  # empty) outbox and sends the deletion request
                     fn(key, False)
-            return {"deleted": ["schedule", "name", "history", "consents"], "service": "queued",
-                    "request": rid, "erased_blocks": blocks,
-                    "ms": time.ticks_diff(time.ticks_ms(), t0)}
+            return result
         finally:
             self.busy = False
+            sys.modules.pop("erase", None)
 
     async def resume(self):
         """Run again a deletion that a power cut interrupted (called at start)."""

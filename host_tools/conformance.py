@@ -502,22 +502,36 @@ def placeholders(product):
 
 
 def firmware_privacy(firmware=FIRMWARE):
-    """INVENTORY, PURPOSES and THIRD_PARTIES of firmware/privacy.py, read without importing
-    it (it is MicroPython): the privacy notice says what the device itself says."""
-    path = Path(firmware) / "privacy.py"
+    """INVENTORY, PURPOSES and THIRD_PARTIES from the firmware's notice.json, which the device's
+    own pages show: the privacy notice says what the device itself says. The purposes must be
+    exactly the ones firmware/privacy.py asks consent for (KEYS, read without importing it:
+    it is MicroPython)."""
+    path = Path(firmware) / "notice.json"
     try:
-        tree = ast.parse(path.read_text(), str(path))
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConformanceError(f"{path} is missing: the privacy notice is rendered from its "
-                               "INVENTORY") from None
-    found = {}
-    for node in tree.body:
+        raise ConformanceError(f"{path} is missing: the privacy notice is rendered from it") \
+            from None
+    except ValueError as e:
+        raise ConformanceError(f"{path} is not JSON: {e}") from None
+    try:
+        found = {"INVENTORY": tuple(tuple(r) for r in doc["inventory"]),
+                 "PURPOSES": tuple(tuple(p) for p in doc["purposes"]),
+                 "THIRD_PARTIES": doc["third_parties"]}
+    except (KeyError, TypeError):
+        raise ConformanceError(f"{path} must hold inventory, purposes and third_parties") \
+            from None
+    if any(len(r) != 6 for r in found["INVENTORY"]) or any(len(p) != 3
+                                                            for p in found["PURPOSES"]):
+        raise ConformanceError(f"{path}: inventory rows have 6 fields, purposes 3")
+    keys = None
+    src = Path(firmware) / "privacy.py"
+    for node in ast.parse(src.read_text(), str(src)).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) \
-                and node.targets[0].id in ("INVENTORY", "PURPOSES", "THIRD_PARTIES"):
-            found[node.targets[0].id] = ast.literal_eval(node.value)
-    if len(found) != 3:
-        raise ConformanceError(f"{path} must define INVENTORY, PURPOSES and THIRD_PARTIES")
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "KEYS":
+            keys = ast.literal_eval(node.value)
+    if keys is None or tuple(p[0] for p in found["PURPOSES"]) != tuple(keys):
+        raise ConformanceError(f"{path}: the purposes must be {keys} of {src}, in that order")
     return found
 
 

@@ -142,7 +142,7 @@ class Harness:
 
 async def main():
     h = Harness(sys.argv[1], sys.argv[2])
-    routes = [[r.method, r.path + ("*" if r.prefix else ""), r.max_body] for r in h.srv.routes]
+    routes = [list(r) for r in h.srv.listing()]
     print(json.dumps({"routes": routes}))
     stdin = sys.stdin.buffer
     n = 0

@@ -11,8 +11,8 @@ import sys
 
 import vfs
 
+import erase
 import flash
-import privacy
 import store
 from flash import PowerCut
 from privacy import Privacy
@@ -89,7 +89,7 @@ def check(fl, th, priv, label):
 
 
 FILLS = []  # (first, last) flash op of each fill in the uncut run
-_fill = privacy.fill
+_fill = erase.fill
 
 
 async def _timed_fill(root):
@@ -97,14 +97,14 @@ async def _timed_fill(root):
     n = await _fill(root)
     FILLS.append((first - start, fl.ops - start))
     return n
-privacy.fill = _timed_fill
+erase.fill = _timed_fill
 
 make_template()
 fl, th, priv = boot()
 start = fl.ops
 asyncio.run(priv.delete(WIPE))
 total = fl.ops - start
-privacy.fill = _fill
+erase.fill = _fill
 assert check(fl, th, priv, "uncut") and len(FILLS) == 2
 cuts = [n for n in range(1, total + 1)
         if n % 8 == 0 or not any(a + 2 < n < b - 2 for a, b in FILLS)]

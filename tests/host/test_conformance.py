@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -384,10 +385,9 @@ def test_support_period_policy_states_an_end_date_and_reasons(docs):
 def test_privacy_notice_lists_what_the_firmware_keeps(docs):
     product = conformance.load_product()
     text = docs["privacy-notice.md"]
-    tree = ast.parse((FIRMWARE / "privacy.py").read_text())
-    found = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
-             if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
-             and n.targets[0].id in ("INVENTORY", "PURPOSES", "THIRD_PARTIES")}
+    notice = json.loads((FIRMWARE / "notice.json").read_text())  # what the device's pages show
+    found = {"INVENTORY": notice["inventory"], "PURPOSES": notice["purposes"],
+             "THIRD_PARTIES": notice["third_parties"]}
     for item in found["INVENTORY"]:
         assert f"| {item[0]} |" in text
     for key, title, _ in found["PURPOSES"]:
@@ -400,6 +400,23 @@ def test_privacy_notice_lists_what_the_firmware_keeps(docs):
     defaults = next(ast.literal_eval(n.value) for n in settings.body if isinstance(n, ast.Assign)
                     and getattr(n.targets[0], "id", "") == "DEFAULTS")
     assert "schedule" in defaults and "| Heating schedule" in text and "| Password" in text
+
+
+def test_privacy_notice_purposes_are_the_ones_the_firmware_asks_for(tmp_path):
+    """notice.json and privacy.KEYS must agree: a purpose the pages offer but the device does
+    not record (or the reverse) stops the report with the reason."""
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, fw)
+    assert [p[0] for p in conformance.firmware_privacy(fw)["PURPOSES"]] == \
+        ["history", "telemetry", "diagnostics"]
+    notice = json.loads((fw / "notice.json").read_text())
+    notice["purposes"] = notice["purposes"][::-1]
+    (fw / "notice.json").write_text(json.dumps(notice))
+    with pytest.raises(conformance.ConformanceError, match="purposes must be"):
+        conformance.firmware_privacy(fw)
+    (fw / "notice.json").write_text("{not json")
+    with pytest.raises(conformance.ConformanceError, match="not JSON"):
+        conformance.firmware_privacy(fw)
 
 
 def test_interfaces_list_is_the_checked_one(docs):
