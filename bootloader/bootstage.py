@@ -4,10 +4,11 @@ import sys
 
 import slots
 import slotstate
-from bundle import ALG_ED25519, ALG_P256, Reject
+from bundle import ALG_ED25519, ALG_P256, MAX_PREFIX, Reject
 
 _ALGS = {"ed25519": ALG_ED25519, "ecdsa-p256": ALG_P256}
 BUF_SIZE = 4096
+GC_MIN = 2048
 
 
 def load_anchors(path):
@@ -33,6 +34,8 @@ class Boot:
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.buf = buf
+        self._space = None
+        self._inst = None
         self.log = log
         self.slot = None
         self.verified = None
@@ -134,8 +137,18 @@ class Boot:
     def installer(self, progress=None, now=0):
         """A slots.Installer for the inactive slot under the current rules."""
         st = self.state()
-        return slots.Installer(self.root, self.state_path, self.anchors, self.policy(st, now),
-                               progress)
+        if self._inst is not None and not self._inst.closed:  # they would share the space
+            raise Reject("BUSY", "another update is being installed")
+        self._inst = slots.Installer(self.root, self.state_path, self.anchors,
+                                     self.policy(st, now), progress, space=self.space())
+        return self._inst
+
+    def space(self):
+        """The buffer for an update's signed prefix: made at start, so that an update never
+        needs to find MAX_PREFIX contiguous bytes in a heap the app has broken up."""
+        if self._space is None:
+            self._space = bytearray(MAX_PREFIX)
+        return self._space
 
     def install_stream(self, stream, progress=None, now=0, factory=False):
         st = self.state()
@@ -151,7 +164,15 @@ class Boot:
 
 def start(hal, cfg, log=print):
     """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only)."""
+    # The two buffers that live as long as the device runs come first, while the heap is in
+    # one piece: reading files, and an update's signed prefix (see Boot.space).
     buf = bytearray(BUF_SIZE)
+    space = bytearray(MAX_PREFIX)
+    # Collect after every 1/32 of the free heap allocated, not only when an allocation fails:
+    # garbage is then reused before it spreads, and a small heap stays in few large pieces
+    # (the failures of a tight heap are fragmentation, not lack of bytes).
+    import gc
+    gc.threshold(max(GC_MIN, gc.mem_free() // 32))
     try:
         anchors, key_floor = load_anchors(cfg["anchors"])
     except (OSError, ValueError, KeyError) as e:
@@ -159,5 +180,6 @@ def start(hal, cfg, log=print):
         b.reasons.append("trust anchors unreadable: %r" % (e,))
         return b
     b = Boot(hal, cfg, anchors, key_floor, buf, log)
+    b._space = space
     b.choose()
     return b

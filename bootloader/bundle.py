@@ -10,6 +10,7 @@ HEADER_LEN = const(64)
 MAX_MANIFEST = const(8192)
 MAX_CERT = const(160)
 SIG_LEN = const(64)
+MAX_PREFIX = const(64 + 8192 + 160 + 64)  # header, manifest, certificate, signature
 CERT_FIXED = const(26)
 ALG_ED25519 = const(1)
 ALG_P256 = const(2)
@@ -185,13 +186,14 @@ def parse_manifest(raw, header):
         raise Reject("BAD_MANIFEST", "a manifest field has the wrong type or range")
     seen = set()
     total = 0
-    for f in files:
+    for i, f in enumerate(files):
         if not (isinstance(f, dict) and sorted(f.keys()) == ["path", "sha256", "size"]
                 and _check_path(f["path"], seen) and _is_int(f["size"], 0, 0x7FFFFFFF)
                 and isinstance(f["sha256"], str) and len(f["sha256"]) == 64):
             raise Reject("BAD_MANIFEST", "bad file entry")
         try:
-            f["digest"] = bytes.fromhex(f["sha256"])
+            # The hex text goes: the entry lives through the whole install, in a small heap.
+            files[i] = {"path": f["path"], "size": f["size"], "digest": bytes.fromhex(f["sha256"])}
         except ValueError:
             raise Reject("BAD_MANIFEST", "file hash is not hex")
         seen.add(f["path"])

@@ -115,7 +115,8 @@ class Installer:
     slot's signed prefix is written last and the state record after it, so a power cut at
     any point leaves the inactive slot either unusable (no prefix) or complete."""
 
-    def __init__(self, root, state_path, anchors, policy, progress=None, factory=False):
+    def __init__(self, root, state_path, anchors, policy, progress=None, factory=False,
+                 space=None):
         self.root = root
         self.state_path = state_path
         self.anchors = anchors
@@ -130,7 +131,11 @@ class Installer:
         # The factory programs slot A and confirms it; updates go to the inactive slot.
         self.target = "a" if factory else slotstate.other(st["active"])
         self.verified = None
-        self._pre = bytearray(bundle.HEADER_LEN)
+        # space: a bytearray of bundle.MAX_PREFIX made at boot, while the heap was still in
+        # one piece, to hold the signed prefix; without it the prefix gets its own allocation.
+        self._space = space
+        self._pre = memoryview(space)[:bundle.HEADER_LEN] if space else bytearray(
+            bundle.HEADER_LEN)
         self._pre_len = 0
         self._need = bundle.HEADER_LEN
         self._files = None
@@ -139,6 +144,7 @@ class Installer:
         self._fh = None
         self._hash = None
         self._done = False
+        self.closed = False  # abort() ran: the caller is done with this installer
         self.written = 0
 
     def _begin_payload(self):
@@ -204,9 +210,12 @@ class Installer:
             if self._need == bundle.HEADER_LEN:
                 h = bundle.parse_header(self._pre)
                 self._need += h.manifest_len + h.cert_len + h.sig_len
-                grown = bytearray(self._need)
-                grown[:bundle.HEADER_LEN] = self._pre
-                self._pre = grown
+                if self._space:  # the header is already at its start
+                    self._pre = memoryview(self._space)[:self._need]
+                else:
+                    grown = bytearray(self._need)
+                    grown[:bundle.HEADER_LEN] = self._pre
+                    self._pre = grown
             else:
                 self._begin_payload()
         return mv
@@ -243,6 +252,7 @@ class Installer:
 
     def abort(self):
         """Close what is open and free a half-written slot (it has no prefix, so it is unusable)."""
+        self.closed = True
         if self._fh:
             self._fh.close()
             self._fh = None

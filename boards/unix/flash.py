@@ -255,10 +255,14 @@ class Partition:
         return True
 
 
-def _lfs(part):
+def _lfs(part, small=False):
+    # small: the factory data, read a few times at start and kept mounted: littlefs's caches
+    # (4 x the read size, two per mount and one per open file) at their least. The program
+    # size stays as written: littlefs's commit layout depends on it.
     c = board_config()["littlefs"]
-    return vfs.VfsLfs2(part, readsize=c["read_size"], progsize=c["prog_size"],
-                       lookahead=c["lookahead_size"])
+    read = c["prog_size"] if small else c["read_size"]
+    return vfs.VfsLfs2(part, readsize=read, progsize=c["prog_size"],
+                       lookahead=32 if small else c["lookahead_size"])
 
 
 def mount_data(flash, mountpoint="/data", name=None):
@@ -281,6 +285,6 @@ def mount_data(flash, mountpoint="/data", name=None):
 def mount_factory(flash, mountpoint="/factory", name=None):
     """Mount the factory-data filesystem read-only (block device refuses writes too)."""
     part = flash.partition(name or board_config()["factory_partition"], readonly=True)
-    fs = _lfs(part)
+    fs = _lfs(part, small=True)
     vfs.mount(fs, mountpoint, readonly=True)
     return fs
