@@ -96,10 +96,13 @@ class NoRecovery:
         return None
 
 
-def _lfs(part, cfg, make=False):
+def _lfs(part, cfg, make=False, small=False):
+    # small: the factory data, read a few times at start and kept mounted: littlefs's caches
+    # (4 x the read size, two per mount and one per open file) at their least. The program
+    # size stays as written: littlefs's commit layout depends on it.
     c = cfg["littlefs"]
-    kw = {"readsize": c["read_size"], "progsize": c["prog_size"],
-          "lookahead": c["lookahead_size"]}
+    kw = {"readsize": c["prog_size"] if small else c["read_size"], "progsize": c["prog_size"],
+          "lookahead": 32 if small else c["lookahead_size"]}
     if make:
         vfs.VfsLfs2.mkfs(part, **kw)
     return vfs.VfsLfs2(part, **kw)
@@ -128,8 +131,8 @@ def mount(part_cls, cfg, log):
             mounted.add(path)  # already in place (a service jig after power-on): keep it
     if cfg["factory_mount"] not in mounted:
         try:
-            vfs.mount(_lfs(part_cls(cfg["factory_partition"]), cfg), cfg["factory_mount"],
-                      readonly=True)
+            vfs.mount(_lfs(part_cls(cfg["factory_partition"]), cfg, small=True),
+                      cfg["factory_mount"], readonly=True)
         except OSError as e:
             problems.append("factory data cannot be mounted (%r)" % (e,))
     if cfg["data_mount"] in mounted:
@@ -241,11 +244,54 @@ def _partition():
     return esp32.Partition
 
 
-def main():
-    """Power on: boot, then the application or alert-only mode (never returns)."""
-    hal = _hal()
-    boot = start(hal, _partition(), hal.log)
-    if boot.slot is None:
-        alertmode.run(boot, NoRecovery())
-    hal.report(boot, "normal")
-    boot.run_app()
+def production_build():
+    """A production firmware has its trust anchors frozen in (boards/common/manifest.py)."""
+    try:
+        import trust_anchors  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def provisioned(cfg):
+    """The factory record is in place (the factory line has written fctry)."""
+    try:
+        open(cfg["factory_mount"] + "/identity.json").close()
+    except OSError:
+        return False
+    return True
+
+
+def main(hal=None, part_cls=None, kbd_intr=None):
+    """Power on: boot, then the application or alert-only mode (never returns).
+
+    The serial console (4.6-1: no REPL in the production configuration). MicroPython offers its
+    REPL on the UART when main.py ends or Ctrl-C interrupts it. A production build takes Ctrl-C
+    away first thing, and on a provisioned board keeps it away and restarts rather than end:
+    the REPL, raw REPL and soft reset are out of reach. A production board without a factory
+    record gives Ctrl-C back once the boot stage has run, so that the factory line can
+    provision it over the raw REPL (docs/provisioning.md). A development build never takes it.
+    WebREPL never starts: only webrepl.start() would start it, nothing here calls it, and the
+    frozen boot.py runs instead of any boot.py (webrepl_setup's) on the filesystem."""
+    if kbd_intr is None:
+        import micropython
+
+        kbd_intr = micropython.kbd_intr
+    hal = hal or _hal()
+    locked = production_build()
+    if locked:
+        kbd_intr(-1)
+    try:
+        boot = start(hal, part_cls or _partition(), hal.log)
+        if locked and not provisioned(hal.cfg):
+            locked = False
+            kbd_intr(3)
+            hal.log("board: no factory record yet: the serial console stays open for the "
+                    "factory line")
+        if boot.slot is None:
+            alertmode.run(boot, NoRecovery())
+        hal.report(boot, "normal")
+        boot.run_app()
+    finally:
+        if locked:
+            hal.reset()  # never back to the REPL prompt

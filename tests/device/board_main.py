@@ -2,7 +2,8 @@
 # on the unix port, with the fake `machine` and the fake esp32.Partition over the simulated
 # flash. Blank data partition formatted, alert-only until an app is installed; firmware and app
 # bundles through one installer; a firmware trial confirmed by the app's self-test, or rolled
-# back when it fails; frozen anchors override the factory's; unreadable data is never erased.
+# back when it fails; frozen anchors override the factory's; a provisioned production board
+# keeps its serial console closed; unreadable data is never erased.
 # Usage: micropython board_main.py WORK_IMAGE BOARD_JSON CASES.json
 import json
 import sys
@@ -170,6 +171,39 @@ for slot in ("a", "b"):
     os.rename("/data/%s.keep" % slot, "/data/slots/%s.bnd" % slot)
 boot = power_on()
 assert boot.slot == "b" and not boot.trial
+
+# --- The serial console: a provisioned production board never offers the REPL. ---
+
+
+class Production:
+    ANCHORS = {"roots": [{"alg": "ed25519", "key": cases["root"]}], "key_floor": 1}
+
+
+def main_once(production):
+    """The frozen main.py's esp32board.main(): how it ended, and its kbd_intr() calls."""
+    power_on()
+    calls = []
+    if production:
+        sys.modules["trust_anchors"] = Production
+    sys.modules.pop("app", None)
+    try:
+        esp32board.main(Hal(CFG, log=lines.append), Partition, calls.append)
+        ended = "returned"
+    except machine.ResetCalled:
+        ended = "reset"
+    finally:
+        sys.modules.pop("trust_anchors", None)
+    return ended, calls
+
+
+# Production: Ctrl-C off before the boot stage runs and never back on; when the app ends,
+# the board restarts instead of falling through to the REPL prompt.
+assert main_once(True) == ("reset", [-1])
+# A development build leaves the console alone.
+assert main_once(False) == ("returned", [])
+# Without a factory record the production console reopens for the factory line.
+assert esp32board.provisioned(CFG)
+assert not esp32board.provisioned(dict(CFG, factory_mount="/nowhere"))
 
 # --- A data partition littlefs cannot read is reported and left as it is. ---
 umount()

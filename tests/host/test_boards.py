@@ -158,7 +158,7 @@ def test_board_power_on_sequence(tmp_path):
 
     cases = {"bundles": {"app1": app_bundle("1.0.0", 1), "app2": app_bundle("1.1.0", 2),
                          "fw2": fw_bundle("2.0.0", 2), "fw3": fw_bundle("3.0.0", 3)},
-             "other_root": os.urandom(32).hex()}
+             "other_root": os.urandom(32).hex(), "root": keys.load_info(k)["root_public"]}
     spec = tmp_path / "cases.json"
     spec.write_text(json.dumps(cases))
     proc = mpy.run(DEVICE / "board_main.py", [flash, REPO / "boards" / "esp32" / "board.json",
