@@ -13,6 +13,9 @@ from pathlib import Path
 from host_tools import bundle, ca, keys, mpy, push, sim
 
 HERE = Path(__file__).parent / "device"
+PAGES = ("/login", "/setup", "/status", "/thermostat", "/updates", "/privacy", "/consent",
+         "/delete", "/reset", "/security", "/static/style.css", "/.well-known/security.txt",
+         "/api/privacy")
 MIB = 1 << 20
 
 
@@ -153,12 +156,28 @@ class Bench:
         finally:
             sim.powercut(d)
 
-    def min_heap(self, frozen=True, lo=16, hi=512):
-        if not self.app_works_at(hi, frozen):
+    def pages_work_at(self, kib):
+        """Does every owner page (and the notice API) answer 200 to a logged-in owner, one
+        after the other, with `kib` KiB free beside the frozen boot stage?"""
+        try:
+            d, dev = self.device(free_heap_kib=kib, heapsize="1m")
+        except Exception:  # noqa: BLE001 - did not even boot at this size
+            return False
+        try:
+            dev.login()
+            return all(dev._request("GET", p)[0] == 200 for p in PAGES)
+        except Exception:  # noqa: BLE001 - any failure at this heap size means "does not work"
+            return False
+        finally:
+            sim.powercut(d)
+
+    def min_heap(self, frozen=True, lo=16, hi=512, works=None):
+        works = works or (lambda kib: self.app_works_at(kib, frozen))
+        if not works(hi):
             raise RuntimeError(f"the app does not work even with {hi} KiB")
         while hi - lo > 4:  # 4 KiB resolution
             mid = (lo + hi) // 2
-            if self.app_works_at(mid, frozen):
+            if works(mid):
                 hi = mid
             else:
                 lo = mid
@@ -186,4 +205,5 @@ def run():
         out.update(b.heap_growth())
         out["app_min_heap_kib"] = b.min_heap(frozen=True)
         out["app_min_heap_unfrozen_kib"] = b.min_heap(frozen=False)
+        out["app_pages_min_heap_kib"] = b.min_heap(works=b.pages_work_at)
         return out

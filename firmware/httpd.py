@@ -42,9 +42,30 @@ class HTTPError(Exception):
 class Response:
     def __init__(self, body=b"", status=200, content_type="application/json", headers=()):
         self.status = status
-        self.body = body if isinstance(body, bytes) else body.encode()
+        # bytes, or a list of str/bytes pieces (a page): sent piece by piece through the
+        # connection's buffer, so a page never needs its whole size in one allocation.
+        self.body = body if isinstance(body, (bytes, list)) else body.encode()
         self.content_type = content_type
         self.headers = list(headers)
+
+
+async def _stream(writer, pieces, buf):
+    """Write str/bytes `pieces` gathered into `buf`, a buffer-full at a time."""
+    mv = memoryview(buf)
+    pos = 0
+    for p in pieces:
+        b = memoryview(p.encode() if isinstance(p, str) else p)
+        while len(b):
+            n = min(len(buf) - pos, len(b))
+            mv[pos:pos + n] = b[:n]
+            pos += n
+            b = b[n:]
+            if pos == len(buf):
+                writer.write(buf)  # the stream copies what it cannot send at once
+                await writer.drain()
+                pos = 0
+    if pos:
+        writer.write(mv[:pos])
 
 
 async def _readinto(reader, mv):
@@ -311,7 +332,7 @@ class Server:
             buf = self._free.pop() if self._free else bytearray(MAX_HEAD)
             resp = await self._dispatch(reader, buf)
             if resp is not None:
-                await self._send(writer, resp)
+                await self._send(writer, resp, buf)  # the request is done with buf
         except OSError:
             pass  # the client went away
         except MemoryError as e:
@@ -362,17 +383,27 @@ class Server:
             self.log("http: rejected request: %r" % (e,))
             return Response(error_body(400, "invalid request"), 400)
 
-    async def _send(self, writer, resp):
+    async def _send(self, writer, resp, buf=None):
+        body = resp.body
+        pieces = isinstance(body, list)
+        length = 0
+        if pieces:
+            for p in body:
+                length += len(p.encode() if isinstance(p, str) else p)
+        else:
+            length = len(body)
         head = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "Status")),
                 "Content-Type: " + resp.content_type,
-                "Content-Length: %d" % len(resp.body), "Connection: close"]
+                "Content-Length: %d" % length, "Connection: close"]
         for k, v in SECURITY_HEADERS:
             head.append(k + ": " + v)
         for k, v in resp.headers:
             head.append(k + ": " + v)
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-        if resp.body:
-            writer.write(resp.body)
+        if pieces:
+            await _stream(writer, body, buf or bytearray(256))
+        elif body:
+            writer.write(body)
         await writer.drain()
 
     async def _close(self, writer):
@@ -384,4 +415,21 @@ class Server:
 
     async def serve(self, host, port, ssl):
         """Listen on host:port with TLS (`ssl` is the server SSLContext)."""
-        return await asyncio.start_server(self.handle, host, port, backlog=MAX_CONNS, ssl=ssl)
+        return await asyncio.start_server(self.handle, host, port, backlog=MAX_CONNS,
+                                          ssl=_Tls(ssl))
+
+
+class _Tls:
+    """The server's SSLContext as asyncio.start_server uses it. Its accept loop survives an
+    OSError from wrap_socket (that client is dropped) but ends on any other exception: a
+    handshake that does not fit a tight heap would stop the API for good. Out of memory
+    becomes ENOMEM here, and only that client is refused."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def wrap_socket(self, sock, **kw):
+        try:
+            return self.ctx.wrap_socket(sock, **kw)
+        except MemoryError:
+            raise OSError(12)

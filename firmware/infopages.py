@@ -1,66 +1,10 @@
-# Owner pages, part 2, on the framework of ownerpages.py: what the owner is told and decides.
-# First-run set-up (4.12), updates (4.3), privacy (4.8-1), consent (4.8-2, 4.8-3), delete my
-# data (4.11), factory reset, security (4.2-1, 4.3-4), and the JSON API of the privacy
-# functions. Imported by pages.py for one request, then dropped.
-import factoryreset
-import ownerpages
+# What the owner is told, on pagekit.py: updates (4.3-2, 4.3-5), privacy (4.8-1), consent
+# (4.8-2, 4.8-3), security and the support period (4.2-1, 4.3-4), security.txt (RFC 9116), and
+# the JSON API of the notice and the consents.
+import pagekit
 import privacy
 from httpd import HTTPError, Response, json_response
-from ownerpages import (change_password, esc, integer, only, sched_rows, schedule, settings,
-                        tz_select, yes)
-
-
-# --- first-run set-up ------------------------------------------------------------------------
-
-async def _setup(ui, req, s, msg=None, ok=False):
-    th = ui.ctx.thermostat.settings
-    body = ['<p>Four short steps. You can change everything later.</p><form method="post" '
-            'action="/setup">', ui.csrf(s),
-            '<fieldset><h2>1. Your own password</h2><p class="note">The password on the label '
-            'works, but anyone who has seen the label knows it. Choose your own (at least 8 '
-            'characters), or leave these empty.</p><label>Password on the label<br><input '
-            'type="password" name="old" autocomplete="current-password"></label><label>New '
-            'password<br><input type="password" name="new" autocomplete="new-password" '
-            'minlength="8" maxlength="128"></label><label>New password again<br><input '
-            'type="password" name="new2" autocomplete="new-password"></label></fieldset>'
-            '<fieldset><h2>2. Name (optional)</h2><label>Name of this thermostat<br><input '
-            'name="name" maxlength="32" placeholder="Living room" value="',
-            esc(ui.val("name", ui.priv.profile().get("name", ""))), '"></label></fieldset>'
-            '<fieldset><h2>3. Your data</h2><p class="note">The thermostat heats without any '
-            'of these. Tick only what you want; nothing is on unless you tick it. You can '
-            'withdraw at any time.</p>']
-    body += ui.consent_boxes()
-    body.append('</fieldset><fieldset><h2>4. Time zone and schedule</h2>')
-    body += tz_select(ui, th["utc_offset_min"])
-    body += sched_rows(ui, th["schedule"], 4)
-    body.append('</fieldset><p><button>Finish set-up</button></p></form>')
-    return ui.html("Set up your thermostat", body, s, msg, ok)
-
-
-async def _setup_post(ui, req, s, f):
-    ctx, priv = ui.ctx, ui.priv
-    only(f, ("old", "new", "new2", "name", "tz") + privacy.KEYS, 4)
-    patch = {"utc_offset_min": integer(f.get("tz", "0"), "time zone"),
-             "schedule": schedule(f, 4)}
-    settings(ctx, patch)
-    choices = {p: yes(f, p) for p in privacy.KEYS}
-    try:
-        name = priv.check_name(f.get("name", ""))
-    except ValueError as e:
-        raise HTTPError(422, str(e))
-    changed = change_password(ctx, f)  # the last check and the first change
-    ctx.thermostat.update(patch)
-    priv.set_consents(choices)
-    priv.set_profile(name, setup=True)
-    body = ['<div class="card"><p>Your thermostat is ready. It heats on its own; you do not '
-            'need to keep this page open.</p>']
-    if changed:
-        body.append('<p><b>Your new password is active.</b> Log in again with it.</p><p><a '
-                    'href="/login">Log in</a></p></div>')
-        return ui.html("Set-up complete", body, None, headers=(
-            ("Set-Cookie", ui.sessions.clear_cookie()),))
-    body.append('<p><a href="/status">See the status</a></p></div>')
-    return ui.html("Set-up complete", body, s)
+from pagekit import change_password, esc, only, yes
 
 
 # --- updates ---------------------------------------------------------------------------------
@@ -82,11 +26,63 @@ async def _updates(ui, req, s, msg=None, ok=False):
                  esc(up.get("version") or up.get("verdict") or ""), '</p>']
     if st["last"]:
         body += ['<p><small>Last event: ', esc(st["last"]), '</small></p>']
-    body += ['</div><div class="card"><h2>Policy</h2><p>', ui.named(disc.get("update_policy",
-                                                                            "")),
+    body.append('</div>')
+    cloud = getattr(ctx, "cloud", None)
+    if cloud is not None:  # updates offered by the service, and the owner's say over them
+        body += _offered(ui, s, cloud)
+    body += ['<div class="card"><h2>Support</h2><p>', ui.named(disc.get("update_policy", "")),
              '</p><p>Security updates until <b>', esc(disc.get("support_end", "-")),
              '</b>.</p></div>']
     return ui.html("Updates", body, s, msg, ok)
+
+
+_POLICY = (("auto", "Install updates automatically (recommended)"),
+           ("disabled", "Ask me first: do not install until I allow it here"),
+           ("postpone", "Postpone for 24 hours"))
+
+
+def _offered(ui, s, cloud):
+    from puller import load_policy
+
+    pull, pol = cloud.puller.state, load_policy(ui.ctx.data)
+    offer = cloud.puller.offer
+    out = ['<div class="card"><h2>Available</h2><p>']
+    said = {"available": "It waits for you: allow it below.",
+            "postponed": "Postponed until %s." % ui.when(pull.get("until")),
+            "scheduled": "It will be downloaded shortly.", "waiting": "It will be downloaded "
+            "shortly.", "downloading": "It is being downloaded."}.get(pull.get("state"))
+    if offer is not None and said:
+        out += ['Version <b>', esc(offer["version"]), '</b> is available',
+                ' and <b>fixes security problems</b>' if offer.get("security_fix") else '',
+                '. ', said]
+    else:
+        out.append('No update waiting.')
+    out += ['</p><form method="post" action="/updates">', ui.csrf(s)]
+    cur = ui.val("policy", pol["policy"])
+    for key, text in _POLICY:
+        out += ['<label><input type="radio" name="policy" value="', key, '"',
+                pagekit.CHECK if cur == key else '', '>', text, '</label>']
+    if pol["policy"] == "postpone":
+        out += ['<p><small>Postponed until ', ui.when(pol.get("until")), '.</small></p>']
+    out.append('<p><button>Save</button></p></form></div>')
+    return out
+
+
+async def _updates_post(ui, req, s, f):
+    from puller import set_policy
+
+    only(f, ("policy",))
+    cloud = getattr(ui.ctx, "cloud", None)
+    if cloud is None:
+        raise HTTPError(409, "this thermostat gets updates only from its owner")
+    p = f.get("policy")
+    try:
+        set_policy(ui.ctx.data, {"policy": p, "hours": 24} if p == "postpone" else {"policy": p})
+    except ValueError as e:
+        raise HTTPError(422, str(e))
+    cloud.event({"type": "update_policy", "policy": p})
+    cloud.puller.kick()
+    return await _updates(ui, req, s, "Saved.", True)
 
 
 # --- privacy, consent, delete my data, factory reset -----------------------------------------
@@ -98,6 +94,18 @@ async def _privacy(ui, req, s, msg=None, ok=False):
         body.append('<div class="card"><h2>%s</h2><dl><dt>Where</dt><dd>%s</dd><dt>Used by</dt>'
                     '<dd>%s</dd><dt>Why</dt><dd>%s</dd><dt>Kept</dt><dd>%s</dd><dt>Removed by'
                     '</dt><dd>%s</dd></dl></div>' % tuple(ui.named(v) for v in row))
+    pending, done = ui.priv.service_request(), ui.priv.service_receipt()
+    if pending or done:
+        body += ['<div class="card"><h2>Your deletion request at ', ui.named("{service}"),
+                 '</h2><p>']
+        if pending:
+            body += ['Requested on ', ui.when(pending.get("requested")), ' (request ',
+                     esc(pending.get("id")), '): waiting for ', ui.named("{service}"),
+                     ' to confirm. The thermostat sends it whenever it is online.']
+        else:
+            body += ['<b>Deleted:</b> ', ui.named("{service}"), ' confirmed on ',
+                     ui.when(done.get("confirmed")), ' (request ', esc(done.get("id")), ').']
+        body.append('</p></div>')
     body.append('<p><a href="/consent">Your choices (consent)</a> &middot; <a href="/delete">'
                 'Delete my data</a> &middot; <a href="/reset">Factory reset</a></p>')
     return ui.html("Your data", body, s, msg, ok)
@@ -116,66 +124,6 @@ async def _consent_post(ui, req, s, f):
     only(f, privacy.KEYS)
     ui.priv.set_consents({p: yes(f, p) for p in privacy.KEYS})
     return await _consent(ui, req, s, "Saved. Your choices apply now.", True)
-
-
-async def _delete(ui, req, s, msg=None, ok=False):
-    return ui.html("Delete my data", [
-        '<div class="card"><p>This removes from the thermostat: your heating schedule, the '
-        'name, the history of changes and your consent choices, including the leftover copies '
-        'in its memory chip. It also asks ', ui.named("{service}"), ' to delete what it holds '
-        'about you.</p><p>The thermostat keeps heating, with its temperature, time zone and '
-        'password unchanged, ready for the next person. To also forget those, use a <a href="'
-        '/reset">factory reset</a>.</p></div><form method="post" action="/delete" class="card">',
-        ui.csrf(s), '<label><input type="checkbox" name="confirm" value="yes" required>Yes, '
-        'delete my personal data</label><p><button class="danger">Delete my data</button></p>'
-        '</form>'], s, msg, ok)
-
-
-async def _delete_post(ui, req, s, f):
-    only(f, ("confirm",))
-    if not yes(f, "confirm"):
-        raise HTTPError(422, "tick the box to confirm")
-    try:
-        r = await ui.priv.delete()
-    except privacy.Busy:
-        raise HTTPError(409, "a deletion is already running; try again in a minute")
-    return ui.html("Your data is deleted", [
-        '<div class="card"><p><b>Deleted from this thermostat:</b> your schedule, name, history '
-        'of changes and consent choices, and their leftover copies in its memory chip.</p><p><b>'
-        'At %s:</b> deletion requested (request %s); the thermostat sends the request when it '
-        'is online.</p><p><b>Kept:</b> the temperature setting, time zone, password and '
-        'software.</p></div><p><a href="/status">Back to the status</a></p>'
-        % (ui.named("{service}"), esc(r["request"]))], s)
-
-
-async def _reset(ui, req, s, msg=None, ok=False):
-    return ui.html("Factory reset", [
-        '<div class="card"><p>A factory reset returns the thermostat to how it left the '
-        'factory: it deletes your data (as <a href="/delete">Delete my data</a> does), all '
-        'settings and your password. Afterwards, log in with the password on the label. The '
-        'software stays up to date.</p><p class="note">Without this page: hold the button for '
-        '10 seconds until the light blinks fast.</p></div><form method="post" action="/reset" '
-        'class="card">', ui.csrf(s), '<label>Type <b>%s</b> to confirm<br><input name="confirm" '
-        'autocomplete="off" required></label><p><button class="danger">Reset to factory '
-        'settings</button></p></form>' % factoryreset.CONFIRM], s, msg, ok)
-
-
-async def _reset_post(ui, req, s, f):
-    only(f, ("confirm",))
-    factoryreset.check_confirm(f.get("confirm"))
-    await _run_reset(ui, "requested on the reset page")
-    return ui.html("Factory reset done", [
-        '<div class="card"><p>All settings and personal data are deleted. The thermostat '
-        'restarts now.</p><p>Log in with the <b>password printed on its label</b>.</p><p><a '
-        'href="/login">Log in</a></p></div>'], None,
-        headers=(("Set-Cookie", ui.sessions.clear_cookie()),))
-
-
-async def _run_reset(ui, why):
-    try:
-        return await factoryreset.factory_reset(ui.ctx, why)
-    except privacy.Busy:
-        raise HTTPError(409, "a deletion is running; try again in a minute")
 
 
 # --- security --------------------------------------------------------------------------------
@@ -227,7 +175,7 @@ async def _security_txt(ui, req):
     return Response(security_txt(ui.disc), 200, "text/plain; charset=utf-8")
 
 
-# --- JSON API: GET /api/privacy, PUT /api/consent, POST /api/privacy/delete, POST /api/reset --
+# --- JSON API: GET /api/privacy, PUT /api/consent ----------------------------------------------
 
 async def _api_privacy(ui, req):
     ui.sessions.check(req)
@@ -236,7 +184,7 @@ async def _api_privacy(ui, req):
         "inventory": [{k: ui.fill(v) for k, v in zip(keys, row)} for row in ui.notice["inventory"]],
         "third_parties": ui.fill(ui.notice["third_parties"]), "consents": priv.consents(),
         "profile": priv.profile(), "history": priv.history(),
-        "service_request": priv.service_request()})
+        "service_request": priv.service_request(), "service_receipt": priv.service_receipt()})
 
 
 async def _api_consent(ui, req):
@@ -248,46 +196,19 @@ async def _api_consent(ui, req):
         raise HTTPError(422, str(e))
 
 
-async def _api_delete(ui, req):
-    ui.sessions.check(req)
-    if await req.json(req.content_length) != {"confirm": "DELETE"}:
-        raise HTTPError(422, 'send {"confirm": "DELETE"}')
-    try:
-        return json_response(await ui.priv.delete())
-    except privacy.Busy:
-        raise HTTPError(409, "a deletion is already running")
-
-
-async def _api_reset(ui, req):
-    ui.sessions.check(req)
-    doc = await req.json(req.content_length)
-    if not isinstance(doc, dict) or list(doc.keys()) != ["confirm"]:
-        raise HTTPError(400, 'send {"confirm": "%s"}' % factoryreset.CONFIRM)
-    factoryreset.check_confirm(doc["confirm"])
-    return json_response(await _run_reset(ui, "requested through the API"),
-                         headers=(("Set-Cookie", ui.sessions.clear_cookie()),))
-
-
 HANDLERS = {
-    ("GET", "/setup"): ("page", _setup),
-    ("POST", "/setup"): ("form", _setup, _setup_post),
     ("GET", "/updates"): ("page", _updates),
+    ("POST", "/updates"): ("form", _updates, _updates_post),
     ("GET", "/privacy"): ("page", _privacy),
     ("GET", "/consent"): ("page", _consent),
     ("POST", "/consent"): ("form", _consent, _consent_post),
-    ("GET", "/delete"): ("page", _delete),
-    ("POST", "/delete"): ("form", _delete, _delete_post),
-    ("GET", "/reset"): ("page", _reset),
-    ("POST", "/reset"): ("form", _reset, _reset_post),
     ("GET", "/security"): ("page", _security),
     ("POST", "/security"): ("form", _security, _security_post),
     ("GET", "/.well-known/security.txt"): ("raw", _security_txt),
     ("GET", "/api/privacy"): ("raw", _api_privacy),
     ("PUT", "/api/consent"): ("raw", _api_consent),
-    ("POST", "/api/privacy/delete"): ("raw", _api_delete),
-    ("POST", "/api/reset"): ("raw", _api_reset),
 }
 
 
 async def serve(ctx, req):
-    return await ownerpages.serve(ctx, req, HANDLERS)
+    return await pagekit.serve(ctx, req, HANDLERS)

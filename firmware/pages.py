@@ -1,9 +1,9 @@
 # Owner pages and the privacy API over the local TLS server (4.8, 4.11, 4.12, 4.2): the routes
-# and the tasks behind them. The page code (ownerpages.py: framework, login, status, heating;
-# infopages.py: set-up, updates, privacy, consent, delete my data, factory reset, security,
-# privacy API) is imported for the request that needs it and dropped after it: an owner opens
-# a page now and then, and that code would otherwise take some 30 KB of heap for good, beside
-# an update in flight. The stylesheet (static/style.css in the slot) is answered here.
+# and the tasks behind them. The page code (pagekit.py, the framework; ownerpages.py: login,
+# status, heating; setuppage.py; infopages.py: updates, privacy, consent, security, the notice
+# API; erasepages.py: delete my data, factory reset) is imported for the request that needs
+# it, one page module at a time, and dropped after it: an owner opens a page now and then, and
+# that code would otherwise take some 40 KB of heap for good, beside an update in flight. The stylesheet (static/style.css in the slot) is answered here.
 # Without a session only the login page, the stylesheet and security.txt answer; every other
 # page redirects to the login page, every API route answers 401 (docs/interfaces.md).
 import asyncio
@@ -20,28 +20,29 @@ ROUTES = (
     ("POST", "/login", 512, "ownerpages"),
     ("GET", "/", 0, "ownerpages"),
     ("POST", "/logout", 256, "ownerpages"),
-    ("GET", "/setup", 0, "infopages"),
-    ("POST", "/setup", 2048, "infopages"),
+    ("GET", "/setup", 0, "setuppage"),
+    ("POST", "/setup", 2048, "setuppage"),
     ("GET", "/status", 0, "ownerpages"),
     ("GET", "/thermostat", 0, "ownerpages"),
     ("POST", "/thermostat", 2048, "ownerpages"),
     ("GET", "/updates", 0, "infopages"),
+    ("POST", "/updates", 256, "infopages"),
     ("GET", "/privacy", 0, "infopages"),
     ("GET", "/consent", 0, "infopages"),
     ("POST", "/consent", 512, "infopages"),
-    ("GET", "/delete", 0, "infopages"),
-    ("POST", "/delete", 512, "infopages"),
-    ("GET", "/reset", 0, "infopages"),
-    ("POST", "/reset", 512, "infopages"),
+    ("GET", "/delete", 0, "erasepages"),
+    ("POST", "/delete", 512, "erasepages"),
+    ("GET", "/reset", 0, "erasepages"),
+    ("POST", "/reset", 512, "erasepages"),
     ("GET", "/security", 0, "infopages"),
     ("GET", "/.well-known/security.txt", 0, "infopages"),
     ("POST", "/security", 1024, "infopages"),
     ("GET", "/api/privacy", 0, "infopages"),
     ("PUT", "/api/consent", 256, "infopages"),
-    ("POST", "/api/privacy/delete", 128, "infopages"),
-    ("POST", "/api/reset", 256, "infopages"),
+    ("POST", "/api/privacy/delete", 128, "erasepages"),
+    ("POST", "/api/reset", 256, "erasepages"),
 )
-_MODULES = ("infopages", "ownerpages")
+_MODULES = ("ownerpages", "setuppage", "infopages", "erasepages", "pagekit")
 
 
 def _on_demand(ctx, name):

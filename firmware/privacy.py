@@ -202,12 +202,19 @@ class Privacy:
         return store.load(self.path("service-delete"))
 
     def service_done(self, rid):
-        """The cloud link delivered request `rid` and the service confirmed it."""
+        """The cloud link delivered request `rid` and the service confirmed it: kept as a
+        receipt the owner is shown ({"id", "requested", "confirmed"})."""
         req = self.service_request()
         if req and req.get("id") == rid:
+            store.save(self.path("service-deleted"), {"id": rid, "requested": req.get(
+                "requested"), "confirmed": int(self.clock())})
             store.remove(self.path("service-delete"))
             return True
         return False
+
+    def service_receipt(self):
+        """The service's confirmation of the last deletion request, or None."""
+        return store.load(self.path("service-deleted"))
 
     # --- deletion ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ def load(path, default=None):
     """The record at `path`, or `default` when it is missing or unreadable."""
     try:
         with open(path) as f:
-            return json.loads(f.read())
+            return json.load(f)  # parsed as it is read: no copy of the whole file
     except (OSError, ValueError):
         return default
 

@@ -21,12 +21,14 @@ import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner
 
 from host_tools import bundle, ca, flashimage, push, sim, updateserver
+from host_tools.mpy import REPO
 from host_tools import monitor as monitor_mod
 from host_tools.cmd_cloud import COMMANDS, monitor_cmd, publish_cmd
 from host_tools.errors import DeviceError
@@ -136,6 +138,29 @@ def call(dev, method, path, doc=None):
     return dev.call(method, path, body, JSON if body else None)
 
 
+def get_page(dev, path):
+    """An owner page with the API session's cookie: (status, HTML bytes)."""
+    conn = push._Conn(dev.host, dev.port, dev.name, dev.ctx, 30)
+    try:
+        conn.request("GET", path, headers={"Cookie": dev.cookie})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def post_form(dev, path, fields):
+    """A page form sent with the API session's cookie and CSRF token: (status, HTML bytes)."""
+    conn = push._Conn(dev.host, dev.port, dev.name, dev.ctx, 30)
+    try:
+        conn.request("POST", path, urlencode(dict(fields, csrf=dev.csrf)),
+                     {"Cookie": dev.cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def consent(dev, granted):
     status, doc = call(dev, "PUT", "/api/consent", {"telemetry": granted})
     assert status == 200 and doc["telemetry"]["granted"] is granted
@@ -170,6 +195,13 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
     capture.wait(lambda t, m: t == f"dev/{did}/telemetry", what="telemetry")
     tel = capture.of(did, "telemetry")[0][1]
     assert set(tel) == {"seq", "t", "temperature", "target", "heating"}  # minimal (4.10-2)
+    # ... and the notice the owner consented to names every datum it carries (4.10-3); seq is
+    # the record's number, not a datum about the home.
+    notice = json.loads((REPO / "firmware" / "notice.json").read_text())
+    said = next(text for key, _, text in notice["purposes"] if key == "telemetry")
+    for field, words in {"temperature": "room temperature", "target": "target temperature",
+                         "heating": "whether the heating is on", "t": "time"}.items():
+        assert words in said, (field, said)
     capture.wait(lambda t, m: t == f"dev/{did}/state" and m["telemetry"] is True)
 
     # Commands, with remote access allowed: a valid one is applied and acknowledged.
@@ -224,7 +256,11 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
                                             "request": req["request"]}), qos=1)
     capture.wait(lambda t, m: t.endswith("/events") and m.get("id") == "c8", what="c8 result")
     assert [m for t, m in capture.of(did, "events") if m.get("id") == "c8"][0]["ok"] is True
-    assert call(dev, "GET", "/api/privacy")[1]["service_request"] is None
+    priv = call(dev, "GET", "/api/privacy")[1]
+    assert priv["service_request"] is None  # the owner is shown the service's confirmation
+    assert priv["service_receipt"]["id"] == req["request"] and priv["service_receipt"]["confirmed"]
+    status, page = get_page(dev, "/privacy")
+    assert status == 200 and b"confirmed on" in page and req["request"].encode() in page
     all_seqs = seqs(capture.of(did, "telemetry") + capture.of(did, "events"))
     assert sorted(all_seqs) == list(range(1, len(all_seqs) + 1))  # in order, once, no gap
 
@@ -464,8 +500,15 @@ def test_update_policy_disabled_keeps_the_pulled_update_out(tmp_path, keydir, bu
     cloud = call(dev, "GET", "/api/cloud")[1]
     assert cloud["pull"] == {**cloud["pull"], "state": "available", "version": "2.0.0"}
     assert sim.status(d)["version"] == "1.0.0"
-    # The owner allows it: installed, and the device runs 2.0.0.
-    assert call(dev, "PUT", "/api/update/policy", {"policy": "auto"})[0] == 200
+    # The owner is told on the updates page (4.3-2), and allows it there: installed, and the
+    # device runs 2.0.0.
+    status, page = get_page(dev, "/updates")
+    assert status == 200 and b"Version <b>2.0.0</b> is available" in page, page[-1500:]
+    assert b"It waits for you" in page and b'value="disabled" checked' in page
+    status, page = post_form(dev, "/updates", {"policy": "sometimes"})
+    assert status == 422 and call(dev, "GET", "/api/update/policy")[1] == {"policy": "disabled"}
+    status, page = post_form(dev, "/updates", {"policy": "auto"})
+    assert status == 200 and b"Saved." in page
     st = wait_for(d, lambda s: s["version"] == "2.0.0" and s["trial"] is False, timeout=60)
     assert st["slot"] == "b" and len(update_server.requests) == 1
 

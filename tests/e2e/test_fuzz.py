@@ -71,6 +71,8 @@ FORM_FIELDS = {
     "/thermostat": {"mode": form_text, "setpoint": sched_fields["sp0"], "tz": tz,
                     **sched_fields},
     "/consent": {p: form_text for p in PURPOSES},
+    "/updates": {"policy": st.one_of(st.sampled_from(["auto", "disabled", "postpone"]),
+                                     form_text)},
     "/delete": {"confirm": form_text},
     "/reset": {"confirm": st.one_of(st.sampled_from(["RESET", "reset", "RESET!"]), form_text)},
     "/security": {"old": form_text, "new": form_text, "new2": form_text},
