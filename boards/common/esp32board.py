@@ -279,8 +279,7 @@ def main(hal=None, part_cls=None, kbd_intr=None):
         kbd_intr = micropython.kbd_intr
     hal = hal or _hal()
     locked = production_build()
-    if locked:
-        kbd_intr(-1)
+    kbd_intr(-1 if locked else 3)  # main.py took it away first thing, before any import
     try:
         boot = start(hal, part_cls or _partition(), hal.log)
         if locked and not provisioned(hal.cfg):

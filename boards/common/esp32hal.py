@@ -196,11 +196,19 @@ class Wifi:
     """Station mode from DATA/wifi.json {"ssid", "password"}, in the background: connects,
     logs the address once, reconnects with a growing pause. Nothing waits for it."""
 
-    def __init__(self, path, log, network=None):
+    def __init__(self, path, log, network=None, identity=None):
         self.path = path
         self.log = log
         self._network = network
+        self.identity = identity  # the factory identity.json: its device id names the board
         self.address = None
+
+    def _name(self):
+        try:
+            with open(self.identity) as f:
+                return json.loads(f.read())["device_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     async def run(self):
         import asyncio
@@ -215,6 +223,14 @@ class Wifi:
         network = self._network
         if network is None:
             import network
+        name = self._name()
+        if name:
+            # DHCP and MicroPython's mDNS responder (UDP 5353) answer to <device id>.local,
+            # the name on the label's set-up address and in the device certificate.
+            try:
+                network.hostname(name)
+            except (AttributeError, ValueError, OSError) as e:
+                self.log("wifi: hostname %s not set (%r)" % (name, e))
         wlan = network.WLAN(network.STA_IF)
         wlan.active(True)
         pause = 2
@@ -270,7 +286,8 @@ class Esp32Hal:
         self.sensor = Sht3x(i2c, cfg.get("sensor_addr", SHT3X_ADDR), " (SDA GPIO%d, SCL GPIO%d)"
                             % (pins["sensor_sda"], pins["sensor_scl"]))
         self.button = Button(machine, pins["button"], cfg.get("button_active_low", True))
-        self.wifi = Wifi(cfg.get("data_mount", "/data") + "/wifi.json", log)
+        self.wifi = Wifi(cfg.get("data_mount", "/data") + "/wifi.json", log,
+                         identity=cfg.get("factory_mount", "/factory") + "/identity.json")
         self.https_port = 443
         self._flash = None
 

@@ -135,6 +135,10 @@ tmp = "/tmp/board_hal_wifi_%s.json" % board
 with open(tmp, "w") as f:
     f.write(json.dumps({"ssid": "lab", "password": "pw"}))
 h.wifi.path = tmp
+ident = "/tmp/board_hal_identity_%s.json" % board
+with open(ident, "w") as f:
+    f.write(json.dumps({"device_id": "th-4k9q2x7mzp3a"}))
+h.wifi.identity = ident
 
 
 async def wifi_briefly():
@@ -149,6 +153,8 @@ async def wifi_briefly():
 asyncio.run(wifi_briefly())
 assert h.wifi.address == "192.168.4.20", lines
 assert ("connect", "lab") in network.log and "wifi: connected to lab, address 192.168.4.20" in lines
+# The board answers to <device id>.local (DHCP and mDNS): named before the interface is up.
+assert network.log.index(("hostname", "th-4k9q2x7mzp3a")) < network.log.index(("active", True))
 h.report(Boot(), "normal")
 assert lines[-1] == "board: mode normal, slot a, version 1.0.0", lines
 print("OK")

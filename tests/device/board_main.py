@@ -199,8 +199,40 @@ def main_once(production):
 # Production: Ctrl-C off before the boot stage runs and never back on; when the app ends,
 # the board restarts instead of falling through to the REPL prompt.
 assert main_once(True) == ("reset", [-1])
-# A development build leaves the console alone.
-assert main_once(False) == ("returned", [])
+# A development build gives Ctrl-C back (main.py takes it away before its first import).
+assert main_once(False) == ("returned", [3])
+# The frozen main.py: whatever ends esp32board.main() (here a Ctrl-C that beat it), a
+# production build restarts; a development build lets it end (and the REPL come up).
+
+
+class Interrupted:
+    @staticmethod
+    def main(kbd_intr):
+        raise KeyboardInterrupt
+
+
+def run_frozen_main(production):
+    with open(esp32board.__file__.rsplit("/", 1)[0] + "/main.py") as f:
+        src = f.read()
+    saved, real = sys.path[:], sys.modules["esp32board"]
+    sys.modules["esp32board"] = Interrupted
+    if production:
+        sys.modules["trust_anchors"] = Production
+    try:
+        exec(src, {})
+        return "ended"
+    except machine.ResetCalled:
+        return "reset"
+    except KeyboardInterrupt:
+        return "interrupted"
+    finally:
+        sys.path[:] = saved
+        sys.modules["esp32board"] = real
+        sys.modules.pop("trust_anchors", None)
+
+
+assert run_frozen_main(True) == "reset"
+assert run_frozen_main(False) == "interrupted"
 # Without a factory record the production console reopens for the factory line.
 assert esp32board.provisioned(CFG)
 assert not esp32board.provisioned(dict(CFG, factory_mount="/nowhere"))

@@ -5,6 +5,16 @@ log = []
 settings = {"address": "192.168.4.20", "polls_to_connect": 2}
 
 
+def hostname(name=None):
+    """network.hostname(): the name DHCP and the mDNS responder use (at most 32 bytes)."""
+    if name is None:
+        return settings.get("hostname", "espressif")
+    if not 0 < len(name) <= 32:
+        raise ValueError("hostname length")
+    log.append(("hostname", name))
+    settings["hostname"] = name
+
+
 class WLAN:
     def __init__(self, interface):
         self._active = False
