@@ -1,7 +1,7 @@
 # Shared part of boards/<board>/mpconfigboard.cmake: the product's MicroPython board definition.
 # Build from ports/esp32 of MicroPython (recipe: docs/real-board.md):
 #   idf.py -D MICROPY_BOARD_DIR=<repo>/boards/<board> [-D IOT_FLASH_SIZE=8MB]
-#          [-D IOT_LEVEL=production] -B build-<board> build
+#          [-D IOT_LEVEL=production [-D IOT_SEALED=1]] -B build-<board> build
 # Sets: ESP-IDF defaults (MicroPython's base, then ours; later files win), the board's partition
 # table by absolute path, and the frozen manifest. Expects IOT_CHIP_SDKCONFIG (chip fragments of
 # MicroPython's boards/ folder) from the including file.
@@ -35,6 +35,14 @@ if(IOT_LEVEL STREQUAL "production")
     list(APPEND SDKCONFIG_DEFAULTS ${IOT_COMMON_DIR}/sdkconfig.production)
 elseif(IOT_LEVEL AND NOT IOT_LEVEL STREQUAL "development")
     message(FATAL_ERROR "IOT_LEVEL must be development or production")
+endif()
+# IOT_SEALED=1: the production image without any REPL (mpconfigboard.h), for boards that are
+# already provisioned: the factory line provisions with the unsealed production image first.
+if(IOT_SEALED)
+    if(NOT IOT_LEVEL STREQUAL "production")
+        message(FATAL_ERROR "IOT_SEALED=1 needs IOT_LEVEL=production")
+    endif()
+    list(APPEND MICROPY_DEF_BOARD IOT_SEALED=1)
 endif()
 
 set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)

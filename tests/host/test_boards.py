@@ -264,7 +264,14 @@ def test_micropython_board_definition(board):
     header = (d / "mpconfigboard.h").read_text()
     assert "MICROPY_HW_BOARD_NAME" in header and "MICROPY_PY_BLUETOOTH                (0)" in \
         header
+    # The sealed production image has no REPL on any console.
+    sealed = header[header.index("#if defined(IOT_SEALED) && IOT_SEALED"):]
+    sealed = sealed[:sealed.index("#e")]
+    assert "MICROPY_HW_ENABLE_UART_REPL         (0)" in sealed
+    if board != "esp32":  # native USB consoles
+        assert "MICROPY_HW_ESP_USB_SERIAL_JTAG      (0)" in sealed
     common = (COMMON / "mpboard.cmake").read_text()
+    assert "list(APPEND MICROPY_DEF_BOARD IOT_SEALED=1)" in common
     assert "partitions.csv" in common and "partitions-8MiB.csv" in common
     assert "MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py" in common
     assert "CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE=y" in (COMMON / "sdkconfig.iot").read_text()
