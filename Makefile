@@ -38,7 +38,7 @@ report: $(STAMP)
 # On a real board (see docs/real-board.md): make hwtest PORT=/dev/ttyUSB0 BOARD=esp32
 hwtest: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=/dev/ttyUSB0 [BOARD=esp32]"; exit 2; }
-	$(BIN)/python tools/hwtest.py --port $(PORT) --board $(BOARD)
+	$(BIN)/python tools/hwtest.py --port $(PORT) --board $(BOARD) $(HWTEST_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -144,6 +144,10 @@ class HwTest:
              "expect: boot: slot a verified (1.0.0); wifi: connected ... address", self.boot),
             ("push", [f"{iot} push {w / 'app-1.1.0.bnd'} --device {dev} --ca {self.ca} --name "
                       f"{name}"], "expect: confirmed 1.1.0 in slot b", self.push),
+            ("console", ["mpremote: try to enter the raw REPL (Ctrl-C, Ctrl-A), as an "
+                         "attacker with a serial adapter would"],
+             "expect: refused (production build: the provisioned board's console is closed)",
+             self.console) if a.production else
             ("tamper", ["mpremote raw REPL: esp32board.jig(); append a byte to a file of "
                         "/data/slots/b; hard reset, read the console"],
              "expect: slot b refused (BAD_FILE_HASH), fell back to slot a (1.0.0)", self.tamper),
@@ -267,6 +271,21 @@ class HwTest:
                         "wifi": r"wifi: connected to .*, address ([0-9.]+)"})
         return f"slot b ({victim} changed) refused, fell back to slot a (1.0.0)"
 
+    def console(self):
+        """A production build: the serial REPL of the provisioned, running board stays shut."""
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+
+        t = SerialTransport(self.a.port, baudrate=115200)
+        try:
+            t.enter_raw_repl(soft_reset=False)
+        except TransportError:
+            return "mpremote could not enter the raw REPL: the console is closed"
+        finally:
+            t.close()
+        raise StepFailed("the raw REPL answered: the serial console is open on a provisioned "
+                         "production board")
+
     def rollback(self):
         result = push.push(self._device(), self._bundles()["broken"], timeout=self.a.timeout)
         if result["result"] != "rolled_back" or result["version"] != "1.0.0":
@@ -305,6 +324,9 @@ def parse_args(argv):
                     "firmware update to it")
     ap.add_argument("--firmware-version", default="1.0.1")
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds per wait [90]")
+    ap.add_argument("--production", action="store_true", help="the firmware is a production "
+                    "build (frozen trust anchors): check that the console closes instead of "
+                    "tampering over the REPL")
     ap.add_argument("--keep-going", action="store_true", help="run the steps after a FAIL")
     ap.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     a = ap.parse_args(argv)

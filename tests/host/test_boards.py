@@ -304,6 +304,15 @@ def test_hwtest_dry_run_prints_the_plan(tmp_path):
     assert "iotctl push" in out and "expect: rolled_back" in out
     assert "dry run: nothing was run" in out
     assert not (tmp_path / "hw").exists()  # a dry run writes nothing
+    # A production build: the REPL is closed after provisioning, and the plan checks that.
+    proc = subprocess.run([sys.executable, REPO / "tools" / "hwtest.py", "--port",
+                           "/dev/ttyUSB7", "--board", "esp32s3", "--firmware", fw, "--keys",
+                           tmp_path / "keys", "--workdir", tmp_path / "hw", "--dry-run",
+                           "--production"], capture_output=True, text=True, cwd=REPO)
+    steps = re.findall(r"^(\d+)\. (\w+):", proc.stdout, re.M)
+    assert [s for _, s in steps] == ["flash", "provision", "install", "boot", "push", "console",
+                                     "rollback"], proc.stdout + proc.stderr
+    assert "expect: refused" in proc.stdout
 
 
 def test_hwtest_refuses_missing_inputs(tmp_path):
