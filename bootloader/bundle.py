@@ -24,6 +24,10 @@ KINDS = ("app", "firmware")
 MANIFEST_KEYS = ("schema", "kind", "product", "boards", "version", "security_version",
                  "created", "expires", "files", "notes", "security_fix")
 _SEG_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+_SEG_OK = bytearray(256)  # 1 for the bytes of _SEG_CHARS (any other byte, e.g. UTF-8: 0)
+for _c in _SEG_CHARS:
+    _SEG_OK[ord(_c)] = 1
+del _c
 _PRODUCT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
@@ -147,8 +151,11 @@ def _check_path(path, seen):
     if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH or path in seen:
         return False
     for seg in path.split("/"):
-        if not 0 < len(seg) <= 32 or seg[0] == "." or any(ch not in _SEG_CHARS for ch in seg):
+        if not 0 < len(seg) <= 32 or seg[0] == ".":
             return False
+        for b in seg.encode():  # a table lookup per byte: every boot checks every path
+            if not _SEG_OK[b]:
+                return False
     return True
 
 

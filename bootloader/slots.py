@@ -90,7 +90,10 @@ def verify_slot(root, slot, anchors, policy, buf):
                     if not n:
                         break
                     size += n
-                    h.update(buf if n == len(buf) else memoryview(buf)[:n])
+                    if n < len(buf):  # a short read is the end of the file: no extra call
+                        h.update(memoryview(buf)[:n])
+                        break
+                    h.update(buf)
         except OSError:
             raise Reject("BAD_FILE_HASH", "%s is missing from slot %s" % (entry["path"], slot))
         if size != entry["size"] or h.digest() != entry["digest"]:
