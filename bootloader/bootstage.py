@@ -26,7 +26,7 @@ def load_anchors(path):
 class Boot:
     """What the boot stage hands to the application: the verified slot and its state."""
 
-    def __init__(self, hal, cfg, anchors, key_floor, buf, log):
+    def __init__(self, hal, cfg, anchors, key_floor, buf, log, space=None):
         self.hal = hal
         self.cfg = cfg  # board, product, capacity, root, state path
         self.root = cfg["root"]
@@ -34,7 +34,7 @@ class Boot:
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.buf = buf
-        self._space = None
+        self._space = space  # made on first use when not given (see buffers())
         self._inst = None
         self.log = log
         self.slot = None
@@ -144,8 +144,9 @@ class Boot:
         return self._inst
 
     def space(self):
-        """The buffer for an update's signed prefix: made at start, so that an update never
-        needs to find MAX_PREFIX contiguous bytes in a heap the app has broken up."""
+        """The buffer for an update's signed prefix: made at start (buffers()), so that an
+        update never needs to find MAX_PREFIX contiguous bytes in a heap the app has broken
+        up."""
         if self._space is None:
             self._space = bytearray(MAX_PREFIX)
         return self._space
@@ -162,24 +163,28 @@ class Boot:
         return app.main(self)
 
 
-def start(hal, cfg, log=print):
-    """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only)."""
-    # The two buffers that live as long as the device runs come first, while the heap is in
-    # one piece: reading files, and an update's signed prefix (see Boot.space).
+def buffers():
+    """The two buffers that live as long as the device runs, made first, while the heap is in
+    one piece: one for reading files, one for an update's signed prefix (Boot.space). From
+    here on the collector also runs after every 1/32 of the free heap allocated, not only when
+    an allocation fails: garbage is reused before it spreads, and a small heap stays in a few
+    large pieces (the failures of a tight heap are fragmentation, not lack of bytes)."""
     buf = bytearray(BUF_SIZE)
     space = bytearray(MAX_PREFIX)
-    # Collect after every 1/32 of the free heap allocated, not only when an allocation fails:
-    # garbage is then reused before it spreads, and a small heap stays in few large pieces
-    # (the failures of a tight heap are fragmentation, not lack of bytes).
     import gc
     gc.threshold(max(GC_MIN, gc.mem_free() // 32))
+    return buf, space
+
+
+def start(hal, cfg, log=print):
+    """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only)."""
+    buf, space = buffers()
     try:
         anchors, key_floor = load_anchors(cfg["anchors"])
     except (OSError, ValueError, KeyError) as e:
-        b = Boot(hal, cfg, [], 1, buf, log)
+        b = Boot(hal, cfg, [], 1, buf, log, space)
         b.reasons.append("trust anchors unreadable: %r" % (e,))
         return b
-    b = Boot(hal, cfg, anchors, key_floor, buf, log)
-    b._space = space
+    b = Boot(hal, cfg, anchors, key_floor, buf, log, space)
     b.choose()
     return b

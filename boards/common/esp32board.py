@@ -184,7 +184,7 @@ def start(hal, part_cls, log=print):
     """Everything before the application: returns a BoardBoot whose slot is verified, or
     whose `slot` is None (alert-only mode, `reasons` say why)."""
     cfg = hal.cfg
-    buf = bytearray(bootstage.BUF_SIZE)
+    buf, space = bootstage.buffers()  # first, while the heap is in one piece
     problems = mount(part_cls, cfg, log)
     try:
         roots, floor = anchors(cfg)
@@ -193,7 +193,7 @@ def start(hal, part_cls, log=print):
         roots, floor, bcfg = [], 1, None
         problems.append("factory record or trust anchors unreadable (%r): not provisioned?"
                         % (e,))
-    boot = BoardBoot(hal, bcfg or {"root": cfg["data_mount"]}, roots, floor, buf, log)
+    boot = BoardBoot(hal, bcfg or {"root": cfg["data_mount"]}, roots, floor, buf, log, space)
     boot.reasons.extend(problems)
     if problems:
         return boot
