@@ -1,7 +1,7 @@
 # Owner pages, on pagekit.py: login, start page, log out, status and heating (4.12, 4.13).
 import pagekit
 from httpd import HTTPError
-from pagekit import CHECK, _redirect, esc, integer, number, only, read_form, sched_rows, \
+from pagekit import CHECK, esc, integer, number, only, read_form, redirect, sched_rows, \
     schedule, settings, tz_select
 from thermostat import MAX_SCHEDULE, SETPOINT_MAX, SETPOINT_MIN
 
@@ -28,20 +28,20 @@ async def _login_post(ui, req):
         sid, _ = ui.sessions.login(f.get("password", ""))
     except HTTPError as e:
         return _login_page(ui, e.message, e.status, e.headers)
-    return _redirect("/", (("Set-Cookie", ui.sessions.cookie(sid)),))
+    return redirect("/", (("Set-Cookie", ui.sessions.cookie(sid)),))
 
 
 async def _home(ui, req):
     try:
         ui.sessions.check(req)
     except HTTPError:
-        return _redirect("/login")
-    return _redirect("/status" if ui.priv.setup_done() else "/setup")
+        return redirect("/login")
+    return redirect("/status" if ui.priv.setup_done() else "/setup")
 
 
 async def _logout(ui, req, s, f):
     ui.sessions.logout(req)
-    return _redirect("/login", (("Set-Cookie", ui.sessions.clear_cookie()),))
+    return redirect("/login", (("Set-Cookie", ui.sessions.clear_cookie()),))
 
 
 # --- status and heating ----------------------------------------------------------------------

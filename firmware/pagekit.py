@@ -27,7 +27,7 @@ def _tz(m):
     return "UTC%s%02d:%02d" % ("-" if m < 0 else "+", abs(m) // 60, abs(m) % 60)
 
 
-def _redirect(to, headers=()):
+def redirect(to, headers=()):
     return Response(b"", 303, "text/plain", (("Location", to),) + tuple(headers))
 
 
@@ -208,7 +208,7 @@ class Pages:
         try:
             s = self.sessions.check(req)
         except HTTPError:
-            return _redirect("/login")
+            return redirect("/login")
         return await render(self, req, s)
 
     async def form(self, req, render, submit):
@@ -219,7 +219,7 @@ class Pages:
         try:
             self.sessions.check(req)
         except HTTPError:
-            return _redirect("/login")
+            return redirect("/login")
         finally:
             req.method = method
         f = None

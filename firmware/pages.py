@@ -3,7 +3,8 @@
 # status, heating; setuppage.py; infopages.py: updates, privacy, consent, security, the notice
 # API; erasepages.py: delete my data, factory reset) is imported for the request that needs
 # it, one page module at a time, and dropped after it: an owner opens a page now and then, and
-# that code would otherwise take some 40 KB of heap for good, beside an update in flight. The stylesheet (static/style.css in the slot) is answered here.
+# that code would otherwise take some 40 KB of heap for good, beside an update in flight.
+# The stylesheet (static/style.css in the slot) is answered here.
 # Without a session only the login page, the stylesheet and security.txt answer; every other
 # page redirects to the login page, every API route answers 401 (docs/interfaces.md).
 import asyncio
