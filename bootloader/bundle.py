@@ -194,7 +194,8 @@ def parse_manifest(raw, header):
     seen = set()
     total = 0
     for i, f in enumerate(files):
-        if not (isinstance(f, dict) and sorted(f.keys()) == ["path", "sha256", "size"]
+        if not (isinstance(f, dict) and len(f) == 3 and "path" in f and "sha256" in f
+                and "size" in f  # exactly these keys, without sorting a list per entry
                 and _check_path(f["path"], seen) and _is_int(f["size"], 0, 0x7FFFFFFF)
                 and isinstance(f["sha256"], str) and len(f["sha256"]) == 64):
             raise Reject("BAD_MANIFEST", "bad file entry")
