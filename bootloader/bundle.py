@@ -261,6 +261,34 @@ def authenticate(stream, anchors, policy):
     return authenticate_prefix(read_prefix(stream), anchors, policy)
 
 
+class Prefix:
+    """A bundle's signed prefix gathered from bytes pushed in pieces (both installers): the
+    header, then as many bytes as it announces. In `space` (a bytearray of MAX_PREFIX) when
+    given, so that no allocation is needed late in a long-running app; else in its own."""
+
+    def __init__(self, space=None):
+        self._space = space
+        self.buf = memoryview(space)[:HEADER_LEN] if space else bytearray(HEADER_LEN)
+        self._got = 0
+
+    def take(self, mv):
+        """Copy from memoryview `mv` what the prefix still lacks. Returns the rest of `mv` and
+        whether the prefix is complete (its length is checked by parse_header first)."""
+        n = min(len(self.buf) - self._got, len(mv))
+        self.buf[self._got:self._got + n] = mv[:n]
+        self._got += n
+        if self._got == len(self.buf) == HEADER_LEN:
+            h = parse_header(self.buf)
+            need = HEADER_LEN + h.manifest_len + h.cert_len + h.sig_len
+            if self._space:  # the header is already at its start
+                self.buf = memoryview(self._space)[:need]
+            else:
+                grown = bytearray(need)
+                grown[:HEADER_LEN] = self.buf
+                self.buf = grown
+        return mv[n:], self._got == len(self.buf) > HEADER_LEN
+
+
 def authenticate_prefix(buf, anchors, policy):
     """Authenticate a complete bundle prefix held in `buf`; returns Verified or raises Reject.
 

@@ -263,9 +263,7 @@ class Installer:
         self.progress = progress
         self.verified = None
         self.written = 0
-        self._pre = bytearray(bundle.HEADER_LEN)
-        self._pre_len = 0
-        self._need = bundle.HEADER_LEN
+        self._pre = bundle.Prefix()
         self._sector = bytearray(SECTOR)
         self._fill = 0
         self._block = 0
@@ -278,8 +276,7 @@ class Installer:
         return self.verified.header.payload_len if self.verified else 0
 
     def _begin(self):
-        self.verified = bundle.authenticate(_Reader(memoryview(self._pre)), self.fw.anchors,
-                                            self.policy)
+        self.verified = bundle.authenticate_prefix(self._pre.buf, self.fw.anchors, self.policy)
         self._pre = None
         files = self.verified.manifest["files"]
         if len(files) != 1 or not files[0]["size"]:
@@ -292,7 +289,9 @@ class Installer:
         mv = memoryview(data)
         while len(mv):
             if self._pre is not None:
-                mv = self._feed_prefix(mv)
+                mv, complete = self._pre.take(mv)
+                if complete:
+                    self._begin()
                 continue
             n = min(self._size - self.written, len(mv), SECTOR - self._fill)
             if not n:
@@ -306,21 +305,6 @@ class Installer:
                 self._flush()
         if self.progress:
             self.progress(self.written)
-
-    def _feed_prefix(self, mv):
-        take = min(self._need - self._pre_len, len(mv))
-        self._pre[self._pre_len:self._pre_len + take] = mv[:take]
-        self._pre_len += take
-        if self._pre_len == self._need:
-            if self._need == bundle.HEADER_LEN:
-                h = bundle.parse_header(self._pre)
-                self._need += h.manifest_len + h.cert_len + h.sig_len
-                grown = bytearray(self._need)
-                grown[:bundle.HEADER_LEN] = self._pre
-                self._pre = grown
-            else:
-                self._begin()
-        return mv[take:]
 
     def _flush(self):
         buf = self._sector
@@ -388,14 +372,3 @@ class Installer:
         if not self._done and self.verified is not None:
             self.fw._forget(self.target)
 
-
-class _Reader:
-    def __init__(self, mv):
-        self._mv = mv
-        self._pos = 0
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self._mv) - self._pos)
-        buf[:n] = self._mv[self._pos:self._pos + n]
-        self._pos += n
-        return n

@@ -136,11 +136,7 @@ class Installer:
         self.verified = None
         # space: a bytearray of bundle.MAX_PREFIX made at boot, while the heap was still in
         # one piece, to hold the signed prefix; without it the prefix gets its own allocation.
-        self._space = space
-        self._pre = memoryview(space)[:bundle.HEADER_LEN] if space else bytearray(
-            bundle.HEADER_LEN)
-        self._pre_len = 0
-        self._need = bundle.HEADER_LEN
+        self._pre = bundle.Prefix(space)
         self._files = None
         self._idx = 0
         self._left = 0
@@ -151,7 +147,7 @@ class Installer:
         self.written = 0
 
     def _begin_payload(self):
-        self.verified = bundle.authenticate_prefix(self._pre, self.anchors, self.policy)
+        self.verified = bundle.authenticate_prefix(self._pre.buf, self.anchors, self.policy)
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
         invalidate(self.root, self.target)
@@ -188,7 +184,9 @@ class Installer:
         mv = memoryview(data)
         while len(mv):
             if self._pre is not None:
-                mv = self._feed_prefix(mv)
+                mv, complete = self._pre.take(mv)
+                if complete:
+                    self._begin_payload()
                 continue
             if self._fh is None:
                 raise Reject("EXTRA_BYTES", "bytes after the last file")
@@ -203,25 +201,6 @@ class Installer:
                 self._next_file()
         if self.progress:
             self.progress(self.written)
-
-    def _feed_prefix(self, mv):
-        take = min(self._need - self._pre_len, len(mv))
-        self._pre[self._pre_len:self._pre_len + take] = mv[:take]
-        self._pre_len += take
-        mv = mv[take:]
-        if self._pre_len == self._need:
-            if self._need == bundle.HEADER_LEN:
-                h = bundle.parse_header(self._pre)
-                self._need += h.manifest_len + h.cert_len + h.sig_len
-                if self._space:  # the header is already at its start
-                    self._pre = memoryview(self._space)[:self._need]
-                else:
-                    grown = bytearray(self._need)
-                    grown[:bundle.HEADER_LEN] = self._pre
-                    self._pre = grown
-            else:
-                self._begin_payload()
-        return mv
 
     @property
     def total(self):
