@@ -23,7 +23,7 @@ def invalidate(root, slot):
         pass
 
 
-def _exists(path):
+def exists(path):
     try:
         os.stat(path)
         return True
@@ -31,17 +31,19 @@ def _exists(path):
         return False
 
 
-def _rmtree(path):
+def rmtree(path):
+    """Remove a file, or a directory and everything in it; a missing path is fine. (The app's
+    "delete my data" uses it too: on a board this code is frozen, not in the heap.)"""
     try:
         entries = list(os.ilistdir(path))
-    except OSError:
+    except OSError:  # a file, or nothing
+        try:
+            os.remove(path)
+        except OSError:
+            pass
         return
     for ent in entries:
-        child = path + "/" + ent[0]
-        if ent[1] == 0x4000:
-            _rmtree(child)
-        else:
-            os.remove(child)
+        rmtree(path + "/" + ent[0])
     os.rmdir(path)
 
 
@@ -51,7 +53,7 @@ def _makedirs(path):
         if not seg:
             continue
         cur += "/" + seg
-        if not _exists(cur):
+        if not exists(cur):
             os.mkdir(cur)
 
 
@@ -151,7 +153,7 @@ class Installer:
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
         invalidate(self.root, self.target)
-        _rmtree(slot_dir(self.root, self.target))
+        rmtree(slot_dir(self.root, self.target))
         _makedirs(slot_dir(self.root, self.target))
         self._files = self.verified.manifest["files"]
         self._idx = -1
@@ -171,7 +173,7 @@ class Installer:
             entry = self._files[self._idx]
             path = slot_dir(self.root, self.target) + "/" + entry["path"]
             parent = path.rsplit("/", 1)[0]
-            if not _exists(parent):
+            if not exists(parent):
                 _makedirs(parent)
             self._fh = open(path, "wb")
             self._hash = hashlib.sha256()
@@ -240,7 +242,7 @@ class Installer:
             self._fh = None
         if self._files is not None and not self._done:
             try:
-                _rmtree(slot_dir(self.root, self.target))
+                rmtree(slot_dir(self.root, self.target))
             except OSError:
                 pass
 

@@ -9,33 +9,11 @@ import time
 from micropython import const
 
 import store
+from slots import exists, rmtree  # the boot stage's, frozen on a board
 
 _RESERVE = const(8)  # free blocks left to other writers while the fill yields
 _ENOSPC = const(28)
 _DIR_BIT = const(0x4000)
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def rmtree(path):
-    """Remove a file or a directory and everything in it; missing is fine."""
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        store.remove(path)
-        return
-    for e in entries:
-        rmtree(path + "/" + e[0])
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _copytree(src, dst, buf):
@@ -58,11 +36,11 @@ def rebuild(path, keep):
     earlier version of its small files, become free): copy it when `keep`, else empty it."""
     new, old = path + ".new", path + ".old"
     rmtree(new)
-    if keep and _exists(path):
+    if keep and exists(path):
         _copytree(path, new, bytearray(256))
     else:
         os.mkdir(new)
-    if _exists(path):
+    if exists(path):
         os.rename(path, old)
     os.rename(new, path)
     rmtree(old)
@@ -74,7 +52,7 @@ def recover(root):
         name = e[0]
         if name.endswith(".new"):
             base = root + "/" + name[:-4]
-            if _exists(base):
+            if exists(base):
                 rmtree(root + "/" + name)
             else:
                 os.rename(root + "/" + name, base)

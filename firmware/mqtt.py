@@ -208,6 +208,31 @@ def tls_context(ca_der, cert_der, key_der):
     return ctx
 
 
+
+def open_tls(host, port, ssl_ctx, server_hostname):
+    """A non-blocking TLS socket to host:port; the handshake (and the check of the server's
+    certificate) runs on the first write. The cloud link and the update puller both use it."""
+    import errno
+    import socket
+    # getaddrinfo blocks (DNS); an IP literal or a cached name keeps that short.
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    sock = socket.socket(ai[0], ai[1], ai[2])
+    try:
+        sock.setsockopt(6, 1, 1)  # TCP_NODELAY: Nagle would add ~40 ms per exchange
+        sock.setblocking(False)
+        try:
+            sock.connect(ai[-1])
+        except OSError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        tls = ssl_ctx.wrap_socket(sock, server_hostname=server_hostname,
+                                  do_handshake_on_connect=False)
+        tls.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return tls
+
 class Client:
     """An MQTT 3.1.1 client over one TLS connection at a time (Link reconnects it).
 
@@ -264,29 +289,7 @@ class Client:
         return [e[0] for e in self._inflight]
 
     async def _open(self):
-        """A non-blocking TLS socket to the broker; the handshake runs on the first write."""
-        import errno
-        import socket
-        # getaddrinfo blocks (DNS); an IP literal or a cached name keeps that short.
-        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-        sock = socket.socket(ai[0], ai[1], ai[2])
-        ok = False
-        try:
-            sock.setsockopt(6, 1, 1)  # TCP_NODELAY: Nagle would add ~40 ms per exchange
-            sock.setblocking(False)
-            try:
-                sock.connect(ai[-1])
-            except OSError as e:
-                if e.errno != errno.EINPROGRESS:
-                    raise
-            tls = self._ssl.wrap_socket(sock, server_hostname=self.server_hostname,
-                                        do_handshake_on_connect=False)
-            tls.setblocking(False)
-            ok = True
-            return tls
-        finally:
-            if not ok:
-                sock.close()
+        return open_tls(self.host, self.port, self._ssl, self.server_hostname)
 
     async def _write(self, stream, pkt):
         stream.write(pkt)  # sends at once what the socket takes, buffers the rest

@@ -13,6 +13,8 @@ import os
 
 from micropython import const
 
+import store
+
 CAPACITY = const(96)  # 8 h of 5-minute telemetry, plus events
 MAX_ENTRY = const(512)  # topic + payload bytes: littlefs keeps files this small inline
 _META = "meta.json"  # {"next": seq, "dropped": n}
@@ -37,14 +39,7 @@ class Outbox:
         return "%s/%010d.%s" % (self.path, seq, kind)
 
     def _mkdir(self):
-        cur = ""
-        for seg in self.path.split("/"):
-            if seg:
-                cur += "/" + seg
-                try:
-                    os.mkdir(cur)
-                except OSError:
-                    pass
+        store.makedirs(self.path)
 
     def _save_meta(self):
         tmp = self.path + "/" + _META + _TMP

@@ -145,26 +145,10 @@ def check_offer(doc, capacity):
 # --- HTTPS -----------------------------------------------------------------------------
 
 async def _open(host, port, ssl_ctx):
-    """A non-blocking TLS stream; the handshake (and the server's check) runs on the first
-    write. Same pattern as the MQTT client's."""
-    import errno
-    import socket
+    """A non-blocking TLS stream to the update server (mqtt.open_tls)."""
+    from mqtt import open_tls
 
-    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # blocks: use IPs or cache
-    sock = socket.socket(ai[0], ai[1], ai[2])
-    try:
-        sock.setsockopt(6, 1, 1)  # TCP_NODELAY
-        sock.setblocking(False)
-        try:
-            sock.connect(ai[-1])
-        except OSError as e:
-            if e.errno != errno.EINPROGRESS:
-                raise
-        tls = ssl_ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-        tls.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
+    tls = open_tls(host, port, ssl_ctx, host)
     return asyncio.StreamReader(tls), tls
 
 
