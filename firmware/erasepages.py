@@ -1,6 +1,5 @@
 # Delete my data (4.11-1) and factory reset, on pagekit.py: the pages and their JSON API.
 import factoryreset
-import pagekit
 import privacy
 from httpd import HTTPError, json_response
 from pagekit import esc, only, yes
@@ -96,7 +95,3 @@ HANDLERS = {
     ("POST", "/api/privacy/delete"): ("raw", _api_delete),
     ("POST", "/api/reset"): ("raw", _api_reset),
 }
-
-
-async def serve(ctx, req):
-    return await pagekit.serve(ctx, req, HANDLERS)

@@ -50,11 +50,11 @@ class Response:
 
 
 async def _stream(writer, pieces, buf):
-    """Write str/bytes `pieces` gathered into `buf`, a buffer-full at a time."""
+    """Write bytes `pieces` gathered into `buf`, a buffer-full at a time."""
     mv = memoryview(buf)
     pos = 0
     for p in pieces:
-        b = memoryview(p.encode() if isinstance(p, str) else p)
+        b = memoryview(p)
         while len(b):
             n = min(len(buf) - pos, len(b))
             mv[pos:pos + n] = b[:n]
@@ -190,25 +190,28 @@ class Request:
             got += await self.readinto(mv[got:])
         return bytes(buf)
 
-    async def json(self, limit=2048):
-        ctype = (self.headers.get("content-type") or "").split(";")[0].strip()
-        if ctype != "application/json":
-            raise HTTPError(415, "expected Content-Type: application/json")
+    async def _text(self, ctype, expected, bad, limit):
+        """The body as text, if it has Content-Type `ctype` (else 415) and is UTF-8."""
+        if (self.headers.get("content-type") or "").split(";")[0].strip() != ctype:
+            raise HTTPError(415, "expected " + expected)
         raw = await self.body(limit)
         try:
-            return json.loads(raw.decode())
-        except (ValueError, UnicodeError):
+            return raw.decode()
+        except UnicodeError:
+            raise HTTPError(400, bad)
+
+    async def json(self, limit=2048):
+        text = await self._text("application/json", "Content-Type: application/json",
+                                "body is not valid JSON", limit)
+        try:
+            return json.loads(text)
+        except ValueError:
             raise HTTPError(400, "body is not valid JSON")
 
-    async def form(self, limit=2048):
-        ctype = (self.headers.get("content-type") or "").split(";")[0].strip()
-        if ctype != "application/x-www-form-urlencoded":
-            raise HTTPError(415, "expected a form (application/x-www-form-urlencoded)")
-        raw = await self.body(limit)
-        try:
-            return parse_qs(raw.decode())
-        except UnicodeError:
-            raise HTTPError(400, "form is not valid UTF-8")
+    async def form(self, limit=2048, max_fields=16):
+        return parse_qs(await self._text("application/x-www-form-urlencoded",
+                                         "a form (application/x-www-form-urlencoded)",
+                                         "form is not valid UTF-8", limit), max_fields)
 
 
 class Route:
@@ -388,8 +391,10 @@ class Server:
         pieces = isinstance(body, list)
         length = 0
         if pieces:
-            for p in body:
-                length += len(p.encode() if isinstance(p, str) else p)
+            for i, p in enumerate(body):
+                if isinstance(p, str):
+                    body[i] = p = p.encode()  # once: the length and the stream both use it
+                length += len(p)
         else:
             length = len(body)
         head = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "Status")),

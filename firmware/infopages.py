@@ -208,7 +208,3 @@ HANDLERS = {
     ("GET", "/api/privacy"): ("raw", _api_privacy),
     ("PUT", "/api/consent"): ("raw", _api_consent),
 }
-
-
-async def serve(ctx, req):
-    return await pagekit.serve(ctx, req, HANDLERS)

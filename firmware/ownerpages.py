@@ -1,8 +1,7 @@
 # Owner pages, on pagekit.py: login, start page, log out, status and heating (4.12, 4.13).
-import pagekit
 from httpd import HTTPError
-from pagekit import CHECK, esc, integer, number, only, read_form, redirect, sched_rows, \
-    schedule, settings, tz_select
+from pagekit import CHECK, esc, integer, number, only, redirect, sched_rows, schedule, \
+    settings, tz_select
 from thermostat import MAX_SCHEDULE, SETPOINT_MAX, SETPOINT_MIN
 
 
@@ -23,7 +22,7 @@ async def _login_get(ui, req):
 
 async def _login_post(ui, req):
     try:
-        f = await read_form(req, req.content_length, 4)
+        f = await req.form(req.content_length, 4)
         only(f, ("password",))
         sid, _ = ui.sessions.login(f.get("password", ""))
     except HTTPError as e:
@@ -112,7 +111,3 @@ HANDLERS = {
     ("GET", "/thermostat"): ("page", _heating),
     ("POST", "/thermostat"): ("form", _heating, _heating_post),
 }
-
-
-async def serve(ctx, req):
-    return await pagekit.serve(ctx, req, HANDLERS)

@@ -7,7 +7,7 @@
 import time
 
 from credentials import CredentialError
-from httpd import HTTPError, Response, parse_qs
+from httpd import HTTPError, Response
 from pages import load_disclosure, slot_json
 from privacy import KEYS
 from thermostat import SETPOINT_MAX, SETPOINT_MIN, validate
@@ -102,17 +102,6 @@ def change_password(ctx, f, required=False):
             "WRONG_PASSWORD": "the current password is wrong"}.get(e.code, e.code))
     ctx.sessions.logout_all()
     return True
-
-
-async def read_form(req, limit, max_fields=32):
-    """Request.form() with room for the schedule's fields."""
-    ctype = (req.header("content-type") or "").split(";")[0].strip()
-    if ctype != "application/x-www-form-urlencoded":
-        raise HTTPError(415, "expected a form (application/x-www-form-urlencoded)")
-    try:
-        return parse_qs((await req.body(limit)).decode(), max_fields)
-    except UnicodeError:
-        raise HTTPError(400, "form is not valid UTF-8")
 
 
 class Pages:
@@ -224,7 +213,7 @@ class Pages:
             req.method = method
         f = None
         try:
-            f = await read_form(req, req.content_length)
+            f = await req.form(req.content_length, 32)  # room for the schedule's fields
             s = self.sessions.check(req, f.pop("csrf", None))
             return await submit(self, req, s, f)
         except HTTPError as e:

@@ -48,9 +48,9 @@ _MODULES = ("ownerpages", "setuppage", "infopages", "erasepages", "pagekit")
 
 def _on_demand(ctx, name):
     async def handler(req):
-        mod = __import__(name)
+        handlers = __import__(name).HANDLERS  # the page module, on pagekit's framework
         try:
-            return await mod.serve(ctx, req)
+            return await sys.modules["pagekit"].serve(ctx, req, handlers)
         finally:
             for m in _MODULES:  # a request still running keeps its own reference
                 sys.modules.pop(m, None)

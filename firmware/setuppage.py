@@ -1,6 +1,5 @@
 # The first-run set-up page (4.12-1), on pagekit.py: the owner's own password, a name, consent
 # per purpose, time zone and schedule, in one form; nothing is stored unless all of it is valid.
-import pagekit
 import privacy
 from httpd import HTTPError
 from pagekit import change_password, esc, integer, only, sched_rows, schedule, settings, \
@@ -64,7 +63,3 @@ HANDLERS = {
     ("GET", "/setup"): ("page", _setup),
     ("POST", "/setup"): ("form", _setup, _setup_post),
 }
-
-
-async def serve(ctx, req):
-    return await pagekit.serve(ctx, req, HANDLERS)
