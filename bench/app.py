@@ -165,7 +165,7 @@ class Bench:
             return False
         try:
             dev.login()
-            return all(dev._request("GET", p)[0] == 200 for p in PAGES)
+            return all(dev.page(p)[0] == 200 for p in PAGES)
         except Exception:  # noqa: BLE001 - any failure at this heap size means "does not work"
             return False
         finally:

@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import time
+import urllib.parse
 from pathlib import Path
 
 from cryptography import x509
@@ -77,13 +78,10 @@ class Device:
         self.cookie = None
         self.csrf = None
 
-    def _request(self, method, path, body=None, headers=None, progress=None):
+    def _exchange(self, method, path, body=None, headers=None, progress=None):
+        """One request on a fresh connection; returns (response, body bytes)."""
         conn = _Conn(self.host, self.port, self.name, self.ctx, self.timeout)
         hdrs = dict(headers or {})
-        if self.cookie:
-            hdrs["Cookie"] = self.cookie
-        if self.csrf and method not in ("GET", "HEAD"):
-            hdrs["X-CSRF-Token"] = self.csrf
         try:
             if isinstance(body, (bytes, bytearray)) and progress:
                 hdrs["Content-Length"] = str(len(body))
@@ -98,13 +96,24 @@ class Device:
             else:
                 conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
-            raw = resp.read()
+            return resp, resp.read()
         except ssl.SSLCertVerificationError as e:
             raise DeviceError(f"the device's certificate is not trusted: {e.verify_message}") from None
         except (OSError, http.client.HTTPException) as e:
             raise DeviceError(f"no answer from {self.host}:{self.port}: {e}") from None
         finally:
             conn.close()
+
+    def _session(self, method, headers):
+        hdrs = dict(headers or {})
+        if self.cookie:
+            hdrs["Cookie"] = self.cookie
+        if self.csrf and method not in ("GET", "HEAD"):
+            hdrs["X-CSRF-Token"] = self.csrf
+        return hdrs
+
+    def _request(self, method, path, body=None, headers=None, progress=None):
+        resp, raw = self._exchange(method, path, body, self._session(method, headers), progress)
         try:
             doc = json.loads(raw) if raw else {}
         except ValueError:
@@ -113,17 +122,19 @@ class Device:
 
     def fetch(self, path):
         """GET `path` without logging in; returns (status, body bytes)."""
-        conn = _Conn(self.host, self.port, self.name, self.ctx, self.timeout)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except ssl.SSLCertVerificationError as e:
-            raise DeviceError(f"the device's certificate is not trusted: {e.verify_message}") from None
-        except (OSError, http.client.HTTPException) as e:
-            raise DeviceError(f"no answer from {self.host}:{self.port}: {e}") from None
-        finally:
-            conn.close()
+        resp, raw = self._exchange("GET", path)
+        return resp.status, raw
+
+    def page(self, path, form=None):
+        """An owner page in this session: GET, or POST `form` (a dict, sent with the session's
+        CSRF token as the pages' forms send it). Returns (status, HTML bytes)."""
+        if form is None:
+            resp, raw = self._exchange("GET", path, None, self._session("GET", None))
+        else:
+            body = urllib.parse.urlencode(dict(form, csrf=self.csrf)).encode()
+            resp, raw = self._exchange("POST", path, body, self._session(
+                "POST", {"Content-Type": "application/x-www-form-urlencoded"}))
+        return resp.status, raw
 
     def login(self):
         status, doc, resp = self._request("POST", "/api/login",

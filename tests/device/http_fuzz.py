@@ -10,19 +10,17 @@
 # which the harness keeps logged in. The first line out lists the routes.
 #   micropython http_fuzz.py SIMDIR PASSWORD
 import asyncio
-import hashlib
 import json
-import os
 import sys
 
 import bootstage
 import flash
+from fuzzio import digest, read_frame
 from hal import Hal
 from simtool import sim_config
 
 SID = b"{SID" + b"_" * 43 + b"}"
 CSRF = b"{CSRF" + b"_" * 42 + b"}"
-_BUF = bytearray(2048)
 
 
 class Reader:
@@ -57,40 +55,6 @@ class Writer:
         pass
 
 
-def digest(top, h=None):
-    """SHA-256 over the names and contents of every file under `top`."""
-    h = h or hashlib.sha256()
-    for e in sorted(os.ilistdir(top)):
-        if e[0] == "throttle.json":
-            continue
-        path = top + "/" + e[0]
-        h.update(path.encode())
-        if e[1] & 0x4000:
-            digest(path, h)
-        else:
-            with open(path, "rb") as f:
-                while True:
-                    n = f.readinto(_BUF)
-                    if not n:
-                        break
-                    h.update(memoryview(_BUF)[:n])
-    return h
-
-
-def read_frame(stdin):
-    line = stdin.readline()
-    if not line:
-        return None
-    n = int(line)
-    data = b""
-    while len(data) < n:
-        chunk = stdin.read(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 class Harness:
     def __init__(self, simdir, password):
         hal = Hal(simdir)
@@ -109,7 +73,7 @@ class Harness:
         self.password = password
         self.sid = self.csrf = None
         self.flash = fl  # counts every program and erase
-        self.state = digest("/data").digest()
+        self.state = digest("/data", ("throttle.json",)).digest()
 
     def session(self):
         """Keep one live session for the requests that carry {SID} / {CSRF}."""
@@ -134,7 +98,7 @@ class Harness:
         status = int(head[9:12]) if head.startswith(b"HTTP/1.1 ") else None
         changed = False
         if self.flash.ops != ops:  # no flash write at all: nothing stored changed
-            now = digest("/data").digest()
+            now = digest("/data", ("throttle.json",)).digest()
             changed = now != self.state
             self.state = now
         return {"s": status, "c": changed, "x": crash}

@@ -15,47 +15,11 @@ import sys
 
 import bootstage
 import flash
+from fuzzio import digest, read_frame
 from hal import Hal
 from simtool import sim_config
 
-_BUF = bytearray(2048)
 _SKIP = ("throttle.json", "outbox")
-
-
-def digest(top, h=None):
-    import hashlib
-    import os
-
-    h = h or hashlib.sha256()
-    for e in sorted(os.ilistdir(top)):
-        if e[0] in _SKIP:
-            continue
-        path = top + "/" + e[0]
-        h.update(path.encode())
-        if e[1] & 0x4000:
-            digest(path, h)
-        else:
-            with open(path, "rb") as f:
-                while True:
-                    n = f.readinto(_BUF)
-                    if not n:
-                        break
-                    h.update(memoryview(_BUF)[:n])
-    return h
-
-
-def read_frame(stdin):
-    line = stdin.readline()
-    if not line:
-        return None
-    n = int(line)
-    data = b""
-    while len(data) < n:
-        chunk = stdin.read(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def main(simdir):
@@ -85,7 +49,7 @@ def main(simdir):
         queue(doc)
         queued_ops[0] += fl.ops - ops
     c.event = event
-    state = digest("/data").digest()
+    state = digest("/data", _SKIP).digest()
     print(json.dumps({"ready": True, "settings": dev.thermostat.settings}))
     stdin = sys.stdin.buffer
     while True:
@@ -110,7 +74,7 @@ def main(simdir):
             crash = repr(e)
         changed = False
         if fl.ops - ops != queued_ops[0]:  # it wrote more than its answer: compare
-            now = digest("/data").digest()
+            now = digest("/data", _SKIP).digest()
             changed = now != state
             state = now
         print(json.dumps({"ok": ok, "ev": events, "c": changed, "x": crash,

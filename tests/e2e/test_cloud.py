@@ -21,7 +21,6 @@ import socket
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import paho.mqtt.client as paho
 import pytest
@@ -138,29 +137,6 @@ def call(dev, method, path, doc=None):
     return dev.call(method, path, body, JSON if body else None)
 
 
-def get_page(dev, path):
-    """An owner page with the API session's cookie: (status, HTML bytes)."""
-    conn = push._Conn(dev.host, dev.port, dev.name, dev.ctx, 30)
-    try:
-        conn.request("GET", path, headers={"Cookie": dev.cookie})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def post_form(dev, path, fields):
-    """A page form sent with the API session's cookie and CSRF token: (status, HTML bytes)."""
-    conn = push._Conn(dev.host, dev.port, dev.name, dev.ctx, 30)
-    try:
-        conn.request("POST", path, urlencode(dict(fields, csrf=dev.csrf)),
-                     {"Cookie": dev.cookie, "Content-Type": "application/x-www-form-urlencoded"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
 def consent(dev, granted):
     status, doc = call(dev, "PUT", "/api/consent", {"telemetry": granted})
     assert status == 200 and doc["telemetry"]["granted"] is granted
@@ -259,7 +235,7 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
     priv = call(dev, "GET", "/api/privacy")[1]
     assert priv["service_request"] is None  # the owner is shown the service's confirmation
     assert priv["service_receipt"]["id"] == req["request"] and priv["service_receipt"]["confirmed"]
-    status, page = get_page(dev, "/privacy")
+    status, page = dev.page("/privacy")
     assert status == 200 and b"confirmed on" in page and req["request"].encode() in page
     all_seqs = seqs(capture.of(did, "telemetry") + capture.of(did, "events"))
     assert sorted(all_seqs) == list(range(1, len(all_seqs) + 1))  # in order, once, no gap
@@ -502,12 +478,12 @@ def test_update_policy_disabled_keeps_the_pulled_update_out(tmp_path, keydir, bu
     assert sim.status(d)["version"] == "1.0.0"
     # The owner is told on the updates page (4.3-2), and allows it there: installed, and the
     # device runs 2.0.0.
-    status, page = get_page(dev, "/updates")
+    status, page = dev.page("/updates")
     assert status == 200 and b"Version <b>2.0.0</b> is available" in page, page[-1500:]
     assert b"It waits for you" in page and b'value="disabled" checked' in page
-    status, page = post_form(dev, "/updates", {"policy": "sometimes"})
+    status, page = dev.page("/updates", {"policy": "sometimes"})
     assert status == 422 and call(dev, "GET", "/api/update/policy")[1] == {"policy": "disabled"}
-    status, page = post_form(dev, "/updates", {"policy": "auto"})
+    status, page = dev.page("/updates", {"policy": "auto"})
     assert status == 200 and b"Saved." in page
     st = wait_for(d, lambda s: s["version"] == "2.0.0" and s["trial"] is False, timeout=60)
     assert st["slot"] == "b" and len(update_server.requests) == 1

@@ -229,22 +229,25 @@ def all_requests(prefix):
 # --- the device-side harness -------------------------------------------------------------------
 
 class Harness:
-    def __init__(self, simdir, password):
+    """A device-side harness (tests/device/SCRIPT) on the unix port: frames in on its stdin,
+    one JSON line out per frame. `first` is the JSON line it prints once it is ready."""
+
+    def __init__(self, script, *args):
         self.proc = subprocess.Popen(
-            [mpy.micropython_path(), str(DEVICE / "http_fuzz.py"), str(simdir), password],
+            [mpy.micropython_path(), str(DEVICE / script)] + [str(a) for a in args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={"MICROPYPATH": mpy.device_path("unix")})
         first = self.proc.stdout.readline()
         if not first:
             raise AssertionError("harness did not start: " + self.proc.stderr.read().decode())
-        self.routes = json.loads(first)["routes"]
+        self.first = json.loads(first)
 
-    def send(self, raws):
-        for raw in raws:
+    def send(self, frames):
+        for raw in frames:
             self.proc.stdin.write(b"%d\n" % len(raw) + raw)
         self.proc.stdin.flush()
         out = []
-        for _ in raws:
+        for _ in frames:
             line = self.proc.stdout.readline()
             if not line:
                 raise AssertionError("the device harness died:\n" +
@@ -257,11 +260,18 @@ class Harness:
         self.proc.wait(timeout=30)
 
 
+def http_harness(simdir, password):
+    """tests/device/http_fuzz.py: the device's server, API and pages in-process."""
+    h = Harness("http_fuzz.py", simdir, password)
+    h.routes = h.first["routes"]
+    return h
+
+
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory, keydir, bundles):
     d = tmp_path_factory.mktemp("fuzz") / "dev"
     info = sim.create(d, keydir, bundles["v1"], iterations=1000)
-    h = Harness(d, info["password"])
+    h = http_harness(d, info["password"])
     yield h
     h.close()
 

@@ -8,7 +8,6 @@ event echoes the command's id only when the id is well formed."""
 import json
 import os
 import re
-import subprocess
 import time
 from collections import Counter
 
@@ -17,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_tools import mpy, sim
-from tests.e2e.test_fuzz import any_json, numbers, schedule
+from tests.e2e.test_fuzz import Harness, any_json, numbers, schedule
 
 DEVICE = mpy.REPO / "tests" / "device"
 EXAMPLES = 150
@@ -66,41 +65,12 @@ def message(draw):
 
 
 
-class Harness:
-    def __init__(self, simdir):
-        self.proc = subprocess.Popen(
-            [mpy.micropython_path(), str(DEVICE / "mqtt_fuzz.py"), str(simdir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={"MICROPYPATH": mpy.device_path("unix")})
-        first = self.proc.stdout.readline()
-        if not first:
-            raise AssertionError("harness did not start: " + self.proc.stderr.read().decode())
-        self.settings = json.loads(first)["settings"]
-
-    def send(self, payloads):
-        for p in payloads:
-            self.proc.stdin.write(b"%d\n" % len(p) + p)
-        self.proc.stdin.flush()
-        out = []
-        for _ in payloads:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError("the device harness died:\n" +
-                                     self.proc.stderr.read().decode()[-3000:])
-            out.append(json.loads(line))
-        return out
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory, keydir, bundles):
     d = tmp_path_factory.mktemp("mqttfuzz") / "dev"
     sim.create(d, keydir, bundles["v1"], iterations=1000,
                cloud={"host": "127.0.0.1", "port": 8883})
-    h = Harness(d)
+    h = Harness("mqtt_fuzz.py", d)
     yield h
     h.close()
 
@@ -116,7 +86,7 @@ def _expect_id(doc):
 
 def test_fuzz_mqtt_commands(harness):
     outcomes = Counter()
-    prev = [harness.settings]
+    prev = [harness.first["settings"]]
     spent = [0.0]
     t0 = time.monotonic()
 

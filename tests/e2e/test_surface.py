@@ -13,7 +13,7 @@ from pathlib import Path
 
 from host_tools import mpy, push, sim
 
-from .test_fuzz import Harness
+from .test_fuzz import http_harness
 
 DOC = (mpy.REPO / "docs" / "interfaces.md").read_text()
 ROW = re.compile(r"^\| `([A-Z]+)` \| `([^`]+)` \| (\d{3})", re.M)
@@ -95,7 +95,7 @@ def test_listening_sockets_are_the_documented_ones(app_device):
 
 def test_routes_are_the_documented_ones(tmp_path, keydir, bundles):
     info = sim.create(tmp_path / "dev", keydir, bundles["v1"], iterations=1000)
-    h = Harness(tmp_path / "dev", info["password"])
+    h = http_harness(tmp_path / "dev", info["password"])
     try:
         routes = {(m, p) for m, p, _ in h.routes}
     finally:
