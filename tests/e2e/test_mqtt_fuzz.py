@@ -15,10 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host_tools import mpy, sim
+from host_tools import sim
 from tests.e2e.test_fuzz import Harness, any_json, numbers, schedule
 
-DEVICE = mpy.REPO / "tests" / "device"
 EXAMPLES = 150
 DRAWN = 20  # 3,000 messages a run
 _ID = re.compile(r"\A[A-Za-z0-9._-]{1,40}\Z")
