@@ -3,6 +3,7 @@ device (the identity for the local TLS API and for mutual TLS to the cloud)."""
 
 import datetime
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,47 @@ def fingerprint(cert):
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def san(hosts):
+    """SubjectAlternativeName entries: an IP address as such, anything else as a DNS name."""
+    out = []
+    for h in hosts:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            out.append(x509.DNSName(h))
+    return out
+
+
+def issue_leaf(ca, cn, public_key, ekus, hosts, not_after, now):
+    """An end-entity certificate from the manufacturer CA: the CA's organisation and CN `cn`,
+    digital signature only, extended key usages `ekus`, SAN `hosts` (if any)."""
+    org = ca.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org[0].value)] if org else []
+    names.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name(names))
+               .issuer_name(ca.cert.subject)
+               .public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - BACKDATE)
+               .not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                            key_encipherment=False, data_encipherment=False,
+                                            key_agreement=False, key_cert_sign=False,
+                                            crl_sign=False, encipher_only=False,
+                                            decipher_only=False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                   ca_ski), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                              critical=False))
+    if hosts:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san(hosts)), critical=False)
+    return builder.sign(ca.key, hashes.SHA256())
+
+
 def issue_device(ca, device_id, public_key, now=None):
     """The device certificate: subject CN = device id, SAN dNSName <id> and <id>.local,
     EKU serverAuth + clientAuth (the same identity serves the local TLS API and mutual TLS
@@ -122,33 +164,9 @@ def issue_device(ca, device_id, public_key, now=None):
     not_after = ca.cert.not_valid_after_utc
     if now >= not_after:
         raise KeyError_("the manufacturer CA has expired")
-    org = ca.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org[0].value)] if org else []
-    names.append(x509.NameAttribute(NameOID.COMMON_NAME, device_id))
-    ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name(names))
-            .issuer_name(ca.cert.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(device_id),
-                                                        x509.DNSName(device_id + ".local")]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                           critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(ca.key, hashes.SHA256()))
+    return issue_leaf(ca, device_id, public_key, (ExtendedKeyUsageOID.SERVER_AUTH,
+                                                 ExtendedKeyUsageOID.CLIENT_AUTH),
+                      (device_id, device_id + ".local"), not_after, now)
 
 
 def verify_device(ca_cert, cert):

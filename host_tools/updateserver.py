@@ -7,7 +7,6 @@ certificate. They live in KEYS/service/ (keys 0600, never overwritten)."""
 import datetime
 import hashlib
 import http.server
-import ipaddress
 import json
 import os
 import re
@@ -17,9 +16,9 @@ import threading
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import bundle
 from . import ca as ca_mod
@@ -39,16 +38,6 @@ def service_dir(keys_dir):
     return Path(keys_dir) / SERVICE_DIR
 
 
-def _san(hosts):
-    out = []
-    for h in hosts:
-        try:
-            out.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            out.append(x509.DNSName(h))
-    return out
-
-
 def _issue(keys_dir, name, cn, eku, hosts=()):
     """KEYS/service/<name>.crt and .key, issued by the manufacturer CA. An existing pair is
     reused if it covers `hosts`; otherwise refused (delete it to issue a new one)."""
@@ -62,7 +51,7 @@ def _issue(keys_dir, name, cn, eku, hosts=()):
                     x509.SubjectAlternativeName).value)
             except x509.ExtensionNotFound:
                 have = set()
-            if not set(_san(hosts)) <= have:
+            if not set(ca_mod.san(hosts)) <= have:
                 raise KeyError_(f"{crt} does not name {', '.join(hosts)}; remove it (and "
                                 f"{key.name}) to issue a new one")
         return crt, key
@@ -70,29 +59,9 @@ def _issue(keys_dir, name, cn, eku, hosts=()):
     d.mkdir(parents=True, exist_ok=True)
     pkey = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    org = ca.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org[0].value)] if org else []
-    names.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name(names)).issuer_name(ca.cert.subject)
-               .public_key(pkey.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - ca_mod.BACKDATE)
-               .not_valid_after(min(now + datetime.timedelta(days=VALIDITY_DAYS),
-                                    ca.cert.not_valid_after_utc))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False,
-                                            key_agreement=False, key_cert_sign=False,
-                                            crl_sign=False, encipher_only=False,
-                                            decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                   ca_ski), critical=False))
-    if hosts:
-        builder = builder.add_extension(x509.SubjectAlternativeName(_san(hosts)), critical=False)
-    cert = builder.sign(ca.key, hashes.SHA256())
+    cert = ca_mod.issue_leaf(ca, cn, pkey.public_key(), (eku,), hosts,
+                             min(now + datetime.timedelta(days=VALIDITY_DAYS),
+                                 ca.cert.not_valid_after_utc), now)
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pkey.private_bytes(serialization.Encoding.PEM,
