@@ -1,9 +1,30 @@
-# Shared by the fuzz harnesses (http_fuzz.py, mqtt_fuzz.py): frames in on stdin, and a digest of
-# what is stored, to tell whether a refused input changed anything.
+# Shared by the fuzz harnesses (http_fuzz.py, mqtt_fuzz.py): the provisioned simulated device's
+# verified app, frames in on stdin, and a digest of what is stored, to tell whether a refused
+# input changed anything.
 import hashlib
 import os
+import sys
+
+import bootstage
+import flash
+from hal import Hal
+from simtool import sim_config
 
 _BUF = bytearray(2048)
+
+
+def device(simdir):
+    """The device of SIMDIR as at power-on, its verified slot importable: (app.Device, flash)."""
+    hal = Hal(simdir)
+    fl = hal.flash
+    flash.mount_factory(fl)
+    flash.mount_data(fl)
+    boot = bootstage.start(hal, sim_config(), lambda m: None)
+    assert boot.slot, boot.reasons
+    sys.path.insert(0, "/data/slots/" + boot.slot)
+    import app
+
+    return app.Device(boot), fl
 
 
 def digest(top, skip=(), h=None):

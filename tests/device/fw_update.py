@@ -16,6 +16,7 @@ import fwupdate
 import slotstate
 from bundle import Reject
 from fakepart import Partition
+from slots import exists
 
 CFG = {"board": "esp32", "product": "iot-thermostat", "root": "/data", "chip": "esp32"}
 work, cases = sys.argv[1], json.loads(open(sys.argv[2]).read())
@@ -72,12 +73,6 @@ def boot_label():
     return Partition(Partition.BOOT).info()[4]
 
 
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 B = cases["bundles"]

@@ -13,11 +13,7 @@ import asyncio
 import json
 import sys
 
-import bootstage
-import flash
-from fuzzio import digest, read_frame
-from hal import Hal
-from simtool import sim_config
+from fuzzio import device, digest, read_frame
 
 SID = b"{SID" + b"_" * 43 + b"}"
 CSRF = b"{CSRF" + b"_" * 42 + b"}"
@@ -57,17 +53,9 @@ class Writer:
 
 class Harness:
     def __init__(self, simdir, password):
-        hal = Hal(simdir)
-        fl = hal.flash
-        flash.mount_factory(fl)
-        flash.mount_data(fl)
-        boot = bootstage.start(hal, sim_config(), lambda m: None)
-        assert boot.slot, boot.reasons
-        sys.path.insert(0, "/data/slots/" + boot.slot)
+        self.dev, fl = device(simdir)
         import api
-        import app
 
-        self.dev = app.Device(boot)
         self.dev.restart_later = lambda delay_ms=0: 0  # a reset request must not end the run
         self.srv = api.build(self.dev)
         self.password = password

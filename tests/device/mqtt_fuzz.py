@@ -13,27 +13,15 @@
 import json
 import sys
 
-import bootstage
-import flash
-from fuzzio import digest, read_frame
-from hal import Hal
-from simtool import sim_config
+from fuzzio import device, digest, read_frame
 
 _SKIP = ("throttle.json", "outbox")
 
 
 def main(simdir):
-    hal = Hal(simdir)
-    fl = hal.flash
-    flash.mount_factory(fl)
-    flash.mount_data(fl)
-    boot = bootstage.start(hal, sim_config(), lambda m: None)
-    assert boot.slot, boot.reasons
-    sys.path.insert(0, "/data/slots/" + boot.slot)
-    import app
+    dev, fl = device(simdir)
     import cloud
 
-    dev = app.Device(boot)
     cfg = cloud.config(dev.identity)
     assert cfg, "the factory record names no broker"
     c = cloud.Cloud(dev, cfg)  # never started: no connection, the handler alone

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from host_tools import mpy, push, sim
 
+from .test_push import _read_all
+
 DEVICE = mpy.REPO / "tests" / "device"
 SID = "{SID" + "_" * 43 + "}"  # replaced by the harness with a live session's tokens
 CSRF = "{CSRF" + "_" * 42 + "}"
@@ -349,16 +351,7 @@ def _tls_exchange(ctx, host, port, name, raw):
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with ctx.wrap_socket(s, server_hostname=name) as t:
         t.sendall(raw)
-        out = b""
-        while True:
-            try:
-                chunk = t.recv(8192)
-            except (ssl.SSLError, OSError):
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
+        return _read_all(t)
 
 
 def test_fuzz_over_tls_changes_nothing(app_device, keydir):
