@@ -174,6 +174,31 @@ def image_length(offset, size, chip_id=None):
     return length
 
 
+def power_off():
+    """Cut the power: unmount what the last run mounted (/data, /factory) and close its flash
+    image, so that the image can be changed as with a programmer."""
+    import vfs
+
+    for mp in ("/data", "/factory"):
+        try:
+            vfs.umount(mp)
+        except OSError:
+            pass
+    if _chip.flash is not None:
+        _chip.flash.close()
+        _chip.flash = None
+
+
+def power_on(image, chip_id=0):
+    """Power off, then on over the flash image file `image`: returns (its Flash, the label
+    of the app the bootloader starts, or None)."""
+    import flash
+
+    power_off()
+    fl = flash.Flash(image)
+    return fl, boot(fl, chip_id)
+
+
 def boot(flash, chip_id=None):
     """Power on: the second-stage bootloader with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE.
     Returns the label of the app it starts (Partition.RUNNING), or None if none is bootable."""

@@ -23,23 +23,11 @@ with open(cfg_path) as f:
     CFG = json.load(f)
 B = cases["bundles"]
 lines = []
-state = {"fl": None}
-
-
-def umount():
-    for mp in ("/data", "/factory"):
-        try:
-            vfs.umount(mp)
-        except OSError:
-            pass
 
 
 def power_on():
-    umount()
-    if state["fl"]:
-        state["fl"].close()
-    fl = state["fl"] = flash.Flash(work)
-    assert fakepart.boot(fl, chip_id=0), fakepart.boot_log()
+    fl, label = fakepart.power_on(work)
+    assert label, fakepart.boot_log()
     machine.clear()
     machine.attach(0x44, machine.Sht3xModel(20.0))
     del lines[:]
@@ -238,9 +226,7 @@ assert esp32board.provisioned(CFG)
 assert not esp32board.provisioned(dict(CFG, factory_mount="/nowhere"))
 
 # --- A data partition littlefs cannot read is reported and left as it is. ---
-umount()
-state["fl"].close()
-state["fl"] = None
+fakepart.power_off()
 data = flash.Flash(work).table()["vfs"]
 with open(work, "r+b") as f:
     f.seek(data[2])
@@ -251,5 +237,5 @@ assert boot.slot is None and any("data filesystem cannot be mounted" in r
 with open(work, "rb") as f:
     f.seek(data[2])
     assert f.read(8) == b"\x00garbage"  # never erased
-umount()
+fakepart.power_off()
 print("OK")

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 
-import vfs
 
 import bootstage
 import fakepart
@@ -22,24 +21,11 @@ CFG = {"board": "esp32", "product": "iot-thermostat", "root": "/data", "chip": "
 work, cases = sys.argv[1], json.loads(open(sys.argv[2]).read())
 buf = bytearray(4096)
 logs = []
-state = {"fl": None}
-
-
-def umount():
-    for mp in ("/data", "/factory"):
-        try:
-            vfs.umount(mp)
-        except OSError:
-            pass
 
 
 def power_on():
     """Reset: the bootloader model picks the app, then the boot stage's firmware check."""
-    umount()
-    if state["fl"]:
-        state["fl"].close()
-    fl = state["fl"] = flash.Flash(work)
-    label = fakepart.boot(fl, chip_id=0)
+    fl, label = fakepart.power_on(work)
     assert label, fakepart.boot_log()
     flash.mount_factory(fl)
     flash.mount_data(fl)
@@ -183,18 +169,16 @@ fw, r = power_on()
 label = fw.label
 part = Partition(label)
 off = part.info()[2]
-umount()
-state["fl"].close()
+fakepart.power_off()
 with open(work, "r+b") as f:
     f.seek(off + 1000)
     b = f.read(1)
     f.seek(off + 1000)
     f.write(bytes([b[0] ^ 1]))
-state["fl"] = None
 fw, r = power_on()
 assert fw.label != label, fakepart.boot_log()
 assert fakepart.boot_log()[0] == label + " is not bootable: checksum mismatch", fakepart.boot_log()
 
-umount()
+fakepart.power_off()
 print(json.dumps({"verdicts": verdicts, "log": logs[-3:]}))
 print("OK")
