@@ -7,7 +7,6 @@ import json
 import os
 import sys
 
-
 import bootstage
 import fakepart
 import flash
