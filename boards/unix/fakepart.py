@@ -177,13 +177,9 @@ def image_length(offset, size, chip_id=None):
 def power_off():
     """Cut the power: unmount what the last run mounted (/data, /factory) and close its flash
     image, so that the image can be changed as with a programmer."""
-    import vfs
+    import flash
 
-    for mp in ("/data", "/factory"):
-        try:
-            vfs.umount(mp)
-        except OSError:
-            pass
+    flash.unmount()
     if _chip.flash is not None:
         _chip.flash.close()
         _chip.flash = None

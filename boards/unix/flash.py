@@ -301,3 +301,36 @@ def mount_factory(flash, mountpoint="/factory", name=None):
     fs = _lfs(part, small=True)
     vfs.mount(fs, mountpoint, readonly=True)
     return fs
+
+
+def unmount(*mountpoints):
+    """Unmount (default: /data and /factory) as a restart does, also after a power cut: a
+    dead flash raises PowerCut on the way, and what is not mounted is fine."""
+    for mp in mountpoints or ("/data", "/factory"):
+        try:
+            vfs.umount(mp)
+        except (OSError, PowerCut):
+            pass
+
+
+_COPY = bytearray(65536)
+
+
+def copy_image(src, dst):
+    """Write the flash image file `src` over `dst`, as a programmer restores a saved image."""
+    mv = memoryview(_COPY)
+    with open(src, "rb") as a, open(dst, "r+b" if _exists(dst) else "wb") as b:
+        while True:
+            n = a.readinto(_COPY)
+            if not n:
+                break
+            b.write(mv[:n])
+
+
+def _exists(path):
+    try:
+        open(path, "rb").close()
+        return True
+    except OSError:
+        return False
+

@@ -9,7 +9,6 @@
 import json
 import sys
 
-import vfs
 
 import bootstage
 import fakepart
@@ -22,31 +21,12 @@ CFG = {"board": "esp32", "product": "iot-thermostat", "root": "/data", "chip": "
 base, work, bundle_path, kind, new, old = sys.argv[1:7]
 template = work + ".template"
 buf = bytearray(4096)
-_chunk = bytearray(65536)
-
-
-def copy(src, dst):
-    mv = memoryview(_chunk)
-    with open(src, "rb") as a, open(dst, "wb") as b:
-        while True:
-            n = a.readinto(_chunk)
-            if not n:
-                break
-            b.write(mv[:n])
-
-
-def umount():
-    for mp in ("/data", "/factory"):
-        try:
-            vfs.umount(mp)
-        except (OSError, PowerCut):
-            pass
 
 
 def power_on(fl):
     """The bootloader, then the boot stage's firmware check. Returns (Firmware, result) or
     (None, why) when nothing boots."""
-    umount()
+    flash.unmount()
     label = fakepart.boot(fl, chip_id=0)
     if label is None:
         return None, "UNBOOTABLE: " + "; ".join(fakepart.boot_log())
@@ -74,7 +54,7 @@ def scenario(fl):
     else:
         fw, r = power_on(fl)
         assert r == "rolled_back", r
-    umount()
+    flash.unmount()
 
 
 def check():
@@ -101,20 +81,20 @@ def check():
             return "INCONSISTENT: %s %s %s" % (second, r2, fw.state())
         return outcome
     finally:
-        umount()
+        flash.unmount()
         fl.close()
 
 
 def main():
     # Prepare the template: first power-on of the factory-flashed board (vfs formatted,
     # otadata initialised), outside the counted operations.
-    copy(base, template)
+    flash.copy_image(base, template)
     fl = flash.Flash(template)
     fw, r = power_on(fl)
     assert fw is not None and r == "none" and running_version() == old
-    umount()
+    flash.unmount()
     fl.close()
-    copy(template, work)
+    flash.copy_image(template, work)
     fl = flash.Flash(work)
     scenario(fl)
     total = fl.ops
@@ -122,7 +102,7 @@ def main():
     final = check()
     outcomes, failures = {}, []
     for n in range(1, total + 1):
-        copy(template, work)
+        flash.copy_image(template, work)
         fl = flash.Flash(work)
         fl.cut_at(n)
         try:
@@ -130,7 +110,7 @@ def main():
             failures.append("cut %d: the scenario finished without the power cut" % n)
         except PowerCut:
             pass
-        umount()
+        flash.unmount()
         fl.close()
         outcome = check()
         if outcome.split(" ")[0] not in (old, new) or outcome.endswith("failed"):

@@ -8,7 +8,6 @@
 import json
 import sys
 
-import vfs
 
 import flash
 from flash import PowerCut
@@ -17,13 +16,6 @@ from outbox import Outbox
 CAP = 4
 N_PUTS = 40  # enough for littlefs to compact the directory (erases) several times
 DIR = "/data/privacy/outbox"
-
-
-def umount():
-    try:
-        vfs.umount("/data")
-    except (OSError, PowerCut):
-        pass
 
 
 def payload(i):
@@ -83,7 +75,7 @@ def scenario(fl, table, m):
         ob.remove(e[0])
         m.torn = None
         m.live.pop(0)
-    umount()
+    flash.unmount("/data")
 
 
 def entries(ob):
@@ -134,7 +126,7 @@ def check(fl, m):
         if [e[0] for e in entries(ob2)] != [e[0] for e in entries(ob)]:
             problems.append("a second mount disagrees")
     finally:
-        umount()
+        flash.unmount("/data")
     return problems
 
 
@@ -146,7 +138,7 @@ def restore(work, template):
 def main(work, table):
     fl = flash.Flash(work, table)
     flash.mount_data(fl, "/data", "vfs")  # formats the blank partition
-    umount()
+    flash.unmount("/data")
     fl.close()
     with open(work, "rb") as f:
         template = f.read()  # the empty filesystem: small, kept in RAM
@@ -168,7 +160,7 @@ def main(work, table):
             failures.append("cut %d: scenario finished without the power cut" % n)
         except PowerCut:
             pass
-        umount()
+        flash.unmount("/data")
         fl.close()
         fl = flash.Flash(work, table)
         kind = m.torn[0] if m.torn else "none"

@@ -5,7 +5,6 @@
 import json
 import sys
 
-import vfs
 
 import bootstage
 import flash
@@ -26,34 +25,13 @@ def _quiet(msg):
     pass
 
 
-_CHUNK = bytearray(65536)
-
-
-def restore(src, dst):
-    mv = memoryview(_CHUNK)
-    with open(src, "rb") as a, open(dst, "r+b") as b:
-        while True:
-            n = a.readinto(_CHUNK)
-            if not n:
-                break
-            b.write(mv[:n])
-
-
 def mount(fl):
     flash.mount_factory(fl)
     flash.mount_data(fl)
 
 
-def umount():
-    for mp in ("/data", "/factory"):
-        try:
-            vfs.umount(mp)
-        except (OSError, PowerCut):
-            pass
-
-
 def boot(fl):
-    umount()
+    flash.unmount()
     mount(fl)
     return bootstage.start(NoHal(), sim_config(), _quiet)
 
@@ -73,7 +51,7 @@ def scenario(fl, bundle_path, kind):
             pass
         b = boot(fl)
         assert not b.trial and b.slot is not None
-    umount()
+    flash.unmount()
 
 
 def check(work, allowed):
@@ -93,12 +71,12 @@ def check(work, allowed):
             return "UNBOOTABLE ON SECOND BOOT: " + "; ".join(b2.reasons)
         return outcome
     finally:
-        umount()
+        flash.unmount()
         fl.close()
 
 
 def main(template, work, bundle_path, kind, new_version, old_version):
-    restore(template, work)
+    flash.copy_image(template, work)
     fl = flash.Flash(work)
     scenario(fl, bundle_path, kind)
     total = fl.ops
@@ -107,7 +85,7 @@ def main(template, work, bundle_path, kind, new_version, old_version):
     outcomes = {}
     failures = []
     for n in range(1, total + 1):
-        restore(template, work)
+        flash.copy_image(template, work)
         fl = flash.Flash(work)
         fl.cut_at(n)
         try:
@@ -115,7 +93,7 @@ def main(template, work, bundle_path, kind, new_version, old_version):
             failures.append("cut %d: scenario finished without the power cut" % n)
         except PowerCut:
             pass
-        umount()
+        flash.unmount()
         fl.close()
         outcome = check(work, (new_version, old_version))
         if outcome.startswith("UNBOOTABLE") or outcome.startswith("WRONG"):

@@ -9,7 +9,6 @@
 import asyncio
 import sys
 
-import vfs
 
 import erase
 import flash
@@ -28,25 +27,13 @@ IMAGE, TEMPLATE, TABLE = work + "/flash.bin", work + "/template.bin", work + "/t
 WIPE = ("/data/auth", "/data/app") if mode == "factory" else ()
 
 
-def umount():
-    try:
-        vfs.umount("/data")
-    except (OSError, PowerCut):
-        pass
-
-
 def boot():
     asyncio.new_event_loop()  # a power cut leaves no task behind
-    umount()
+    flash.unmount()
     fl = flash.Flash(IMAGE, TABLE)
     flash.mount_data(fl, "/data", "vfs")
     th = Thermostat(None, "/data/app/settings.json")
     return fl, th, Privacy("/data", th)
-
-
-def copy(src, dst):
-    with open(src, "rb") as a, open(dst, "wb") as b:
-        b.write(a.read())
 
 
 def make_template():
@@ -65,9 +52,9 @@ def make_template():
         th.update({"schedule": [{"at": "06:4%d" % i, "setpoint": 21.5}], "setpoint": 20 + i})
         store.save("/data/auth/password.json", {"hash": "owner-hash-%d" % i})
     priv.set_profile(NAME, setup=True)
-    umount()
+    flash.unmount()
     fl.close()
-    copy(IMAGE, TEMPLATE)
+    flash.copy_image(IMAGE, TEMPLATE)
 
 
 def check(fl, th, priv, label):
@@ -110,9 +97,9 @@ cuts = [n for n in range(1, total + 1)
         if n % 8 == 0 or not any(a + 2 < n < b - 2 for a, b in FILLS)]
 done = 0
 for n in cuts:
-    umount()
+    flash.unmount()
     fl.close()
-    copy(TEMPLATE, IMAGE)
+    flash.copy_image(TEMPLATE, IMAGE)
     fl, th, priv = boot()
     fl.cut_at(fl.ops + n)
     try:
