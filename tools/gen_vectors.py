@@ -48,14 +48,19 @@ def ed_add(p, q):
             (y1 * y2 + x1 * x2) * pow(1 - t, -1, P) % P)
 
 
-def ed_mul(k, p):
-    acc = (0, 1)
+def _mul(k, p, add, zero):
+    """k * p by double-and-add in the group of `add` (identity `zero`)."""
+    acc = zero
     while k:
         if k & 1:
-            acc = ed_add(acc, p)
-        p = ed_add(p, p)
+            acc = add(acc, p)
+        p = add(p, p)
         k >>= 1
     return acc
+
+
+def ed_mul(k, p):
+    return _mul(k, p, ed_add, (0, 1))
 
 
 def ed_x(y, sign):
@@ -136,13 +141,7 @@ def ec_add(p, q):
 
 
 def ec_mul(k, p):
-    acc = None
-    while k:
-        if k & 1:
-            acc = ec_add(acc, p)
-        p = ec_add(p, p)
-        k >>= 1
-    return acc
+    return _mul(k, p, ec_add, None)  # None: the point at infinity
 
 
 def ec_pub(point):
