@@ -313,15 +313,14 @@ def unmount(*mountpoints):
             pass
 
 
-_COPY = bytearray(65536)
-
-
-def copy_image(src, dst):
-    """Write the flash image file `src` over `dst`, as a programmer restores a saved image."""
-    mv = memoryview(_COPY)
+def copy_image(src, dst, buf=None):
+    """Write the flash image file `src` over `dst`, as a programmer restores a saved image.
+    (Test and tool use only: the device itself never copies images.)"""
+    buf = buf or bytearray(65536)
+    mv = memoryview(buf)
     with open(src, "rb") as a, open(dst, "r+b" if _exists(dst) else "wb") as b:
         while True:
-            n = a.readinto(_COPY)
+            n = a.readinto(buf)
             if not n:
                 break
             b.write(mv[:n])
