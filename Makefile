@@ -1,4 +1,6 @@
-# Two set-up commands: `make demo` and `make test`. Both create .venv on first use.
+# Two set-up commands: `make demo` and `make test`. Each first runs tools/bootstrap (the Debian
+# packages the project uses: it installs what is missing, or says the command to run), then
+# creates .venv on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,9 +10,12 @@ JOBS ?= 2
 PORT ?=
 BOARD ?= esp32
 
-.PHONY: demo test bench report hwtest clean venv
+.PHONY: bootstrap demo test bench report hwtest clean venv
 
-$(STAMP): pyproject.toml
+bootstrap:
+	@PYTHON=$(PY) sh tools/bootstrap
+
+$(STAMP): pyproject.toml | bootstrap
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -18,18 +23,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: bootstrap $(STAMP)
 	$(BIN)/iotctl demo
 
-test: $(STAMP)
+test: bootstrap $(STAMP)
 	mkdir -p build
 	$(BIN)/python -m pytest -n $(JOBS) -q --junitxml=build/junit.xml tests
 
-bench: $(STAMP)
+bench: bootstrap $(STAMP)
 	$(BIN)/python -m bench -o bench.json
 
 # The Annex A conformance report from the last `make test` run, and the published documents.
-report: $(STAMP)
+report: bootstrap $(STAMP)
 	test -f build/junit.xml || $(MAKE) test
 	$(BIN)/iotctl docs -o build/docs
 	$(BIN)/iotctl report --junit build/junit.xml -o build/conformance.html \

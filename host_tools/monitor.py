@@ -204,7 +204,7 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
     """A demo step (host_tools/demo.py): a device with the cloud link, a real mosquitto with
     mutual TLS, the monitor's view; the broker stops for `outage_s` while the thermostat
     keeps its tick and the outbox fills; the broker returns and the outbox is delivered in
-    order. Returns a summary dict, or None when mosquitto is not installed."""
+    order. Returns a summary dict; ToolError when mosquitto is not installed."""
     import shutil
     import socket
     import subprocess
@@ -212,12 +212,12 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
     from pathlib import Path
 
     from . import push, sim, updateserver
+    from .errors import ToolError
 
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
                                         if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe is None:
-        console.print("  (mosquitto is not installed: apt-get install mosquitto; step skipped)")
-        return None
+    if exe is None:  # `make demo` runs tools/bootstrap first, which installs it
+        raise ToolError("mosquitto is not installed: apt-get install mosquitto")
     out = Path(out)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -114,6 +114,9 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=Non
 
 # --- processes ---------------------------------------------------------------------------
 
+_started = set()  # the devices this process powered on: see stop_started()
+
+
 def _pid(path):
     try:
         pid = int(Path(path).read_text())
@@ -152,6 +155,7 @@ def start(d, timeout=30.0):
                             cwd=str(mpy.REPO), start_new_session=True)
     log.close()
     (rd / "supervisor.pid").write_text(str(proc.pid))
+    _started.add(d.resolve())
     return wait_booted(d, timeout, proc)
 
 
@@ -223,6 +227,16 @@ def _kill(d, sig):
     (run_dir(d) / "supervisor.pid").unlink(missing_ok=True)
     (run_dir(d) / "device.pid").unlink(missing_ok=True)
     return True
+
+
+def stop_started():
+    """Cut the power of every device this process started that still runs (by the PID each
+    recorded): what a test session or the demo leaves behind after a failure or Ctrl-C.
+    Devices started by other processes are left alone. Returns how many were stopped."""
+    stopped = sum(1 for d in sorted(_started) if (run_dir(d) / "supervisor.pid").exists()
+                  and powercut(d))
+    _started.clear()
+    return stopped
 
 
 def stop(d):

@@ -8,13 +8,14 @@ asserts what the page shows and leaves a screenshot in build/artifacts/screensho
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from host_tools import flashimage, mpy, sim
+
+from tests.system import need
 
 from .conftest import wait_for
 
@@ -29,21 +30,14 @@ SCHEDULE = (("06:47", "21.5"), ("22:13", "17"))
 NEW_PASSWORD = "Kettle-Harbour-Quince-42"
 
 
-def _need(tool, package):
-    if not shutil.which(tool):
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing: apt-get install {package}")
-        pytest.skip(f"{tool} is missing (apt-get install {package})")
-
-
 @pytest.fixture
 def browser(tmp_path, keydir, app_device):
     """Chromium for one device: a fresh profile (Playwright makes one) and a fresh HOME whose
     NSS database (~/.pki/nssdb, where Chromium looks) trusts only the manufacturer CA;
     the device id resolves to 127.0.0.1 and nothing else resolves at all."""
-    _need(CHROMIUM, "chromium")
-    _need("certutil", "libnss3-tools")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    need(CHROMIUM, "chromium")
+    need("certutil", "libnss3-tools")
+    from playwright import sync_api
     d, _, info = app_device
     home = tmp_path / "home"
     nss = home / ".pki" / "nssdb"

@@ -6,13 +6,9 @@ import base64
 import hashlib
 import json
 import math
-import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -184,84 +180,6 @@ def test_thousand_devices(factory, tmp_path):
                    row["cert_serial"] == by_id[row["device_id"]].cert_serial for row in rows)
     # No password and no device key in the ledger or in any other file written.
     assert _scan(tmp_path, _secrets_of(records)) >= 5
-
-
-# --- the ledger --------------------------------------------------------------------------
-
-def test_ledger_schema(tmp_path):
-    with ledger.Ledger.open(tmp_path / "l.sqlite") as lg:
-        cols = lg.columns()
-        assert cols == list(ledger.COLUMNS)
-        for bad in ("pass", "key", "salt", "hash", "secret", "pin"):
-            assert not [c for c in cols if bad in c.lower() and c != "cert_sha256"], bad
-        row = {"device_id": "th-x", "product": "p", "model": "m", "board": "unix",
-               "cert_serial": "1", "cert_sha256": "a" * 64, "provisioned": 1, "station": "s"}
-        lg.insert(row)
-        lg.commit()
-        with pytest.raises(ledger.DuplicateError, match="th-x"):
-            lg.insert({**row, "cert_serial": "2", "cert_sha256": "b" * 64})
-        assert len(lg.rows()) == 1
-    # Portable SQL only: the same text must run on PostgreSQL.
-    sql = ledger.SCHEMA.upper()
-    for sqlite_only in ("AUTOINCREMENT", "WITHOUT ROWID", "INSERT OR", "PRAGMA", " BLOB",
-                        "STRICT", "INTEGER PRIMARY KEY"):
-        assert sqlite_only not in sql
-    assert "PRIMARY KEY (DEVICE_ID)" in sql
-
-
-@pytest.fixture
-def postgres_url():
-    """A throw-away PostgreSQL server on a Unix socket, if this machine has one installed
-    (and psycopg): the ledger's schema must run there unchanged."""
-    pytest.importorskip("psycopg")
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    initdb = str(found[-1]) if found else shutil.which("initdb")
-    if not initdb:
-        pytest.skip("no PostgreSQL server installed")
-    bindir = Path(initdb).parent
-    prefix = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("root, and no runuser to start PostgreSQL as another user")
-        try:
-            import pwd
-
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("root, and no postgres user")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
-    if prefix:
-        os.chown(base, user.pw_uid, user.pw_gid)
-    port = str(50000 + os.getpid() % 10000)
-    data = base / "data"
-    try:
-        subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                                 str(base / "log"), "-o",
-                                 f"-p {port} -k {base} -c listen_addresses=''", "start"],
-                       check=True, capture_output=True, timeout=120)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"could not start PostgreSQL: {e}")
-    try:
-        yield f"postgresql://postgres@/postgres?host={base}&port={port}"
-    finally:
-        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                 "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def test_ledger_on_postgresql(factory, postgres_url):
-    records = provision.provision(factory, 3, iterations=ITER, ledger=postgres_url)
-    with ledger.Ledger.open(postgres_url) as lg:
-        assert lg.columns() == list(ledger.COLUMNS)
-        rows = lg.rows()
-        assert sorted(r["device_id"] for r in rows) == sorted(r.device_id for r in records)
-        with pytest.raises(ledger.DuplicateError):
-            lg.insert({**rows[0], "cert_serial": "1", "cert_sha256": "c" * 64})
-        assert len(lg.rows()) == 3
 
 
 # --- targets -----------------------------------------------------------------------------

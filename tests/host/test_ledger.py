@@ -1,0 +1,147 @@
+"""The factory ledger on both of its back ends: SQLite (a file, the default) and PostgreSQL (a
+throw-away server started by this module: Debian's `postgresql`, `initdb` into a temporary
+folder as a non-root user, listening on a free loopback port). The same tests run on each."""
+
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from host_tools import ca, keys, ledger, provision
+from host_tools.errors import DeviceError, LedgerError, UsageError
+from tests.system import need
+
+ITER = 1000
+_db_names = itertools.count()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server for this module; yields (host, port, user). The server refuses to
+    run as root, so as root it runs as Debian's `postgres` user (runuser)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    initdb = need(str(found[-1]) if found else "/usr/lib/postgresql/15/bin/initdb", "postgresql")
+    pg_ctl = str(Path(initdb).parent / "pg_ctl")
+    prefix, owner = [], None
+    if os.geteuid() == 0:
+        need("/usr/sbin/runuser", "util-linux")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("no `postgres` user: apt-get install --reinstall postgresql", pytrace=False)
+        prefix = ["/usr/sbin/runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+    data = base / "data"
+    if owner:
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+    try:
+        subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "ledger",
+                                 "--no-sync"], check=True, capture_output=True, timeout=120)
+        for attempt in range(3):  # another process may take the free port first
+            port = _free_port()
+            proc = subprocess.run(
+                prefix + [pg_ctl, "-D", str(data), "-w", "-t", "60", "-l", str(base / "log"),
+                          "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -F", "start"],
+                capture_output=True, text=True, timeout=120)
+            if proc.returncode == 0:
+                break
+        else:
+            pytest.fail(f"PostgreSQL did not start: {proc.stderr}\n"
+                        f"{(base / 'log').read_text(errors='replace')[-2000:]}", pytrace=False)
+        yield "127.0.0.1", port, "ledger"
+    finally:
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request, tmp_path):
+    """Where a fresh, empty ledger lives: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite")
+    host, port, user = request.getfixturevalue("postgres_server")
+    name = f"ledger_{os.getpid()}_{next(_db_names)}"
+    with psycopg.connect(host=host, port=port, user=user, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://{user}@{host}:{port}/{name}"
+
+
+@pytest.fixture
+def factory(tmp_path):
+    d = tmp_path / "keys"
+    keys.init(d)
+    ca.init(d)
+    return d
+
+
+ROW = {"device_id": "th-x", "product": "p", "model": "m", "board": "unix", "cert_serial": "1",
+       "cert_sha256": "a" * 64, "provisioned": 1, "station": "s"}
+
+
+def test_schema_and_duplicates(where):
+    with ledger.Ledger.open(where) as lg:
+        assert lg.columns() == list(ledger.COLUMNS)
+        cols = lg.columns()
+        for bad in ("pass", "key", "salt", "hash", "secret", "pin"):
+            assert not [c for c in cols if bad in c.lower() and c != "cert_sha256"], bad
+        lg.insert(ROW)
+        lg.commit()
+        # The same id, the same certificate, or the same serial: each refused, nothing stored.
+        for change in ({"cert_serial": "2", "cert_sha256": "b" * 64},
+                       {"device_id": "th-y", "cert_serial": "2"},
+                       {"device_id": "th-z", "cert_sha256": "c" * 64}):
+            with pytest.raises(ledger.DuplicateError):
+                lg.insert({**ROW, **change})
+        assert lg.rows() == [ROW] and lg.has("th-x") and not lg.has("th-y")
+        with pytest.raises(UsageError, match="lacks station"):
+            lg.insert({k: v for k, v in ROW.items() if k != "station"})
+        assert len(lg.rows()) == 1
+
+
+def test_schema_is_portable_sql():
+    sql = ledger.SCHEMA.upper()
+    for sqlite_only in ("AUTOINCREMENT", "WITHOUT ROWID", "INSERT OR", "PRAGMA", " BLOB",
+                        "STRICT", "INTEGER PRIMARY KEY"):
+        assert sqlite_only not in sql
+    assert "PRIMARY KEY (DEVICE_ID)" in sql
+
+
+def test_provisioning_writes_one_row_per_device(factory, tmp_path, where):
+    records = provision.provision(factory, 3, iterations=ITER, ledger=where, station="line-2")
+    with ledger.Ledger.open(where) as lg:
+        rows = lg.rows()
+    assert sorted(r["device_id"] for r in rows) == sorted(r.device_id for r in records)
+    assert {r["station"] for r in rows} == {"line-2"}
+    # No password of the batch is in any row.
+    text = repr(rows)
+    assert not [r.password for r in records if r.password in text]
+    # A board provisioned again is refused, and the refused attempt adds no row.
+    again = tmp_path / "again"
+    provision.provision(factory, iterations=ITER, sim=again, ledger=where)
+    with pytest.raises(DeviceError, match="already provisioned"):
+        provision.provision(factory, iterations=ITER, sim=again, ledger=where)
+    with ledger.Ledger.open(where) as lg:
+        assert len(lg.rows()) == 4
+
+
+def test_unreachable_ledger_is_a_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        ledger.Ledger.open(tmp_path / "no" / "such" / "ledger.sqlite")
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        ledger.Ledger.open(f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
