@@ -69,7 +69,7 @@ def _fail(code, message, as_json, details=None):
         error = {"code": code, "name": EXIT_CODES.get(code, ("failed",))[0], "message": message}
         if details:
             error.update(details)
-        click.echo(json.dumps({"ok": False, "error": error}, indent=2))
+        click.echo(json.dumps({"ok": False, "error": error}))
     else:
         click.echo(f"error: {message}", err=True)
     sys.exit(code)

@@ -51,7 +51,7 @@ def check_image(data, board, flash_size=None):
                          f"{data[0]:#04x})" if data else "the image file is empty")
     try:
         img = LoadFirmwareImage(chip, data)
-    except (FatalError, struct.error, ValueError) as e:
+    except (FatalError, struct.error, ValueError, RuntimeError) as e:
         raise UsageError(f"not a valid ESP app image: {e}") from None
     want = CHIP_IDS[chip]
     if img.chip_id != want:
@@ -93,7 +93,7 @@ def check_bootloader(data, board, limit):
                          "before the partition table")
     try:
         img = LoadFirmwareImage(chip, data)
-    except (FatalError, struct.error, ValueError) as e:
+    except (FatalError, struct.error, ValueError, RuntimeError) as e:
         raise UsageError(f"the bootloader is not a valid ESP image: {e}") from None
     want = CHIP_IDS[chip]
     if img.chip_id != want:

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import io
 import json
 import math
 import os
@@ -322,7 +323,9 @@ def _enter_repl(transport, port, soft_reset, timeout):
     from mpremote.transport import TransportError
 
     try:
-        transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        # mpremote prints what it read when it gives up: not on our stdout (--json)
+        with contextlib.redirect_stdout(io.StringIO()):
+            transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
     except TransportError:
         if rom_download_mode(transport):
             raise Unreachable(
