@@ -444,6 +444,8 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
         raise UsageError("a simulated board or a serial port takes one device at a time")
     if image is not None and count > 1 and "{device_id}" not in str(image):
         raise UsageError("for several devices the image path needs a {device_id} placeholder")
+    if image is not None:
+        image_path(image, "th-check")  # a bad placeholder fails before anything is made
     flashimage.board_config(board)  # an unknown board fails here, before anything is made
     ca = ca_mod.load(keys_dir)
     anchors = keys.anchors(keys_dir, key_floor)
