@@ -118,7 +118,7 @@ class Device:
             raise IdentityMismatch(f"the certificate of {self.host}:{self.port} is not trusted "
                                    f"as device {self.name}: {e.verify_message}") from None
         except TimeoutError:
-            raise Unreachable(f"no answer from {self.host}:{self.port} within {budget:g} s "
+            raise Unreachable(f"no answer from {self.host}:{self.port} within {budget:.3g} s "
                               f"(waiting for {conn.phase})") from None
         except ConnectionRefusedError:
             raise Unreachable(f"cannot reach {self.host}:{self.port}: connection refused "
