@@ -33,7 +33,7 @@ def _connect(device, password, ca, pin, name, timeout):
     return push.Device(device, password, ca=ca, pin=pin, name=name, timeout=timeout)
 
 
-class _AverageSpeed(ProgressColumn):
+class AverageSpeed(ProgressColumn):
     """Bytes sent over the time since the upload started. (rich's TransferSpeedColumn
     samples the last moments, when a socket buffer swallows the tail at memory speed.)"""
 
@@ -72,7 +72,7 @@ def push_cmd(bundle_file, device, password, ca, pin, name, as_json, no_wait, tim
                    "and the confirmation)", err=True)
         started = time.monotonic()
         with Progress("[progress.description]{task.description}", BarColumn(),
-                      DownloadColumn(), _AverageSpeed(), console=Console(stderr=True)) as bar:
+                      DownloadColumn(), AverageSpeed(), console=Console(stderr=True)) as bar:
             task = bar.add_task(f"uploading {os.path.basename(bundle_file)}", total=size)
             result = push.push(dev, bundle_file, progress=lambda n: bar.update(task, completed=n),
                                wait=not no_wait, timeout=timeout, allow_downgrade=allow_downgrade)
