@@ -244,3 +244,35 @@ def test_sigterm_is_mapped_to_143(monkeypatch, capsys):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_provision_reports_each_device_as_it_is_done(factory, tmp_path, capsys, monkeypatch):
+    """Plain output is not held back to the end of a batch: when the second device is
+    made, the first one's line has already been written (and flushed)."""
+    real = provision.make_device
+    seen_before = []
+
+    def spy(*a, **kw):
+        seen_before.append(capsys.readouterr().out)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(provision, "make_device", spy)
+    code, out, _ = run(["provision", "--keys", factory, "--board", "esp32", "--count", "2",
+                        "--iterations", ITER, "--image", tmp_path / "{device_id}.img",
+                        "--labels", tmp_path / "l"], capsys)
+    assert code == 0 and len(seen_before) == 2
+    assert seen_before[0] == "" and re.match(r"th-\w{12}  TH-1  cert serial \w+", seen_before[1])
+    assert "1 device" not in seen_before[1] and "2 device(s) provisioned" in out
+
+
+def test_push_bar_shows_the_average_rate():
+    from rich.progress import Progress
+
+    from host_tools.cmd_device import AverageSpeed
+
+    with Progress(AverageSpeed(), disable=True) as bar:
+        task = bar.add_task("x", total=4_000_000)
+        t = bar.tasks[0]
+        t.start_time = bar.get_time() - 4.0  # 4 s into the upload
+        bar.update(task, completed=2_000_000)
+        assert str(AverageSpeed().render(bar.tasks[0])) == "500.0 kB/s"
