@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from . import verify
 from .errors import (AuthRefused, DeviceError, IdentityMismatch, Unreachable, UsageError,
                      VerifyError)
 
@@ -214,17 +215,15 @@ def push(dev, bundle_path, progress=None, wait=True, timeout=90.0, allow_downgra
     exchange and the wait). An app bundle older than the running version is refused
     (VerifyError DOWNGRADE) unless `allow_downgrade`; the device itself still refuses any
     bundle below its security floor."""
-    from . import verify
-
     started = time.monotonic()
     dev.deadline = started + timeout
     try:
-        return _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, verify, started)
+        return _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, started)
     finally:
         dev.deadline = None
 
 
-def _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, verify, started):
+def _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, started):
     try:
         data = Path(bundle_path).read_bytes()
     except OSError as e:
@@ -238,7 +237,8 @@ def _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, verify, st
     before = dev.status()
     change = version_change(before["version"], manifest.get("version"))
     if kind == "app" and change == "downgrade" and not allow_downgrade:
-        raise VerifyError("VERSION_DOWNGRADE", f"the device runs {before['version']}; this bundle is "
+        raise VerifyError("VERSION_DOWNGRADE",
+                          f"the device runs {before['version']}; this bundle is "
                           f"{manifest.get('version')} (use --allow-downgrade to install an "
                           "older version on purpose)",
                           {"from": before["version"], "bundle_version": manifest.get("version")})
