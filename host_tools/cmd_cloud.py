@@ -49,12 +49,14 @@ def serve_cmd(directory, port, address, keys_dir, hosts):
 @click.option("--spread", "spread_s", type=int, default=updateserver.SPREAD_S,
               show_default=True, help="devices start downloading at a random time within "
               "this many seconds (0: at once)")
+@click.option("--timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="seconds to wait for the broker to acknowledge the announcement")
 @click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def publish_cmd(bundle_file, channel, server_url, broker, keys_dir, directory, spread_s,
-                as_json):
+                timeout, as_json):
     """Put a verified bundle on the update server and announce it on fleet/<product>/CHANNEL."""
     result = updateserver.publish(bundle_file, channel, server_url, broker, keys_dir, directory,
-                                  spread_s)
+                                  spread_s, timeout=timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -134,7 +134,9 @@ def plan_cmd(chip, keys_dir, virt, port, as_json):
 @click.option("--yes", is_flag=True, help="skip the typed confirmation (factory line)")
 @click.option("--keep-fe-key", is_flag=True,
               help="keep the host copy of the flash-encryption key after burning")
-def apply_cmd(chip, keys_dir, virt, port, as_json, yes, keep_fe_key):
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="seconds each read of the eFuses may take (a burn is never interrupted)")
+def apply_cmd(chip, keys_dir, virt, port, as_json, yes, keep_fe_key, timeout):
     """Burn the production eFuses after a typed confirmation (irreversible)."""
     console = Console(stderr=as_json)
 
@@ -152,7 +154,7 @@ def apply_cmd(chip, keys_dir, virt, port, as_json, yes, keep_fe_key):
 
     result = esp.apply_secure_boot(chip, keys_dir, port=port, virt=virt,
                                    confirm=None if yes else confirm, report=report,
-                                   keep_fe_key=keep_fe_key)
+                                   keep_fe_key=keep_fe_key, timeout=timeout)
     _emit(result, as_json,
           f"{chip}: secure boot v2 and flash encryption burnt on {result['target']}; "
           f"key digest {result['digest']}"

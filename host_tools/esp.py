@@ -615,11 +615,12 @@ def plan_secure_boot(chip, keys_dir, port=None, virt=None):
             "steps": burn_steps(chip, keys, target)}
 
 
-def read_efuses(target):
-    """espefuse summary as a dict {name: {value, raw_value, readable, writeable, ...}}."""
+def read_efuses(target, timeout=None):
+    """espefuse summary as a dict {name: {value, raw_value, readable, writeable, ...}}.
+    A read still running after `timeout` s is stopped (Unreachable)."""
     with tempfile.TemporaryDirectory(prefix="iotctl-efuse-") as tmp:
         out = Path(tmp) / "summary.json"
-        run_tool(target.espefuse("summary", "--format", "json", "--file", out))
+        run_tool(target.espefuse("summary", "--format", "json", "--file", out), timeout=timeout)
         return json.loads(out.read_text())
 
 
@@ -732,13 +733,15 @@ def _check_burnt(chip, board, efuses, digest, final):
 
 
 def apply_secure_boot(chip, keys_dir, port=None, virt=None, confirm=None, report=None,
-                      keep_fe_key=False):
+                      keep_fe_key=False, timeout=None):
     """Burn the production eFuses. Reads the chip first and refuses one that is not blank
     (so applying twice burns nothing). `confirm(plan)` must return True before anything
-    is created or burnt (None: already confirmed, e.g. --yes). Returns the final state."""
+    is created or burnt (None: already confirmed, e.g. --yes). Returns the final state.
+    `timeout` bounds each read of the eFuses; a burn is never interrupted (a half-burnt
+    chip is worse than a slow one), espefuse's own connection attempts bound it."""
     plan = plan_secure_boot(chip, keys_dir, port, virt)
     target, board = plan["target"], load_board(chip)
-    problems = _blank_problems(chip, board, read_efuses(target))
+    problems = _blank_problems(chip, board, read_efuses(target, timeout))
     if problems:
         raise DeviceError(f"refusing to burn {chip} eFuses on {target.describe()}: "
                           + "; ".join(problems) + ". Nothing was burnt.")
@@ -755,13 +758,13 @@ def apply_secure_boot(chip, keys_dir, port=None, virt=None, confirm=None, report
     steps = plan["steps"]
     for i, step in enumerate(steps, 1):
         if step.final:  # last chance to read back: espefuse cannot after this step
-            _check_burnt(chip, board, read_efuses(target), digest, final=False)
+            _check_burnt(chip, board, read_efuses(target, timeout), digest, final=False)
         if report:
             report(i, len(steps), step)
         run_tool(step.argv)
     state = None
     if target.virt:
-        state = _check_burnt(chip, board, read_efuses(target), digest, final=True)
+        state = _check_burnt(chip, board, read_efuses(target, timeout), digest, final=True)
     if not keep_fe_key:
         os.remove(keys["fe_key"])  # the chip holds it now; no host copy should remain
     return {"chip": chip, "target": target.describe(), "steps": len(steps),

@@ -276,3 +276,23 @@ def test_push_bar_shows_the_average_rate():
         t.start_time = bar.get_time() - 4.0  # 4 s into the upload
         bar.update(task, completed=2_000_000)
         assert str(AverageSpeed().render(bar.tasks[0])) == "500.0 kB/s"
+
+
+def test_publish_to_an_unreachable_broker_is_exit_9(factory, tmp_path, capsys):
+    import socket
+
+    from host_tools import bundle
+
+    out = tmp_path / "b.bin"
+    bundle.build(factory, ["unix"], "1.0.0", 1, out=out, product="iot-thermostat",
+                 files={"app.py": b"x = 1\n"}, compile=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, stdout, _ = run(["publish", out, "--channel", "stable", "--server",
+                           "https://127.0.0.1:1", "--broker", f"127.0.0.1:{port}", "--keys",
+                           factory, "--dir", tmp_path / "updates", "--timeout", "3", "--json"],
+                          capsys)
+    err = json.loads(stdout)["error"]
+    assert code == 9 and err["name"] == "unreachable" and "cannot reach the broker" in \
+        err["message"]
