@@ -235,7 +235,9 @@ def _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, started):
     except VerifyError:  # not a bundle the host can read: the device gives the exact verdict
         manifest, kind = {}, None
     before = dev.status()
-    change = version_change(before["version"], manifest.get("version"))
+    # the status version is the app's: a firmware bundle's version is not comparable to it
+    change = version_change(before["version"], manifest.get("version")) if kind == "app" \
+        else "unknown"
     if kind == "app" and change == "downgrade" and not allow_downgrade:
         raise VerifyError("VERSION_DOWNGRADE",
                           f"the device runs {before['version']}; this bundle is "

@@ -296,3 +296,13 @@ def test_publish_to_an_unreachable_broker_is_exit_9(factory, tmp_path, capsys):
     err = json.loads(stdout)["error"]
     assert code == 9 and err["name"] == "unreachable" and "cannot reach the broker" in \
         err["message"]
+
+
+@pytest.mark.parametrize("old, new, change", [
+    ("1.0.0", "1.1.0", "upgrade"), ("2.0.0", "1.0.0", "downgrade"), ("1.2", "1.10", "upgrade"),
+    ("1.0.0", "1.0", "same"), ("1.0.0-rc1", "1.0.0", "same"), ("x", "y", "unknown"),
+    ("2.0.0", None, "unknown")])
+def test_version_change(old, new, change):
+    from host_tools.push import version_change
+
+    assert version_change(old, new) == change
