@@ -355,9 +355,12 @@ def flash(board, firmware, *, factory=None, data=None, bootloader=None, port=Non
     own_dir = workdir is None
     work = tempfile.mkdtemp(prefix="iotctl-flash-") if own_dir else workdir
     keep_work = False
+    # a merged image is written beside its place and renamed when whole: an error or an
+    # interrupt leaves no half-made "production image"
+    part = None if merge_out is None or dry_run else Path(f"{merge_out}.part")
     try:
         job = plan_flash(board, firmware, factory=factory, data=data, bootloader=bootloader,
-                         port=port, merge_out=merge_out, flash_size=flash_size,
+                         port=port, merge_out=part or merge_out, flash_size=flash_size,
                          encrypt_key=encrypt_key, workdir=work, baud=baud, before=before,
                          after=after)
         if dry_run:
@@ -366,11 +369,16 @@ def flash(board, firmware, *, factory=None, data=None, bootloader=None, port=Non
         for argv in job.prepare:
             run_tool(argv, timeout=timeout)
         run_tool(job.argv, stream=stream or _echo, timeout=timeout)
+        if part is not None:
+            os.replace(part, merge_out)
+            job.output = str(merge_out)
         job.ran = True
         if own_dir:
             job.workdir = None
         return job
     finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
         if own_dir and not keep_work:
             shutil.rmtree(work, ignore_errors=True)
 

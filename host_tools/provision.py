@@ -216,9 +216,13 @@ def _write_secret(path, data, force=False):
         raise UsageError(f"{path} exists; refusing to overwrite it")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # no stray copy of the private key
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def image_path(template, device_id):
@@ -482,6 +486,10 @@ def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, 
     if force and (sim is not None or image is not None):
         old = provisioned_id(sim=sim, image=None if image is None else
                              image_path(image, device_id), board=board)
+    # an image file this device creates goes again if the device does not make it
+    new_image = image_path(image, device_id) if image is not None else None
+    if new_image is not None and new_image.exists():
+        new_image = None
     try:
         if labels is not None:
             rec.labels = label.write(rec.for_label(), labels)
@@ -499,6 +507,9 @@ def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, 
         db.rollback()
         for path in rec.labels.values():
             Path(path).unlink(missing_ok=True)
+        if new_image is not None:
+            with contextlib.suppress(OSError):  # e.g. its folder could not be made
+                new_image.unlink()
         raise
     if rec.replaced and labels is not None:  # the old password no longer opens anything
         for ext in ("png", "pdf"):

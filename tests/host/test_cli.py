@@ -306,3 +306,39 @@ def test_version_change(old, new, change):
     from host_tools.push import version_change
 
     assert version_change(old, new) == change
+
+
+def test_an_interrupt_leaves_no_half_made_label_image_or_merged_image(factory, tmp_path,
+                                                                     capsys, monkeypatch):
+    from host_tools import esp, label
+    from tests.fakes.appimage import make_app_image, make_bootloader_image
+
+    # Ctrl-C while the label's PDF is rendered: the PNG already written goes, no image file
+    # stays behind, no ledger row is committed
+    def interrupted(rec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(label, "render_pdf", interrupted)
+    code, out, _ = run(["provision", "--keys", factory, "--board", "esp32", "--iterations",
+                        ITER, "--image", tmp_path / "img" / "{device_id}.img", "--labels",
+                        tmp_path / "labels", "--json"], capsys)
+    assert code == 130 and json.loads(out)["error"]["name"] == "interrupted"
+    assert list((tmp_path / "labels").iterdir()) == []
+    assert not (tmp_path / "img").exists() or list((tmp_path / "img").iterdir()) == []
+    with Ledger.open(factory / "ledger.sqlite") as lg:
+        assert lg.rows() == []
+    # Ctrl-C while esptool writes the merged image: no "production image" is left
+    app, boot = tmp_path / "app.bin", tmp_path / "boot.bin"
+    app.write_bytes(make_app_image("esp32", "1.24.1", 20_000))
+    boot.write_bytes(make_bootloader_image("esp32"))
+
+    def half_written(argv, stream=None, timeout=None):
+        Path(argv[argv.index("--output") + 1]).write_bytes(b"\xe9" * 1000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(esp, "run_tool", half_written)
+    merged = tmp_path / "production.bin"
+    code, _, err = run(["flash", "--board", "esp32", "--firmware", app, "--bootloader", boot,
+                        "--merge", "-o", merged], capsys)
+    assert code == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if "production" in p.name) == []
