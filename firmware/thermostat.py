@@ -146,6 +146,13 @@ class Thermostat:
         """Start a new window for max_gap_ms (the largest time between two ticks)."""
         self.max_gap_ms = 0
 
+    def window_gap_ms(self):
+        """The longest time without a tick since reset_gap(), the wait for the next tick so
+        far included: a window shorter than one tick still reports the time it held control."""
+        if self.last_tick is None:
+            return self.max_gap_ms
+        return max(self.max_gap_ms, time.ticks_diff(time.ticks_ms(), self.last_tick))
+
     def state(self):
         return {"temperature": self.temperature, "target": self.target(),
                 "heating": self.heating, "sensor_error": self.sensor_error,

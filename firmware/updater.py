@@ -79,7 +79,7 @@ class Updater:
         m = v.manifest
         self.state = {"state": "installed", "version": m["version"], "slot": inst.target,
                       "notes": m["notes"], "security_fix": m["security_fix"],
-                      "control_max_gap_ms": self.thermostat.max_gap_ms if self.thermostat
+                      "control_max_gap_ms": self.thermostat.window_gap_ms() if self.thermostat
                       else None}
         self.boot.log("update %s received into slot %s; restarting into it"
                       % (m["version"], inst.target))

@@ -11,7 +11,8 @@ from . import monitor, updateserver
 @click.command("serve")
 @click.option("--dir", "directory", default="updates", show_default=True,
               type=click.Path(file_okay=False), help="the folder of bundles to serve")
-@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True,
+              help="the TCP port to listen on")
 @click.option("--address", default="127.0.0.1", show_default=True, help="where to listen")
 @click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="folder with the manufacturer CA (it issues the server's certificate)")
@@ -48,12 +49,14 @@ def serve_cmd(directory, port, address, keys_dir, hosts):
 @click.option("--spread", "spread_s", type=int, default=updateserver.SPREAD_S,
               show_default=True, help="devices start downloading at a random time within "
               "this many seconds (0: at once)")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="seconds to wait for the broker to acknowledge the announcement")
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def publish_cmd(bundle_file, channel, server_url, broker, keys_dir, directory, spread_s,
-                as_json):
+                timeout, as_json):
     """Put a verified bundle on the update server and announce it on fleet/<product>/CHANNEL."""
     result = updateserver.publish(bundle_file, channel, server_url, broker, keys_dir, directory,
-                                  spread_s)
+                                  spread_s, timeout=timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from . import bundle, keys, verify
-from .errors import UsageError, VerifyError
+from .errors import VerifyError
+from .flashimage import BOARDS
 
 
 def _emit(obj, as_json, text):
@@ -19,9 +20,11 @@ def keys_group():
 
 
 @keys_group.command("init")
-@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path())
-@click.option("--alg", type=click.Choice(sorted(keys.ALGS)), default="ed25519", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(),
+              help="the key folder to create (existing keys are never overwritten)")
+@click.option("--alg", type=click.Choice(sorted(keys.ALGS)), default="ed25519", show_default=True,
+              help="signature algorithm of the root and update keys")
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def keys_init(directory, alg, as_json):
     """Create the root key, the first update key and its root-signed certificate."""
     serial = keys.init(directory, alg)
@@ -32,8 +35,10 @@ def keys_init(directory, alg, as_json):
 
 
 @keys_group.command("rotate")
-@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--dir", "directory", default="keys", show_default=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="the key folder made by `keys init` (it must hold the root key)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def keys_rotate(directory, as_json):
     """Create the next update key (serial + 1), certified by the root key."""
     serial = keys.rotate(directory)
@@ -43,17 +48,22 @@ def keys_rotate(directory, as_json):
 
 
 @click.command("build")
-@click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--board", "boards", required=True, multiple=True, help="repeat for several boards")
-@click.option("--version", "version", required=True)
-@click.option("--security-version", type=int, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the key folder with the current update key")
+@click.option("--board", "boards", required=True, multiple=True, type=click.Choice(BOARDS),
+              help="a board the bundle is for; repeat for several boards")
+@click.option("--version", "version", required=True, help="the app version, e.g. 1.2.0")
+@click.option("--security-version", type=click.IntRange(min=0), required=True,
+              help="anti-rollback floor: devices refuse bundles below the highest they ran")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="the bundle file to write")
 @click.option("--source", type=click.Path(exists=True, file_okay=False),
-              default=str(bundle.FIRMWARE_DIR), show_default=True)
+              default=str(bundle.FIRMWARE_DIR), show_default=True,
+              help="the application folder to package")
 @click.option("--notes", default="", help="release notes shown to the owner")
 @click.option("--security-fix", is_flag=True, help="mark the update as a security fix")
 @click.option("--expires", type=int, default=None, help="Unix time after which devices refuse it")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def build_cmd(keys_dir, boards, version, security_version, output, source, notes, security_fix,
               expires, as_json):
     """Build a signed app bundle from the application folder."""
@@ -71,19 +81,25 @@ def build_cmd(keys_dir, boards, version, security_version, output, source, notes
 @click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False),
               help="verify against these trust anchors (without it nothing is verified)")
-@click.option("--board", help="apply this board's rule instead of the bundle's first board")
-@click.option("--security-floor", type=int, default=0)
-@click.option("--key-floor", type=int, default=1)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--board", type=click.Choice(BOARDS),
+              help="apply this board's rule instead of the bundle's first board (with --keys)")
+@click.option("--security-floor", type=int, default=0, show_default=True,
+              help="the device's security-version floor to judge against (with --keys)")
+@click.option("--key-floor", type=int, default=1, show_default=True,
+              help="the lowest update-key serial the device accepts (with --keys)")
+@click.option("--json", "as_json", is_flag=True, help="print the manifest and verdict as JSON")
 def inspect_cmd(bundle_file, keys_dir, board, security_floor, key_floor, as_json):
-    """Show a bundle's manifest and the exact verdict a device would give."""
+    """Show a bundle's manifest; with --keys, the exact verdict a device would give.
+
+    Without --keys this is a dump: the manifest is shown, marked unverified, exit 0."""
     info = verify.describe(bundle_file)
     if keys_dir:
         info["verdict"] = verify.device_verdict(bundle_file, keys_dir, board=board,
                                                 sec_floor=security_floor, key_floor=key_floor)
     else:
-        info["verdict"] = {"ok": False, "verdict": "NOT_VERIFIED",
-                           "text": "no --keys given: nothing was verified"}
+        info["verdict"] = {"ok": None, "verdict": "UNVERIFIED",
+                           "text": "no --keys given: the manifest is shown as found, its "
+                           "signature was not checked"}
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
@@ -97,12 +113,13 @@ def inspect_cmd(bundle_file, keys_dir, board, security_floor, key_floor, as_json
         v = info["verdict"]
         click.echo(f"verdict: {v['verdict']} - {v['text']}")
     v = info["verdict"]
-    if not v["ok"]:
-        raise VerifyError(v["verdict"], v["text"]) if keys_dir else UsageError(v["text"])
+    if keys_dir and not v["ok"]:
+        raise VerifyError(v["verdict"], v["text"])
 
 
 @click.command("vectors")
-@click.option("--alg", type=click.Choice(["ed25519", "ecdsa-p256"]), required=True)
+@click.option("--alg", type=click.Choice(["ed25519", "ecdsa-p256"]), required=True,
+              help="the verifier to run the vectors through")
 @click.argument("vector_file", type=click.Path(exists=True, dir_okay=False))
 def vectors_cmd(alg, vector_file):
     """Run the device verifier over a Wycheproof-layout JSON vector file."""
@@ -117,7 +134,8 @@ def vectors_cmd(alg, vector_file):
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True,
+              help="the folder for the demo's keys, bundles, device and labels (replaced)")
 def demo_cmd(out):
     """Tell the end-to-end story on a simulated board (what `make demo` runs)."""
     from . import demo

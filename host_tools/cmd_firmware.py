@@ -14,11 +14,13 @@ from . import esp, firmware
               "(app bundles come from `iotctl build`)")
 @click.option("--keys", "keys_dir", required=True, type=click.Path(file_okay=False),
               help="the update-key folder (iotctl keys init)")
-@click.option("--board", required=True, type=click.Choice(esp.CHIPS))
+@click.option("--board", required=True, type=click.Choice(esp.CHIPS),
+              help="the board the image is built for (its chip and OTA partition size)")
 @click.option("--version", "version", required=True, help="MAJOR.MINOR.PATCH")
 @click.option("--security-version", type=int, required=True,
               help="anti-rollback floor the device rises to once it confirms the image")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="the bundle file to write")
 @click.option("--secure-boot-key", type=click.Path(dir_okay=False),
               help="first sign the image for Secure Boot v2 with this key (espsecure)")
 @click.option("--flash-size", help="board variant, e.g. 8MB (default: the board's own)")
@@ -26,7 +28,7 @@ from . import esp, firmware
 @click.option("--notes", default="", help="release notes shown to the owner")
 @click.option("--security-fix", is_flag=True, help="mark the update as a security fix")
 @click.option("--expires", type=int, default=None, help="Unix time after which devices refuse it")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def sign_cmd(image, kind, keys_dir, board, version, security_version, output, secure_boot_key,
              flash_size, product, notes, security_fix, expires, as_json):
     """Wrap a MicroPython image in a signed firmware bundle for BOARD."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import partitions
-from .errors import DeviceError, KeyError_, ToolError, UsageError, VerifyError
+from .errors import DeviceError, KeyError_, ToolError, Unreachable, UsageError, VerifyError
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS_DIR = REPO / "boards"
@@ -161,26 +161,45 @@ def _tool_message(output):
     return " / ".join(lines[-3:]) if lines else "no output"
 
 
-def run_tool(argv, stream=None):
+def run_tool(argv, stream=None, timeout=None):
     """Run a tool; return its output. Non-zero exit -> ToolError with the tool's message.
-    With `stream` (a callable taking text), output is passed through live (progress)."""
+    With `stream` (a callable taking text), output is passed through live (progress).
+    With `timeout` (seconds), a tool still running then is stopped: Unreachable."""
+    import threading
+
     name = argv[2] if len(argv) > 2 and argv[1] == "-m" else Path(argv[0]).name
+    # streamed output is only kept for the error message; otherwise all of it is returned
+    tail = collections.deque(maxlen=64 if stream is not None else None)
+    timed_out = threading.Event()
     try:
-        if stream is None:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
-            output, rc = proc.stdout.decode(errors="replace"), proc.returncode
-        else:
-            tail = collections.deque(maxlen=64)
-            with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL) as proc:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL) as proc:
+            def expire():
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(timeout, expire) if timeout else None
+            if timer:
+                timer.start()
+            try:
                 while chunk := proc.stdout.read1(4096):
                     text = chunk.decode(errors="replace")
                     tail.append(text)
-                    stream(text)
-            output, rc = "".join(tail), proc.returncode
+                    if stream is not None:
+                        stream(text)
+                proc.wait()
+            except BaseException:  # Ctrl-C or SIGTERM: the tool does not outlive us
+                proc.kill()
+                raise
+            finally:
+                if timer:
+                    timer.cancel()
+        output, rc = "".join(tail), proc.returncode
     except OSError as exc:
         raise ToolError(f"cannot run {name}: {exc}") from None
+    if timed_out.is_set():
+        raise Unreachable(f"{name} did not finish within {timeout:g} s (stopped): "
+                          f"{_tool_message(output)}")
     if rc != 0:
         raise ToolError(f"{name} failed (exit {rc}): {_tool_message(output)}")
     return output
@@ -207,6 +226,7 @@ class FlashJob:
     output: str = None                         # merged image path, with --merge
     workdir: str = None                        # generated files (kept for dry runs)
     ran: bool = False
+    checked: dict = field(default_factory=dict)  # image name -> what check_images found
 
     def commands(self):
         return [*self.prepare, self.argv]
@@ -225,10 +245,48 @@ def _stage(src, offset, name, limit):
     return Image(name, offset, str(path))
 
 
+BEFORE = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
+AFTER = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-reset")
+DEFAULT_BAUD = 460800
+
+
+def check_images(board, images, flash_size=None):
+    """Refuse what the board could not boot, before anything is written: the firmware must be
+    an app image for the board's chip that fits ota_0 (what `iotctl sign` checks), the
+    bootloader a bootloader image for the chip; the generated partition table must parse
+    back to the board's. Returns {name: description}."""
+    from . import firmware as fw
+
+    found = {}
+    for im in images:
+        raw = Path(im.path).read_bytes()
+        if im.name == "ota_0":
+            found[im.name] = fw.check_image(raw, board, flash_size)
+        elif im.name == "bootloader":
+            found[im.name] = fw.check_bootloader(raw, board, len(raw))
+        elif im.name == "partition-table":
+            table = parse_partition_table_bin(raw)
+            want = load_board(board, flash_size)["parts"]
+            if [(p.name, p.offset, p.size) for p in table] != \
+                    [(p.name, p.offset, p.size) for p in want]:
+                raise UsageError("the generated partition table does not read back as the "
+                                 "board's")
+            found[im.name] = {"partitions": len(table)}
+    return found
+
+
 def plan_flash(board, firmware, *, factory=None, data=None, bootloader=None, port=None,
-               merge_out=None, flash_size=None, encrypt_key=None, workdir, baud=460800):
+               merge_out=None, flash_size=None, encrypt_key=None, workdir, baud=DEFAULT_BAUD,
+               before="default-reset", after="hard-reset"):
     """Build (without running) the esptool command for `board`; writes the generated
-    partition table and blank otadata into `workdir`."""
+    partition table and blank otadata into `workdir`. Every image is checked first
+    (check_images); `baud`, `before` and `after` go to esptool as they are."""
+    if before not in BEFORE or after not in AFTER:
+        raise UsageError(f"--before must be one of {', '.join(BEFORE)}; --after one of "
+                         f"{', '.join(AFTER)}")
+    if merge_out is not None and bootloader is None:
+        raise UsageError("--merge writes a production image, which needs --bootloader "
+                         "(the second-stage bootloader at the start of flash)")
     cfg = load_board(board, flash_size)
     chip, parts, work = cfg["chip"], cfg["parts"], Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -252,6 +310,7 @@ def plan_flash(board, firmware, *, factory=None, data=None, bootloader=None, por
             part = partitions.find(parts, name)
             images.append(_stage(src, part.offset, name, part.size))
     images.sort(key=lambda im: im.offset)
+    checked = check_images(board, images, flash_size)
 
     prepare = []
     if encrypt_key is not None:
@@ -279,15 +338,15 @@ def plan_flash(board, firmware, *, factory=None, data=None, bootloader=None, por
     else:
         conn = ["--port", port] if port else []
         argv = tool_argv("esptool", "--chip", chip, *conn, "--baud", baud,
-                         "--before", "default-reset", "--after", "hard-reset",
-                         "write-flash", *keep, *pairs)
+                         "--before", before, "--after", after, "write-flash", *keep, *pairs)
     return FlashJob(chip, argv, images, prepare, str(merge_out) if merge_out else None,
-                    str(work))
+                    str(work), checked=checked)
 
 
 def flash(board, firmware, *, factory=None, data=None, bootloader=None, port=None,
           merge_out=None, flash_size=None, encrypt_key=None, dry_run=False, workdir=None,
-          stream=None):
+          stream=None, baud=DEFAULT_BAUD, before="default-reset", after="hard-reset",
+          timeout=None):
     """Flash a board (or, with `merge_out`, write one production image). Returns the
     FlashJob with the exact argv; with `dry_run` nothing runs and `workdir` is kept."""
     if merge_out is not None and Path(merge_out).resolve() in {
@@ -296,21 +355,30 @@ def flash(board, firmware, *, factory=None, data=None, bootloader=None, port=Non
     own_dir = workdir is None
     work = tempfile.mkdtemp(prefix="iotctl-flash-") if own_dir else workdir
     keep_work = False
+    # a merged image is written beside its place and renamed when whole: an error or an
+    # interrupt leaves no half-made "production image"
+    part = None if merge_out is None or dry_run else Path(f"{merge_out}.part")
     try:
         job = plan_flash(board, firmware, factory=factory, data=data, bootloader=bootloader,
-                         port=port, merge_out=merge_out, flash_size=flash_size,
-                         encrypt_key=encrypt_key, workdir=work)
+                         port=port, merge_out=part or merge_out, flash_size=flash_size,
+                         encrypt_key=encrypt_key, workdir=work, baud=baud, before=before,
+                         after=after)
         if dry_run:
             keep_work = True  # the printed command refers to the generated files
             return job
         for argv in job.prepare:
-            run_tool(argv)
-        run_tool(job.argv, stream=stream or _echo)
+            run_tool(argv, timeout=timeout)
+        run_tool(job.argv, stream=stream or _echo, timeout=timeout)
+        if part is not None:
+            os.replace(part, merge_out)
+            job.output = str(merge_out)
         job.ran = True
         if own_dir:
             job.workdir = None
         return job
     finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
         if own_dir and not keep_work:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -555,11 +623,12 @@ def plan_secure_boot(chip, keys_dir, port=None, virt=None):
             "steps": burn_steps(chip, keys, target)}
 
 
-def read_efuses(target):
-    """espefuse summary as a dict {name: {value, raw_value, readable, writeable, ...}}."""
+def read_efuses(target, timeout=None):
+    """espefuse summary as a dict {name: {value, raw_value, readable, writeable, ...}}.
+    A read still running after `timeout` s is stopped (Unreachable)."""
     with tempfile.TemporaryDirectory(prefix="iotctl-efuse-") as tmp:
         out = Path(tmp) / "summary.json"
-        run_tool(target.espefuse("summary", "--format", "json", "--file", out))
+        run_tool(target.espefuse("summary", "--format", "json", "--file", out), timeout=timeout)
         return json.loads(out.read_text())
 
 
@@ -672,13 +741,15 @@ def _check_burnt(chip, board, efuses, digest, final):
 
 
 def apply_secure_boot(chip, keys_dir, port=None, virt=None, confirm=None, report=None,
-                      keep_fe_key=False):
+                      keep_fe_key=False, timeout=None):
     """Burn the production eFuses. Reads the chip first and refuses one that is not blank
     (so applying twice burns nothing). `confirm(plan)` must return True before anything
-    is created or burnt (None: already confirmed, e.g. --yes). Returns the final state."""
+    is created or burnt (None: already confirmed, e.g. --yes). Returns the final state.
+    `timeout` bounds each read of the eFuses; a burn is never interrupted (a half-burnt
+    chip is worse than a slow one), espefuse's own connection attempts bound it."""
     plan = plan_secure_boot(chip, keys_dir, port, virt)
     target, board = plan["target"], load_board(chip)
-    problems = _blank_problems(chip, board, read_efuses(target))
+    problems = _blank_problems(chip, board, read_efuses(target, timeout))
     if problems:
         raise DeviceError(f"refusing to burn {chip} eFuses on {target.describe()}: "
                           + "; ".join(problems) + ". Nothing was burnt.")
@@ -695,13 +766,13 @@ def apply_secure_boot(chip, keys_dir, port=None, virt=None, confirm=None, report
     steps = plan["steps"]
     for i, step in enumerate(steps, 1):
         if step.final:  # last chance to read back: espefuse cannot after this step
-            _check_burnt(chip, board, read_efuses(target), digest, final=False)
+            _check_burnt(chip, board, read_efuses(target, timeout), digest, final=False)
         if report:
             report(i, len(steps), step)
         run_tool(step.argv)
     state = None
     if target.virt:
-        state = _check_burnt(chip, board, read_efuses(target), digest, final=True)
+        state = _check_burnt(chip, board, read_efuses(target, timeout), digest, final=True)
     if not keep_fe_key:
         os.remove(keys["fe_key"])  # the chip holds it now; no host copy should remain
     return {"chip": chip, "target": target.describe(), "steps": len(steps),

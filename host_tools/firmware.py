@@ -51,7 +51,7 @@ def check_image(data, board, flash_size=None):
                          f"{data[0]:#04x})" if data else "the image file is empty")
     try:
         img = LoadFirmwareImage(chip, data)
-    except (FatalError, struct.error, ValueError) as e:
+    except (FatalError, struct.error, ValueError, RuntimeError) as e:
         raise UsageError(f"not a valid ESP app image: {e}") from None
     want = CHIP_IDS[chip]
     if img.chip_id != want:
@@ -73,6 +73,42 @@ def check_image(data, board, flash_size=None):
                          f"hold {capacity} bytes")
     return {"chip": chip, "chip_id": img.chip_id, "length": length, "size": len(data),
             "capacity": capacity, "signed": is_signed(data, length), **desc}
+
+
+def check_bootloader(data, board, limit):
+    """Check that `data` is a second-stage bootloader image for `board`'s chip (an ESP image
+    without an application descriptor) that fits the `limit` bytes before the partition
+    table. Returns a description; raises UsageError saying exactly what is wrong."""
+    from esptool.bin_image import LoadFirmwareImage
+    from esptool.util import FatalError
+
+    chip = esp.load_board(board)["chip"]
+    if not data:
+        raise UsageError("the bootloader image is empty")
+    if data[0] != 0xE9:
+        raise UsageError(f"the bootloader is not an ESP image (the first byte must be 0xE9, "
+                         f"got {data[0]:#04x})")
+    if len(data) > limit:
+        raise UsageError(f"the bootloader is {len(data)} bytes; it must fit {limit} bytes "
+                         "before the partition table")
+    try:
+        img = LoadFirmwareImage(chip, data)
+    except (FatalError, struct.error, ValueError, RuntimeError) as e:
+        raise UsageError(f"the bootloader is not a valid ESP image: {e}") from None
+    want = CHIP_IDS[chip]
+    if img.chip_id != want:
+        got = CHIP_NAMES.get(img.chip_id, f"chip id {img.chip_id}")
+        raise UsageError(f"the bootloader is built for {got} (chip id {img.chip_id}); board "
+                         f"{board} is an {CHIP_NAMES[want]} (chip id {want})")
+    if img.checksum != img.calculate_checksum():
+        raise UsageError("the bootloader's checksum is wrong (truncated or corrupted image)")
+    if img.append_digest and img.stored_digest != img.calc_digest:
+        raise UsageError("the bootloader's appended SHA-256 does not match (corrupted image)")
+    if _app_desc(data) is not None:
+        raise UsageError("the bootloader image is an application (it has an app descriptor): "
+                         "give ESP-IDF's bootloader.bin")
+    length = img.data_length + (32 if img.append_digest else 0)
+    return {"chip": chip, "size": len(data), "signed": is_signed(data, length)}
 
 
 def _app_desc(data):

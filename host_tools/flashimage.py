@@ -14,6 +14,9 @@ from .errors import DeviceError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 ERASED = 0xFF
+# Every board folder under boards/: the one list `--board` offers in every command (a test
+# checks it against the folders).
+BOARDS = ("unix", "esp32", "esp32s3", "esp32c3")
 
 
 def board_dir(board="unix"):

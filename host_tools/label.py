@@ -114,10 +114,13 @@ def write(rec, directory):
             raise UsageError(f"{p} exists; refusing to overwrite a label")
     buf = io.BytesIO()
     render_png(rec).save(buf, format="PNG", dpi=(DPI, DPI))
-    _write_secret(png, buf.getvalue())
-    try:
-        _write_secret(pdf, render_pdf(rec))
+    made = []
+    try:  # an error or an interrupt (Ctrl-C, SIGTERM) leaves no label, not half of one
+        for path, data in ((png, buf.getvalue()), (pdf, None)):
+            made.append(path)
+            _write_secret(path, render_pdf(rec) if data is None else data)
     except BaseException:
-        png.unlink(missing_ok=True)
+        for path in made:
+            path.unlink(missing_ok=True)
         raise
     return {"png": str(png), "pdf": str(pdf)}

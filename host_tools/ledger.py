@@ -10,8 +10,11 @@ from pathlib import Path
 from .errors import LedgerError, UsageError
 
 TABLE = "devices"
-COLUMNS = ("device_id", "product", "model", "board", "cert_serial", "cert_sha256",
-           "provisioned", "station")
+# What provisioning writes; `replaced_by` is set later, when `provision --force` replaces the
+# device's factory record with another device's (the old id is then out of service).
+INSERTED = ("device_id", "product", "model", "board", "cert_serial", "cert_sha256",
+            "provisioned", "station")
+COLUMNS = INSERTED + ("replaced_by",)
 SCHEMA = """CREATE TABLE IF NOT EXISTS devices (
     device_id    VARCHAR(64)  NOT NULL,
     product      VARCHAR(64)  NOT NULL,
@@ -21,6 +24,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS devices (
     cert_sha256  CHAR(64)     NOT NULL,
     provisioned  BIGINT       NOT NULL,
     station      VARCHAR(64)  NOT NULL,
+    replaced_by  VARCHAR(64),
     CONSTRAINT devices_pkey PRIMARY KEY (device_id),
     CONSTRAINT devices_cert_sha256_key UNIQUE (cert_sha256),
     CONSTRAINT devices_cert_serial_key UNIQUE (cert_serial)
@@ -40,6 +44,8 @@ class Ledger:
         self._integrity = integrity_errors
         cur = conn.cursor()
         cur.execute(SCHEMA)
+        if "replaced_by" not in self.columns():  # a ledger made before the column existed
+            cur.execute(f"ALTER TABLE {TABLE} ADD COLUMN replaced_by VARCHAR(64)")
         conn.commit()
 
     @classmethod
@@ -77,13 +83,13 @@ class Ledger:
     def insert(self, row):
         """Add one device (not committed: commit() or rollback() follow). Raises
         DuplicateError if the id, the certificate or its serial is already there."""
-        missing = [c for c in COLUMNS if c not in row]
+        missing = [c for c in INSERTED if c not in row]
         if missing:
             raise UsageError(f"ledger row lacks {', '.join(missing)}")
-        sql = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
-               f"VALUES ({', '.join([self._ph] * len(COLUMNS))})")
+        sql = (f"INSERT INTO {TABLE} ({', '.join(INSERTED)}) "
+               f"VALUES ({', '.join([self._ph] * len(INSERTED))})")
         try:
-            self.conn.cursor().execute(sql, tuple(row[c] for c in COLUMNS))
+            self.conn.cursor().execute(sql, tuple(row[c] for c in INSERTED))
         except self._integrity as e:
             self.conn.rollback()
             raise DuplicateError(f"device {row['device_id']} or its certificate is already "
@@ -99,6 +105,14 @@ class Ledger:
         cur = self.conn.cursor()
         cur.execute(f"SELECT 1 FROM {TABLE} WHERE device_id = {self._ph}", (device_id,))
         return cur.fetchone() is not None
+
+    def mark_replaced(self, device_id, by):
+        """Record that `by` replaced `device_id`'s factory record on its target (not
+        committed). Returns whether `device_id` was in the ledger."""
+        cur = self.conn.cursor()
+        cur.execute(f"UPDATE {TABLE} SET replaced_by = {self._ph} WHERE device_id = {self._ph}",
+                    (by, device_id))
+        return cur.rowcount > 0
 
     def rows(self):
         """Every row as a dict, oldest first."""

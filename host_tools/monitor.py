@@ -254,8 +254,8 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
 
     try:
         info = sim.create(d, keys_dir, bundle_path, iterations=1000, cloud=cloud, speed=120)
-        console.print(f"  $ iotctl sim create {d} --keys {keys_dir} --bundle ... --cloud "
-                      f"127.0.0.1:{port}")
+        console.print(f"  $ iotctl sim create {d} --keys {keys_dir} --bundle {bundle_path} "
+                      f"--cloud 127.0.0.1:{port} --labels {d}-labels", markup=False)
         console.print(f"  $ iotctl monitor --broker 127.0.0.1:{port} --keys {keys_dir}")
         mon = threading.Thread(target=run, args=(keys_dir, ("127.0.0.1", port), show),
                                kwargs={"stop": stop, "ready": ready}, daemon=True)

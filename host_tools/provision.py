@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import io
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from littlefs import LittleFS, LittleFSError
 
 from . import ca as ca_mod
 from . import flashimage, keys, label, mpy
-from .errors import DeviceError, UsageError
+from .errors import DeviceError, Unreachable, UsageError
 from .ledger import Ledger
 
 PRODUCT = "iot-thermostat"
@@ -115,6 +116,7 @@ class DeviceRecord:
     files: dict = field(default_factory=dict, repr=False)
     labels: dict = field(default_factory=dict)
     target: str = ""
+    replaced: str = ""  # with --force: the id of the device whose record this one replaced
 
     @property
     def setup_url(self):
@@ -128,8 +130,11 @@ class DeviceRecord:
 
     def public(self):
         """Everything but the secrets."""
-        return {**self.ledger_row(), "setup_url": self.setup_url, "labels": dict(self.labels),
-                "target": self.target}
+        doc = {**self.ledger_row(), "setup_url": self.setup_url, "labels": dict(self.labels),
+               "target": self.target}
+        if self.replaced:
+            doc["replaced"] = self.replaced
+        return doc
 
     def for_label(self):
         """What the label printer needs (holds the password)."""
@@ -211,19 +216,56 @@ def _write_secret(path, data, force=False):
         raise UsageError(f"{path} exists; refusing to overwrite it")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # no stray copy of the private key
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def image_path(template, device_id):
+    """The image file for `device_id`: `template` with {device_id} replaced."""
+    try:
+        return Path(str(template).format(device_id=device_id))
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(f"--image {template}: only {{device_id}} may be replaced ({e})") from None
 
 
 def write_image(record, path, force=False):
     """Write the record as a partition image file (0600: it holds the private key)."""
-    path = Path(str(path).format(device_id=record.device_id))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_secret(path, partition_image(record.files, record.board), force)
+    path = image_path(path, record.device_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_secret(path, partition_image(record.files, record.board), force)
+    except OSError as e:
+        raise UsageError(f"cannot write the image {path}: {e.strerror or e}") from None
     part = flashimage.find_partition(PARTITION, record.board)
     record.target = f"image:{path}@0x{part.offset:x}"
     return path
+
+
+def provisioned_id(sim=None, image=None, board="unix"):
+    """The device id of the factory record already on a target (the simulated board in
+    `sim`, or the partition image file `image`), or None if it holds none readable."""
+    try:
+        if sim is not None:
+            flash = Path(sim) / flashimage.image_name("unix")
+            if not flash.exists() or flashimage.is_blank(flash, PARTITION):
+                return None
+            raw = flashimage.read_file(flash, PARTITION, "identity.json")
+        elif image is not None and Path(image).is_file():
+            fs = LittleFS(mount=False, **flashimage.lfs_geometry(PARTITION, board))
+            fs.context.buffer[:] = Path(image).read_bytes()[:len(fs.context.buffer)]
+            fs.mount()
+            with fs.open("identity.json", "rb") as f:
+                raw = f.read()
+        else:
+            return None
+        return json.loads(raw)["device_id"]
+    except (OSError, ValueError, KeyError, TypeError, LittleFSError, DeviceError):
+        return None
 
 
 def write_sim(record, d, force=False):
@@ -258,23 +300,69 @@ def _platform(board):
     return "linux" if board == "unix" else "esp32"
 
 
-def write_port(record, port, force=False, soft_reset=False, baudrate=115200):
+# The ROM bootloader's SYNC command, SLIP-framed (esptool's serial protocol), and the start of
+# its answer: what tells a board held in ROM download mode from one that is just silent.
+ROM_SYNC = b"\xc0\x00\x08\x24\x00\x00\x00\x00\x00\x07\x07\x12\x20" + b"\x55" * 32 + b"\xc0"
+ROM_SYNC_REPLY = b"\xc0\x01\x08"
+DEFAULT_PORT_TIMEOUT = 30.0
+
+
+def rom_download_mode(transport, wait=0.5):
+    """Whether the board on `transport` answers the ROM bootloader's SYNC (it was reset
+    into download mode, or holds no firmware)."""
+    serial = transport.serial
+    try:
+        serial.reset_input_buffer()
+        serial.write(ROM_SYNC)
+        end = time.monotonic() + wait
+        got = b""
+        while time.monotonic() < end and ROM_SYNC_REPLY not in got:
+            got += serial.read(serial.in_waiting or 1)
+    except OSError:
+        return False
+    return ROM_SYNC_REPLY in got
+
+
+def _enter_repl(transport, port, soft_reset, timeout):
+    from mpremote.transport import TransportError
+
+    try:
+        # mpremote prints what it read when it gives up: not on our stdout (--json)
+        with contextlib.redirect_stdout(io.StringIO()):
+            transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+    except TransportError:
+        if rom_download_mode(transport):
+            raise Unreachable(
+                f"the board on {port} is in ROM download mode (it answered the ROM "
+                "bootloader, not MicroPython): flash MicroPython with `iotctl flash`, or reset "
+                "it without holding BOOT/IO0, then provision again") from None
+        raise Unreachable(f"no MicroPython REPL answered on {port} within {timeout:g} s "
+                          "(is MicroPython running, at 115200 baud, and the port free?)") from None
+
+
+def write_port(record, port, force=False, soft_reset=False, baudrate=115200,
+               timeout=DEFAULT_PORT_TIMEOUT, waiting=None):
     """Write the record to the board on serial `port`: mpremote's raw REPL runs
     devscripts/factory_write.py, which formats and writes the board's `fctry` partition
     and reads the files back; their SHA-256 must match. The secrets travel only over the
-    serial line, never through a file or a command line."""
+    serial line, never through a file or a command line. Every wait is bounded: no REPL
+    within `timeout` s, or silence of `timeout` s in an exchange, raises Unreachable.
+    `waiting(text)` is told what is being waited for."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
     cfg = flashimage.board_config(record.board)
     opts = {"partition": PARTITION, "platform": _platform(record.board), "force": bool(force),
             "mounted": cfg.get("factory_mount", "/factory"), "lfs": cfg["littlefs"]}
+    if waiting:
+        waiting(f"waiting for the MicroPython REPL on {port} (up to {timeout:g} s)")
     try:
-        transport = SerialTransport(port, baudrate=baudrate)
+        # The read time-out bounds every single read; mpremote's own waits are bounded too.
+        transport = SerialTransport(port, baudrate=baudrate, timeout=min(timeout, 2.0))
     except TransportError as e:
-        raise DeviceError(f"cannot open {port}: {e}") from None
+        raise Unreachable(f"cannot open {port}: {e}") from None
     try:
-        transport.enter_raw_repl(soft_reset=soft_reset)
+        _enter_repl(transport, port, soft_reset, timeout)
         transport.exec(DEVSCRIPT.read_bytes())
         _call(transport, f"begin(json.loads({json.dumps(opts)!r}))")
         for name in FACTORY_FILES:
@@ -283,7 +371,7 @@ def write_port(record, port, force=False, soft_reset=False, baudrate=115200):
         answer = _call(transport, "finish()")
         transport.exit_raw_repl()
     except TransportError as e:
-        raise DeviceError(f"serial exchange with {port} failed: {e}") from None
+        raise Unreachable(f"serial exchange with {port} failed: {e}") from None
     finally:
         transport.close()
     want = {n: hashlib.sha256(d).hexdigest() for n, d in record.files.items()}
@@ -343,11 +431,14 @@ def serial_sim(d, board="unix"):
 def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=None,
               iterations=DEFAULT_ITERATIONS, ledger=None, sim=None, image=None, port=None,
               labels=None, force=False, soft_reset=False, key_floor=1, progress=None,
-              cloud=None):
+              cloud=None, timeout=DEFAULT_PORT_TIMEOUT, waiting=None):
     """Provision `count` devices with the CA and trust anchors in `keys_dir`; returns their
     DeviceRecords. With no target (sim, image, port) the records are only generated and
     entered in the ledger (the caller writes them). Per device: ledger row (uncommitted),
-    labels, target write, commit; a failure rolls back the row and removes the labels."""
+    labels, target write, commit; a failure (an exception, Ctrl-C, or SIGTERM turned into
+    SystemExit) rolls back the row and removes the labels. With `force`, a record already on
+    the target is replaced: its ledger row gets `replaced_by` and its labels are removed.
+    `timeout` bounds each wait for a board on `port`; `waiting(text)` says what is awaited."""
     if count < 1:
         raise UsageError("count must be at least 1")
     targets = [t for t in (sim, image, port) if t is not None]
@@ -357,6 +448,8 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
         raise UsageError("a simulated board or a serial port takes one device at a time")
     if image is not None and count > 1 and "{device_id}" not in str(image):
         raise UsageError("for several devices the image path needs a {device_id} placeholder")
+    if image is not None:
+        image_path(image, "th-check")  # a bad placeholder fails before anything is made
     flashimage.board_config(board)  # an unknown board fails here, before anything is made
     ca = ca_mod.load(keys_dir)
     anchors = keys.anchors(keys_dir, key_floor)
@@ -367,7 +460,7 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
     try:
         for i in range(count):
             rec = _one(db, ca, anchors, blocklist, model, board, station, iterations, labels,
-                       sim, image, port, force, soft_reset, cloud)
+                       sim, image, port, force, soft_reset, cloud, timeout, waiting)
             records.append(rec)
             if progress:
                 progress(i + 1, count, rec)
@@ -378,7 +471,7 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
 
 
 def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, sim, image,
-         port, force, soft_reset, cloud=None):
+         port, force, soft_reset, cloud=None, timeout=DEFAULT_PORT_TIMEOUT, waiting=None):
     for _ in range(5):  # 60 random bits: a clash is all but impossible, but cheap to handle
         device_id = generate_device_id()
         if not db.has(device_id):
@@ -389,6 +482,14 @@ def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, 
                       iterations=iterations, blocklist=blocklist, device_id=device_id,
                       cloud=cloud)
     db.insert(rec.ledger_row())
+    old = None
+    if force and (sim is not None or image is not None):
+        old = provisioned_id(sim=sim, image=None if image is None else
+                             image_path(image, device_id), board=board)
+    # an image file this device creates goes again if the device does not make it
+    new_image = image_path(image, device_id) if image is not None else None
+    if new_image is not None and new_image.exists():
+        new_image = None
     try:
         if labels is not None:
             rec.labels = label.write(rec.for_label(), labels)
@@ -397,11 +498,20 @@ def _one(db, ca, anchors, blocklist, model, board, station, iterations, labels, 
         elif image is not None:
             write_image(rec, image, force)
         elif port is not None:
-            write_port(rec, port, force, soft_reset)
+            write_port(rec, port, force, soft_reset, timeout=timeout, waiting=waiting)
+        if old and old != device_id:
+            db.mark_replaced(old, device_id)
+            rec.replaced = old
         db.commit()
     except BaseException:
         db.rollback()
         for path in rec.labels.values():
             Path(path).unlink(missing_ok=True)
+        if new_image is not None:
+            with contextlib.suppress(OSError):  # e.g. its folder could not be made
+                new_image.unlink()
         raise
+    if rec.replaced and labels is not None:  # the old password no longer opens anything
+        for ext in ("png", "pdf"):
+            (Path(labels) / f"{rec.replaced}.{ext}").unlink(missing_ok=True)
     return rec

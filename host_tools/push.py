@@ -12,7 +12,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .errors import DeviceError, UsageError, VerifyError
+from . import verify
+from .errors import (AuthRefused, DeviceError, IdentityMismatch, Unreachable, UsageError,
+                     VerifyError)
 
 CHUNK = 16 * 1024
 
@@ -54,16 +56,21 @@ def pinned_name(cert):
 
 
 class _Conn(http.client.HTTPSConnection):
-    """HTTPS to an address, checking the certificate against a device name (its id)."""
+    """HTTPS to an address, checking the certificate against a device name (its id).
+    `phase` says what the connection is waiting for (for the time-out message)."""
 
     def __init__(self, host, port, name, context, timeout):
         super().__init__(host, port, context=context, timeout=timeout)
         self._name = name
+        self.phase = "the TCP connection"
 
     def connect(self):
+        self.phase = "the TCP connection"
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.phase = "the TLS handshake"
         self.sock = self._context.wrap_socket(sock, server_hostname=self._name)
+        self.phase = "the answer to the request"
 
 
 class Device:
@@ -75,12 +82,23 @@ class Device:
         self.name = name or (pinned_name(cert) if pin else None) or self.host
         self.password = password
         self.timeout = timeout
+        self.deadline = None  # time.monotonic() by which everything must be done (push)
         self.cookie = None
         self.csrf = None
 
+    def _budget(self):
+        """Seconds the next exchange may wait: `timeout`, cut to what is left of `deadline`."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Unreachable(f"{self.host}:{self.port}: the time limit ran out")
+        return min(self.timeout, left)
+
     def _exchange(self, method, path, body=None, headers=None, progress=None):
         """One request on a fresh connection; returns (response, body bytes)."""
-        conn = _Conn(self.host, self.port, self.name, self.ctx, self.timeout)
+        budget = self._budget()
+        conn = _Conn(self.host, self.port, self.name, self.ctx, budget)
         hdrs = dict(headers or {})
         try:
             if isinstance(body, (bytes, bytearray)) and progress:
@@ -98,9 +116,17 @@ class Device:
             resp = conn.getresponse()
             return resp, resp.read()
         except ssl.SSLCertVerificationError as e:
-            raise DeviceError(f"the device's certificate is not trusted: {e.verify_message}") from None
+            raise IdentityMismatch(f"the certificate of {self.host}:{self.port} is not trusted "
+                                   f"as device {self.name}: {e.verify_message}") from None
+        except TimeoutError:
+            raise Unreachable(f"no answer from {self.host}:{self.port} within {budget:.3g} s "
+                              f"(waiting for {conn.phase})") from None
+        except ConnectionRefusedError:
+            raise Unreachable(f"cannot reach {self.host}:{self.port}: connection refused "
+                              "(is the device on, and is this its API port?)") from None
         except (OSError, http.client.HTTPException) as e:
-            raise DeviceError(f"no answer from {self.host}:{self.port}: {e}") from None
+            raise Unreachable(f"no answer from {self.host}:{self.port} (waiting for "
+                              f"{conn.phase}): {e}") from None
         finally:
             conn.close()
 
@@ -140,8 +166,10 @@ class Device:
         status, doc, resp = self._request("POST", "/api/login",
                                           json.dumps({"password": self.password}).encode(),
                                           {"Content-Type": "application/json"})
+        if status in (401, 403, 429):
+            raise AuthRefused(f"login refused ({status}): {doc.get('message')}")
         if status != 200:
-            raise DeviceError(f"login refused ({status}): {doc.get('message')}")
+            raise DeviceError(f"login failed ({status}): {doc.get('message')}")
         self.cookie = resp.getheader("Set-Cookie", "").split(";")[0]
         self.csrf = doc["csrf"]
 
@@ -161,11 +189,61 @@ class Device:
         return doc
 
 
-def push(dev, bundle_path, progress=None, wait=True, timeout=90.0):
+def parse_version(text):
+    """"1.10.2" -> (1, 10, 2); anything after a '-' or '+' is ignored. None if not numeric."""
+    core = str(text or "").split("+", 1)[0].split("-", 1)[0]
+    try:
+        return tuple(int(x) for x in core.split("."))
+    except ValueError:
+        return None
+
+
+def version_change(old, new):
+    """"upgrade", "downgrade", "same" or "unknown" (a version that is not dotted numbers)."""
+    a, b = parse_version(old), parse_version(new)
+    if a is None or b is None:
+        return "same" if old == new else "unknown"
+    n = max(len(a), len(b))
+    a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
+    return "upgrade" if b > a else "downgrade" if b < a else "same"
+
+
+def push(dev, bundle_path, progress=None, wait=True, timeout=90.0, allow_downgrade=False):
     """Upload a bundle; with `wait`, follow the device through its restart and trial until it
-    confirms the new version or rolls back. Returns a result dict."""
-    data = Path(bundle_path).read_bytes()
+    confirms the new version or rolls back. Returns a result dict, whose `change` says
+    whether the device's version went up or down. `timeout` bounds the whole push (every
+    exchange and the wait). An app bundle older than the running version is refused
+    (VerifyError DOWNGRADE) unless `allow_downgrade`; the device itself still refuses any
+    bundle below its security floor."""
+    started = time.monotonic()
+    dev.deadline = started + timeout
+    try:
+        return _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, started)
+    finally:
+        dev.deadline = None
+
+
+def _push(dev, bundle_path, progress, wait, timeout, allow_downgrade, started):
+    try:
+        data = Path(bundle_path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {bundle_path}: {e.strerror or e}") from None
+    try:
+        described = verify.describe(bundle_path)
+        manifest = described["manifest"] if isinstance(described["manifest"], dict) else {}
+        kind = described["kind"]
+    except VerifyError:  # not a bundle the host can read: the device gives the exact verdict
+        manifest, kind = {}, None
     before = dev.status()
+    # the status version is the app's: a firmware bundle's version is not comparable to it
+    change = version_change(before["version"], manifest.get("version")) if kind == "app" \
+        else "unknown"
+    if kind == "app" and change == "downgrade" and not allow_downgrade:
+        raise VerifyError("VERSION_DOWNGRADE",
+                          f"the device runs {before['version']}; this bundle is "
+                          f"{manifest.get('version')} (use --allow-downgrade to install an "
+                          "older version on purpose)",
+                          {"from": before["version"], "bundle_version": manifest.get("version")})
     status, doc = dev.call("POST", "/api/update", data,
                            {"Content-Type": "application/octet-stream"}, progress)
     if status != 200:
@@ -176,14 +254,15 @@ def push(dev, bundle_path, progress=None, wait=True, timeout=90.0):
             verdict, detail = "REFUSED", f"device refused the update ({status}): {msg}"
         raise VerifyError(verdict, detail)
     new = doc["version"]
-    result = {"from": before["version"], "installed": new, "slot": doc["slot"],
+    result = {"from": before["version"], "installed": new, "change": change, "slot": doc["slot"],
               "notes": doc.get("notes"), "security_fix": doc.get("security_fix"),
               "control_max_gap_ms": doc.get("control_max_gap_ms"),
               "tick_ms": before["thermostat"].get("tick_ms")}
     if not wait:
         return {**result, "result": "installed"}
+    result["upload_s"] = round(time.monotonic() - started, 3)
     time.sleep(doc.get("restarting_in_ms", 800) / 1000)
-    deadline = time.monotonic() + timeout
+    deadline = dev.deadline
     last = None
     while time.monotonic() < deadline:
         try:
@@ -200,5 +279,5 @@ def push(dev, bundle_path, progress=None, wait=True, timeout=90.0):
             return {**result, "result": "rolled_back", "version": st["version"],
                     "slot": st["slot"], "reason": st["last_event"]}
         time.sleep(0.3)
-    raise DeviceError(f"device neither confirmed nor rolled back within {timeout:.0f} s "
+    raise Unreachable(f"device neither confirmed nor rolled back within {timeout:g} s "
                       f"(last: {last})")

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import bundle
 from . import ca as ca_mod
-from .errors import DeviceError, KeyError_, UsageError, VerifyError
+from .errors import KeyError_, Unreachable, UsageError, VerifyError
 
 SERVICE_DIR = "service"
 SERVICE_CN = "service"  # the MQTT user name the broker derives from the certificate
@@ -296,20 +296,21 @@ def announce(keys_dir, broker, topic, doc, retain=True, timeout=15.0):
     try:
         c.connect(host, port, keepalive=30)
     except (OSError, ssl.SSLError) as e:
-        raise DeviceError(f"cannot reach the broker {host}:{port}: {e}") from None
+        raise Unreachable(f"cannot reach the broker {host}:{port}: {e}") from None
     c.loop_start()
     try:
         info = c.publish(topic, json.dumps(doc, sort_keys=True), qos=1, retain=retain)
         info.wait_for_publish(timeout)
         if not info.is_published():
-            raise DeviceError(f"the broker {host}:{port} did not acknowledge the announcement")
+            raise Unreachable(f"the broker {host}:{port} did not acknowledge the announcement "
+                              f"within {timeout:g} s")
     finally:
         c.disconnect()
         c.loop_stop()
 
 
 def publish(bundle_path, channel, server_url, broker, keys_dir, directory, spread_s=SPREAD_S,
-            verify=True, security_fix=None):
+            verify=True, security_fix=None, timeout=15.0):
     """Copy a signed bundle into the served `directory` (with its SHA-256 beside it) and
     announce {url, sha256, size, version, spread_s} on fleet/<product>/<channel>, retained.
     With `verify`, the bundle must first pass the device's own verifier under `keys_dir`."""
@@ -341,5 +342,5 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
            "version": m["version"], "spread_s": int(spread_s),
            "security_fix": bool(m.get("security_fix") if security_fix is None else security_fix)}
     topic = f"fleet/{m['product']}/{channel}"
-    announce(keys_dir, broker, topic, doc)
+    announce(keys_dir, broker, topic, doc, timeout=timeout)
     return {"topic": topic, "file": str(d / name), "announcement": doc}

@@ -41,6 +41,21 @@ def make_app_image(chip="esp32", version="1.24.1", size=16384, seed=b"", irom=Fa
     return img.save(None)
 
 
+# Where a second-stage bootloader's code is loaded (internal RAM, not flash-mapped).
+BOOT_IRAM = {"esp32": 0x40080400, "esp32s3": 0x403CE000, "esp32c3": 0x403CE000}
+
+
+def make_bootloader_image(chip="esp32", size=0x4000, seed=b""):
+    """Bytes of a valid second-stage bootloader image: one RAM segment, no app descriptor."""
+    cls = CLASSES[chip]
+    img = cls()
+    code = hashlib.shake_256(b"boot" + seed).digest(max(size - 64, 16))
+    img.segments = [ELFSection(b".iram_loader.text", BOOT_IRAM[chip], code, 0)]
+    img.entrypoint = BOOT_IRAM[chip]
+    img.append_digest = True
+    return img.save(None)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chip", choices=sorted(CLASSES), default="esp32")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import bundle, esp, flashimage, keys, mpy, partitions
-from tests.fakes.appimage import make_app_image
+from tests.fakes.appimage import make_app_image, make_bootloader_image
 
 REPO = mpy.REPO
 BOARDS = ("esp32", "esp32s3", "esp32c3")
@@ -90,7 +90,9 @@ def test_flash_image_checked_with_esptool_image_info(board, tmp_path):
     app = tmp_path / "micropython.bin"
     app.write_bytes(make_app_image(board, "1.24.1", 30000, irom=True))
     merged = tmp_path / "image.bin"
-    esp.flash(board, app, merge_out=merged)
+    boot = tmp_path / "bootloader.bin"
+    boot.write_bytes(make_bootloader_image(board))
+    esp.flash(board, app, bootloader=boot, merge_out=merged)
     data = merged.read_bytes()
     assert len(data) == cfg["flash_size"]
     ota0 = partitions.find(cfg["parts"], "ota_0")

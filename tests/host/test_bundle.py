@@ -184,9 +184,18 @@ def test_build_from_firmware_and_inspect_cli(keydir, tmp_path, capsys):
     assert e.value.code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"]["verdict"] == "OK" and doc["manifest"]["version"] == "1.0.0"
+    # Without --keys, inspect is a dump (like imgtool dumpinfo): exit 0, marked unverified.
     with pytest.raises(SystemExit) as e:
         cli_main(["inspect", str(out)])
-    assert e.value.code != 0, "without keys nothing is verified, so inspect must not succeed"
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "verdict: UNVERIFIED" in text and "not checked" in text
+    assert "version           1.0.0" in text
+    with pytest.raises(SystemExit) as e:
+        cli_main(["inspect", str(out), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and doc["verdict"] == {
+        "ok": None, "verdict": "UNVERIFIED", "text": doc["verdict"]["text"]}
+    assert doc["manifest"]["version"] == "1.0.0"
     bad = tmp_path / "bad.bin"
     bad.write_bytes(_flip(out.read_bytes(), len(out.read_bytes()) - 3))
     with pytest.raises(SystemExit) as e:

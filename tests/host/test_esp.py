@@ -142,16 +142,22 @@ def test_binary_partition_table_flags_and_corruption():
 # --- flashing --------------------------------------------------------------------------
 
 @pytest.fixture
-def images(tmp_path):
-    """Small fake images (esptool merge-bin and write-flash do not parse app contents)."""
-    def blob(name, size, seed):
+def images(request, tmp_path):
+    """Small images: a valid app image and bootloader for the test's `board` (esp32 if the
+    test has none), and for every chip under "fw"/"bl"; fake factory and data blobs."""
+    from tests.fakes.appimage import make_app_image, make_bootloader_image
+
+    def blob(name, data):
         path = tmp_path / name
-        path.write_bytes(hashlib.shake_256(seed.encode()).digest(size))
+        path.write_bytes(data)
         return path
-    return {"bootloader": blob("bootloader.bin", 0x5000, "bl"),
-            "firmware": blob("micropython.bin", 300_000, "fw"),
-            "factory": blob("fctry.img", 0xF000, "fctry"),
-            "data": blob("vfs.img", 64 * 1024, "vfs")}
+    callspec = getattr(request.node, "callspec", None)
+    board = callspec.params.get("board", "esp32") if callspec else "esp32"
+    fw = {c: blob(f"micropython-{c}.bin", make_app_image(c, "1.24.1", 300_000)) for c in BOARDS}
+    bl = {c: blob(f"bootloader-{c}.bin", make_bootloader_image(c, 0x5000)) for c in BOARDS}
+    return {"bootloader": bl[board], "firmware": fw[board], "fw": fw, "bl": bl,
+            "factory": blob("fctry.img", hashlib.shake_256(b"fctry").digest(0xF000)),
+            "data": blob("vfs.img", hashlib.shake_256(b"vfs").digest(64 * 1024))}
 
 
 def _pairs(argv, start):
@@ -197,10 +203,11 @@ def test_flash_dry_run_argv(board, images, tmp_path, capsys):
 
 
 def test_flash_library_8mb_and_limits(images, tmp_path):
-    job = esp.flash("esp32s3", images["firmware"], data=images["data"], flash_size="8MB",
+    job = esp.flash("esp32s3", images["fw"]["esp32s3"], data=images["data"], flash_size="8MB",
                     dry_run=True, workdir=tmp_path / "w")
     pairs = _pairs(job.argv, job.argv.index("write-flash") + 7)
-    assert pairs[0x20000] == str(images["firmware"]) and pairs[0x420000] == str(images["data"])
+    assert pairs[0x20000] == str(images["fw"]["esp32s3"])
+    assert pairs[0x420000] == str(images["data"])
     assert "--port" not in job.argv and not job.ran
     huge = tmp_path / "huge.bin"
     huge.write_bytes(b"\0" * (0x180000 + 1))
@@ -237,20 +244,22 @@ def test_merge_writes_production_image(board, images, tmp_path, capsys):
     assert merged[0x8000:0x8C00] == esp.partition_table_bin(parts)
     assert esp.parse_partition_table_bin(merged[0x8000:0x9000])[3].name == "ota_0"
     assert merged[0xF000:0x11000] == b"\xFF" * 0x2000  # blank otadata: boot ota_0
-    assert merged[0x20000 + 300_000:0x1A0000] == b"\xFF" * (0x1A0000 - 0x20000 - 300_000)
+    end = 0x20000 + images["firmware"].stat().st_size
+    assert merged[end:0x1A0000] == b"\xFF" * (0x1A0000 - end)
 
 
 def test_merge_with_host_encryption(images, tmp_path):
     key = tmp_path / "fe.bin"
     key.write_bytes(bytes(range(32)))
     out = tmp_path / "enc.bin"
-    job = esp.flash("esp32c3", images["firmware"], factory=images["factory"],
-                    merge_out=out, encrypt_key=key, stream=lambda t: None)
+    job = esp.flash("esp32c3", images["fw"]["esp32c3"], factory=images["factory"],
+                    bootloader=images["bl"]["esp32c3"], merge_out=out, encrypt_key=key,
+                    stream=lambda t: None)
     encrypted = {argv[argv.index("--address") + 1] for argv in job.prepare}
-    assert encrypted == {"0x8000", "0xf000", "0x20000", "0x11000"}  # and fctry, flagged
+    assert encrypted == {"0x0", "0x8000", "0xf000", "0x20000", "0x11000"}  # and fctry, flagged
     assert all("--aes-xts" in argv for argv in job.prepare)
     merged = out.read_bytes()
-    fw = images["firmware"].read_bytes()
+    fw = images["fw"]["esp32c3"].read_bytes()
     factory = images["factory"].read_bytes()
     assert merged[0x11000:0x11000 + 64] != factory[:64]  # the private key is not in clear
     assert merged[0x20000:0x20000 + 64] != fw[:64]
@@ -268,13 +277,13 @@ def test_merge_with_host_encryption(images, tmp_path):
 def test_plan_lists_steps_and_touches_nothing(chip, tmp_path, capsys):
     before = sorted(tmp_path.rglob("*"))
     virt, keys = tmp_path / "efuses.bin", tmp_path / "keys"
-    code, out, _ = run_cli(["secure-boot", "plan", "--chip", chip, "--virt", virt,
+    code, out, _ = run_cli(["secure-boot", "plan", "--board", chip, "--virt", virt,
                             "--keys", keys], capsys)
     assert code == 0
     assert sorted(tmp_path.rglob("*")) == before  # no keys, no eFuse file
     assert "generate-signing-key --version 2 --scheme rsa3072" in out
     assert out.count("-m espefuse --chip " + chip) == 8
-    code, out, _ = run_cli(["secure-boot", "plan", "--chip", chip, "--virt", virt,
+    code, out, _ = run_cli(["secure-boot", "plan", "--board", chip, "--virt", virt,
                             "--keys", keys, "--json"], capsys)
     steps = json.loads(out)["steps"]
     commands = [s["argv"][s["argv"].index("--do-not-confirm") + 1:] for s in steps]
@@ -311,7 +320,7 @@ def _blank_chip(chip, virt):
 def test_apply_virt_end_to_end(chip, tmp_path, capsys):
     virt, keys = tmp_path / f"{chip}-efuses.bin", tmp_path / "keys"
     _blank_chip(chip, virt)
-    code, out, err = run_cli(["secure-boot", "apply", "--chip", chip, "--virt", virt,
+    code, out, err = run_cli(["secure-boot", "apply", "--board", chip, "--virt", virt,
                               "--keys", keys, "--yes", "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
@@ -350,7 +359,7 @@ def test_apply_virt_end_to_end(chip, tmp_path, capsys):
 
     # applying again is refused before anything is burnt
     burnt = virt.read_bytes()
-    code, _, err = run_cli(["secure-boot", "apply", "--chip", chip, "--virt", virt,
+    code, _, err = run_cli(["secure-boot", "apply", "--board", chip, "--virt", virt,
                             "--keys", keys, "--yes"], capsys)
     assert code == 5 and "secure boot is already enabled" in err and "Nothing was burnt" in err
     assert virt.read_bytes() == burnt
@@ -360,7 +369,7 @@ def test_apply_wrong_word_aborts_and_burns_nothing(tmp_path, capsys, monkeypatch
     virt, keys = tmp_path / "efuses.bin", tmp_path / "keys"
     efuse_summary("esp32c3", virt, tmp_path)  # creates the blank virtual chip
     blank = virt.read_bytes()
-    code, out, err = run_cli(["secure-boot", "apply", "--chip", "esp32c3", "--virt", virt,
+    code, out, err = run_cli(["secure-boot", "apply", "--board", "esp32c3", "--virt", virt,
                               "--keys", keys], capsys, stdin="burn\n", monkeypatch=monkeypatch)
     assert code == 130 and "nothing was burnt" in err
     assert "Type BURN" in out and "ENABLE_SECURITY_DOWNLOAD" in out

@@ -277,7 +277,7 @@ def test_cli(factory, tmp_path, monkeypatch, caplog):
     assert len(list(labels.iterdir())) == 4
     # --json: one object per line and device, with the password for the label printer.
     res = runner.invoke(cli, ["provision", "--keys", str(factory), "--count", "3", "--json",
-                              "--iterations", str(ITER), "--image",
+                              "--iterations", str(ITER), "--board", "esp32c3", "--image",
                               str(tmp_path / "img2" / "{device_id}.bin")])
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines()]
