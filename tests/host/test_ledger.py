@@ -108,10 +108,15 @@ def test_schema_and_duplicates(where):
                        {"device_id": "th-z", "cert_sha256": "c" * 64}):
             with pytest.raises(ledger.DuplicateError):
                 lg.insert({**ROW, **change})
-        assert lg.rows() == [ROW] and lg.has("th-x") and not lg.has("th-y")
+        assert lg.rows() == [{**ROW, "replaced_by": None}]
+        assert lg.has("th-x") and not lg.has("th-y")
         with pytest.raises(UsageError, match="lacks station"):
             lg.insert({k: v for k, v in ROW.items() if k != "station"})
         assert len(lg.rows()) == 1
+        # `provision --force` marks the replaced record; an unknown id marks nothing.
+        assert lg.mark_replaced("th-x", "th-new") and not lg.mark_replaced("th-q", "th-new")
+        lg.commit()
+        assert lg.rows() == [{**ROW, "replaced_by": "th-new"}]
 
 
 def test_schema_is_portable_sql():
