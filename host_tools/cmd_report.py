@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from . import conformance
+from . import conformance, provenance
 from .errors import UsageError
 
 _FORMATS = ("md", "html", "json")
@@ -33,13 +33,16 @@ def _format_of(path, fmt):
               type=click.Path(dir_okay=False), help="the provision map")
 @click.option("--config", "product_path", default=str(conformance.PRODUCT_PATH),
               show_default=True, type=click.Path(dir_okay=False), help="the product's facts")
-def report_cmd(junit, fmt, outputs, map_path, product_path):
+@click.option("--bundle", type=click.Path(exists=True, dir_okay=False),
+              help="the signed bundle the run is about: its version and SHA-256 are reported")
+def report_cmd(junit, fmt, outputs, map_path, product_path, bundle):
     """Table A.1 of ETSI TS 103 645 with each claim's tests and their results in a run.
 
     A provision claimed "Y" shows as supported only if every one of its tests passed; else
     FAIL, and the command exits non-zero (after writing the report)."""
     doc = conformance.build_report(conformance.load_map(map_path), conformance.read_junit(junit),
-                                   conformance.load_product(product_path))
+                                   conformance.load_product(product_path),
+                                   provenance=provenance.provenance(bundle))
     if not outputs:
         click.echo(conformance.render(doc, fmt or "md"), nl=False)
     for out in outputs:
@@ -50,6 +53,10 @@ def report_cmd(junit, fmt, outputs, map_path, product_path):
     v = doc["summary"]["verdicts"]
     click.echo(f"{v['Y']} supported, {v['FAIL']} FAIL, {v['N']} N, {v['N/A']} N/A "
                f"of {doc['summary']['provisions']} provisions", err=True)
+    held = [r["ref"] for r in doc["provisions"] if r["facts_unset"] and r["claimed"] == "Y"]
+    if held:
+        click.echo(f"not supported while their published facts are placeholders: "
+                   f"{', '.join(held)}", err=True)
     if doc["placeholders"]:
         click.echo(f"placeholders left in {product_path}: {', '.join(doc['placeholders'])}",
                    err=True)

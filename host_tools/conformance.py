@@ -18,6 +18,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from . import provenance as prov
 from .errors import IotctlError, UsageError
 from .mpy import REPO
 
@@ -37,7 +38,10 @@ DOCUMENTS = ("SECURITY.md", "support-period.md", "privacy-notice.md", "interface
              "csaf-advisory-template.json")
 _REF = re.compile(r"4\.(\d+)-(\d+)")
 _NODE = re.compile(r"tests/[\w./-]+\.py::\S.*")
-_EXAMPLE = re.compile(r"^MAKER\b|PLACEHOLDER|\bexample\.(com|org|net)\b")
+# Reserved names (RFC 2606): example.com/.org/.net and the .example, .test, .invalid and
+# .localhost top-level domains are never a maker's real address.
+_EXAMPLE = re.compile(r"^MAKER\b|PLACEHOLDER|\bexample\.(com|org|net)\b|"
+                      r"\.(example|test|invalid|localhost)\b(?![.-])")
 
 
 class ConformanceError(UsageError):
@@ -123,7 +127,7 @@ def check_map(doc):
         out += [f"{ref}: {b}" for b in bad]
     if not seen:
         out.append("no [[provision]] rows")
-    return out
+    return out + prov.check_facts(doc, None)
 
 
 def load_map(path=MAP_PATH):
@@ -264,9 +268,12 @@ def evaluate(pmap, run):
     return rows
 
 
-def build_report(pmap, run, product=None, now=None):
-    """The report as a JSON-ready dict (conformance/report.schema.json)."""
-    rows = evaluate(pmap, run)
+def build_report(pmap, run, product=None, now=None, provenance=None):
+    """The report as a JSON-ready dict (conformance/report.schema.json). `provenance`
+    (provenance.provenance()): the commit and bundle the evidence belongs to; by default the
+    checkout's commit and no bundle. A claim whose published facts are placeholders is N."""
+    rows = prov.apply_unset_facts(evaluate(pmap, run), pmap,
+                                  placeholders(product) if product else [])
     now = now or datetime.datetime.now(datetime.timezone.utc)
     count = {k: sum(r["verdict"] == k for r in rows) for k in ("Y", "N", "N/A", "FAIL")}
     claimed = {k: sum(r["claimed"] == k for r in rows) for k in SUPPORT}
@@ -280,6 +287,7 @@ def build_report(pmap, run, product=None, now=None):
             "name": product["product"]["name"], "model": product["product"]["model"],
             "manufacturer": product["manufacturer"]["name"]},
         "run": run.meta,
+        "provenance": provenance if provenance is not None else prov.provenance(),
         "summary": {"provisions": len(rows), "claimed": claimed, "verdicts": count,
                     "failed": [r["ref"] for r in rows if r["verdict"] == "FAIL"]},
         "placeholders": placeholders(product) if product else [],
@@ -308,6 +316,21 @@ def _run_line(r):
             f"{run['failed']} failed, {run['errors']} errors, {run['skipped']} skipped")
 
 
+def _provenance_line(r):
+    p = r["provenance"]
+    out = f"commit {p['commit'] or 'unknown (not a git checkout)'}"
+    if p["dirty"]:
+        out += " with uncommitted changes"
+    b = p["bundle"]
+    if b:
+        out += (f"; bundle {b['path']}: {b['product']} {b['version']} (security version "
+                f"{b['security_version']}), SHA-256 {b['sha256']}, SBOM SHA-256 "
+                f"{b['sbom_sha256'] or 'none bound'}")
+    else:
+        out += "; no bundle named (iotctl report --bundle)"
+    return out
+
+
 def _verdict_line(r):
     v, s = r["summary"]["verdicts"], r["summary"]
     return (f"{s['provisions']} provisions: {v['Y']} supported (Y, every evidence test passed), "
@@ -321,6 +344,9 @@ def _detail_parts(row):
         parts.append(("Condition", row["condition"]))
     if row["claimed"] == "Y":
         parts.append(("Measures", row["measures"]))
+    if row.get("facts_unset"):
+        parts.append(("Not supported until set", "these published facts are placeholders in "
+                      "conformance/product.toml: " + ", ".join(row["facts_unset"])))
     if row["detail"]:
         parts.append(("Not supported" if row["claimed"] == "N" else "Note", row["detail"]))
     if row["rationale"]:
@@ -353,7 +379,8 @@ def _markdown(r):
     if r["product"]:
         p = r["product"]
         out.append(f"Product: {p['name']}, model {p['model']} ({p['manufacturer']})  ")
-    out += [f"Evidence: {_run_line(r)}  ", f"Generated: {r['generated']}", "",
+    out += [f"Evidence: {_run_line(r)}  ", f"Belongs to: {_provenance_line(r)}  ",
+            f"Generated: {r['generated']}", "",
             f"**{_verdict_line(r)}.**", ""]
     if r["summary"]["failed"]:
         out += [f"> **FAIL**: {', '.join(r['summary']['failed'])}: claimed, but not every "
@@ -370,6 +397,8 @@ def _markdown(r):
             out.append(f"| **{current} {_md(row['clause_title'])}** | | | | | |")
         support = {"FAIL": f"**FAIL** (claimed {row['claimed']})"}.get(row["verdict"],
                                                                       row["verdict"])
+        if row["verdict"] != row["claimed"] and row["verdict"] == "N":
+            support = "N (claimed Y; placeholder facts)"
         detail = "<br>".join(f"*{k}:* {_md(v)}" for k, v in _detail_parts(row))
         partial = "partial: " if row["claimed"] == "N" and row["evidence"] else ""
         ev = "<br>".join(f"{e['outcome']}: `{_md(e['test'])}`" for e in row["evidence"])
@@ -406,7 +435,7 @@ def _html(r):
                         f'{e(row["clause_title"])}</th></tr>')
         v = row["verdict"]
         badge = f'<span class="badge b-{v.replace("/", "")}">{e(v)}</span>'
-        if v == "FAIL":
+        if v != row["claimed"]:
             badge += f'<div class="claimed">claimed {e(row["claimed"])}</div>'
         detail = "".join(f"<p><b>{e(k)}:</b> {e(' '.join(t.split()))}</p>"
                          for k, t in _detail_parts(row))
@@ -435,7 +464,7 @@ def _html(r):
         f'{ev["time_s"]:.2f} s, for ' + ", ".join(f'<a href="#p-{e(x)}">{e(x)}</a>' for x in refs)
         + (f'<div class="msg">{e(ev["message"])}</div>' if ev["outcome"] != "passed" else "")
         + "</li>" for t, (ev, refs) in cited.items())
-    notes = []
+    notes = [f'<p class="provenance">Belongs to: {e(_provenance_line(r))}</p>']
     if r["summary"]["failed"]:
         notes.append(f'<p class="alert fail">FAIL: {e(", ".join(r["summary"]["failed"]))}: '
                      "claimed, but not every evidence test passed in this run.</p>")
@@ -455,9 +484,11 @@ def _html(r):
         uncovered=e(", ".join(r["en_v2_without_counterpart"]) or "none"))
 
 
-def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=None):
+def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=None,
+           bundle=None):
     """(text, report dict) for a JUnit file: the library call behind `iotctl report`."""
-    doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now)
+    doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now,
+                       prov.provenance(bundle))
     return render(doc, fmt), doc
 
 
