@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import advisories, sbom
-from .errors import UsageError
+from .errors import ToolError, UsageError
 
 
 @click.command("sbom")
@@ -18,7 +18,8 @@ from .errors import UsageError
               help="check this SBOM file against the bundle's signed manifest instead")
 def sbom_cmd(source, output, given):
     """A CycloneDX 1.6 SBOM of a signed bundle (checked against the SHA-256 its signed
-    manifest binds) or of a MicroPython firmware image (an ESP app image)."""
+    manifest binds) or of a MicroPython firmware image (an ESP app image); every SBOM is
+    validated against the CycloneDX 1.6 schema before it is written."""
     data = Path(source).read_bytes()
     if data[:4] == b"IOTB":
         got = sbom.check_bundle(data, Path(given).read_bytes() if given else None)
@@ -29,8 +30,11 @@ def sbom_cmd(source, output, given):
         text, note = sbom.for_image(data, Path(source).name), "firmware image (not signed)"
     else:
         raise UsageError(f"{source} is neither a signed bundle (IOTB) nor an ESP app image")
+    problems = sbom.validate(text)  # the CycloneDX 1.6 JSON schema, before anything is written
+    if problems:
+        raise ToolError("the SBOM does not validate against CycloneDX 1.6: " + "; ".join(problems))
     if given:
-        click.echo(f"{given}: {note}")
+        click.echo(f"{given}: {note}; valid CycloneDX 1.6")
         return
     if output:
         if Path(output).resolve() == Path(source).resolve():
