@@ -165,15 +165,13 @@ def test_advisory_ranges_csaf_and_bad_feeds(demo, tmp_path, capsys):
               if advisories._in_events(v, ev)]
     assert inside == ["1.2.0", "1.3.9", "2.0.0", "2.1.0"]
     # A CSAF 2.0 advisory naming MicroPython by a vers range.
+    version_range = {"category": "product_version_range", "name": "vers:generic/>=1.20.0|<1.28.0",
+                     "product": {"product_id": "MP", "name": "mp"}}
+    name = {"category": "product_name", "name": "micropython", "branches": [version_range]}
     csaf = {"document": {"category": "csaf_security_advisory", "csaf_version": "2.0",
                          "title": "t", "tracking": {"id": "TH-2026-0001"}},
             "product_tree": {"branches": [{"category": "vendor", "name": "MicroPython",
-                                           "branches": [{"category": "product_name",
-                                                         "name": "micropython", "branches": [{
-                                                             "category": "product_version_range",
-                                                             "name": "vers:generic/>=1.20.0|<1.28.0",
-                                                             "product": {"product_id": "MP",
-                                                                         "name": "mp"}}]}]}]},
+                                           "branches": [name]}]},
             "vulnerabilities": [{"cve": "CVE-2026-1998", "product_status": {
                 "known_affected": ["MP"]}}]}
     (tmp_path / "csaf.json").write_text(json.dumps(csaf))
