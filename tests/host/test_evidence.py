@@ -195,3 +195,17 @@ def test_advisory_ranges_csaf_and_bad_feeds(demo, tmp_path, capsys):
     code, _, err = _cli(["advisories", "--sbom", tmp_path / "none.json", "--feed", FEED],
                         capsys)
     assert code == 2 and "does not exist" in err
+
+
+def test_platform_pin_is_what_the_board_guide_builds():
+    """The ESP boards' SBOM names the MicroPython and ESP-IDF that docs/real-board.md builds."""
+    import re
+
+    guide = (REPO / "docs" / "real-board.md").read_text()
+    pin = sbom.load_platform()
+    mp = re.search(r"git clone -b (v[\d.]+) \S*micropython/micropython", guide)
+    idf = re.search(r"git clone -b (v[\d.]+) (?:--recursive )?\S*espressif/esp-idf", guide)
+    assert mp and idf, "docs/real-board.md no longer clones MicroPython and ESP-IDF by tag"
+    assert (mp.group(1), idf.group(1)) == ("v" + pin["micropython"], pin["esp_idf"])
+    assert [c[:2] for c in sbom.runtime("esp32")] == [("micropython", "1.24.1"),
+                                                       ("esp-idf", "5.2.2")]
