@@ -360,13 +360,15 @@ def _detail_parts(row):
 def _cross_parts(row):
     cw = row["crosswalk"]
 
-    def one(label, entry, key, unverified=" (unverified)"):
+    def one(label, entry, key, unverified=" (unverified)", verified=""):
         if not entry or not entry[key]:
             return f"{label}: none"
-        return f"{label}: {', '.join(entry[key])}" + ("" if entry["verified"] else unverified)
+        return f"{label}: {', '.join(entry[key])}" + (verified if entry["verified"]
+                                                        else unverified)
     parts = [one("EN V2.1.1", cw["en_303_645_v2"], "provisions"),
              one("EN V3.1.3", cw["en_303_645_v3"], "provisions",
-                 " (number checked, wording unverified)"),
+                 " (number checked in Table B.1; wording unverified)",
+                 " (number and wording checked)"),
              one("UK PSTI", cw["uk_psti"], "requirements")]
     return parts + ([cw["note"]] if cw["note"] else [])
 
