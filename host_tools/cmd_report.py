@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from . import conformance, provenance, reportdocs
+from . import conformance, reportdocs
 from .errors import UsageError
 
 _FORMATS = ("md", "html", "json")  # told by a file's suffix; the others need --format
@@ -50,7 +50,7 @@ def report_cmd(junit, fmt, ixit_flag, outputs, map_path, product_path, bundle):
         fmt = "ixit"
     product = conformance.load_product(product_path)
     doc = conformance.build_report(conformance.load_map(map_path), conformance.read_junit(junit),
-                                   product, provenance=provenance.provenance(bundle))
+                                   product, bundle=bundle)
     if not outputs:
         click.echo(reportdocs.render(doc, fmt or "md", product), nl=False)
     for out in outputs:

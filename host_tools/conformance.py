@@ -227,12 +227,16 @@ def read_junit(path):
             outcome, message = prev["outcome"], prev["message"]
         cases[key] = {"outcome": outcome, "message": message, "time_s": time_s}
     suite = root if root.tag == "testsuite" else root.find("testsuite")
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
     count = {k: sum(c["outcome"] == k for c in cases.values())
              for k in ("passed", "failed", "error", "skipped")}
     meta = {"junit": str(path), "timestamp": suite.get("timestamp") if suite is not None else None,
             "hostname": suite.get("hostname") if suite is not None else None,
             "tests": len(cases), "passed": count["passed"], "failed": count["failed"],
-            "errors": count["error"], "skipped": count["skipped"]}
+            "errors": count["error"], "skipped": count["skipped"],
+            # tests/conftest.py records the commit under test (absent: an older run)
+            "commit": props.get("git_commit") or None,
+            "dirty": {"true": True, "false": False}.get(props.get("git_dirty"))}
     return Run(cases, meta)
 
 
@@ -269,10 +273,10 @@ def evaluate(pmap, run):
     return rows
 
 
-def build_report(pmap, run, product=None, now=None, provenance=None):
-    """The report as a JSON-ready dict (conformance/report.schema.json). `provenance`
-    (provenance.provenance()): the commit and bundle the evidence belongs to; by default the
-    checkout's commit and no bundle. A claim whose published facts are placeholders is N."""
+def build_report(pmap, run, product=None, now=None, provenance=None, bundle=None):
+    """The report as a JSON-ready dict (conformance/report.schema.json). `provenance`: the
+    commit and bundle the evidence belongs to; by default the commit the run recorded (else
+    the checkout's) and `bundle`. A claim whose published facts are placeholders is N."""
     rows = prov.apply_unset_facts(evaluate(pmap, run), pmap,
                                   placeholders(product) if product else [])
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -288,7 +292,8 @@ def build_report(pmap, run, product=None, now=None, provenance=None):
             "name": product["product"]["name"], "model": product["product"]["model"],
             "manufacturer": product["manufacturer"]["name"]},
         "run": run.meta,
-        "provenance": provenance if provenance is not None else prov.provenance(),
+        "provenance": provenance if provenance is not None else prov.provenance(bundle,
+                                                                                 run=run.meta),
         "summary": {"provisions": len(rows), "claimed": claimed, "verdicts": count,
                     "failed": [r["ref"] for r in rows if r["verdict"] == "FAIL"]},
         "placeholders": placeholders(product) if product else [],
@@ -322,6 +327,10 @@ def _provenance_line(r):
     out = f"commit {p['commit'] or 'unknown (not a git checkout)'}"
     if p["dirty"]:
         out += " with uncommitted changes"
+    out += {"test run": " (recorded by the test run)", "checkout": " (checked out when the "
+            "report was made; the run recorded none)"}.get(p["commit_from"], "")
+    if p["checkout_commit"]:
+        out += f", NOT the commit checked out now ({p['checkout_commit']})"
     b = p["bundle"]
     if b:
         out += (f"; bundle {b['path']}: {b['product']} {b['version']} (security version "
@@ -492,7 +501,7 @@ def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=No
            bundle=None):
     """(text, report dict) for a JUnit file: the library call behind `iotctl report`."""
     doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now,
-                       prov.provenance(bundle))
+                       bundle=bundle)
     return render(doc, fmt), doc
 
 

@@ -49,8 +49,19 @@ def bundle_facts(path):
             "sha256": hashlib.sha256(data).hexdigest(), "sbom_sha256": m.get("sbom_sha256")}
 
 
-def provenance(bundle=None, repo=REPO):
-    return {**git_commit(repo), "bundle": bundle_facts(bundle) if bundle else None}
+def provenance(bundle=None, repo=REPO, run=None):
+    """{"commit", "dirty", "commit_from", "checkout_commit", "bundle"}: the commit the run
+    recorded (`run`: Run.meta) or else the checkout's; checkout_commit names the checkout's
+    when it differs from the run's."""
+    here = git_commit(repo)
+    out = {**here, "commit_from": "checkout" if here["commit"] else None,
+           "checkout_commit": None}
+    if run and run.get("commit"):
+        out.update(commit=run["commit"], dirty=run.get("dirty"), commit_from="test run")
+        if here["commit"] and here["commit"] != run["commit"]:
+            out["checkout_commit"] = here["commit"]
+    out["bundle"] = bundle_facts(bundle) if bundle else None
+    return out
 
 
 def apply_unset_facts(rows, pmap, unset):

@@ -27,6 +27,8 @@ def _doc(tmp_path, cases, product=FILLED):
     prod = conformance.load_product(product)
     return conformance.build_report(conformance.load_map(), conformance.read_junit(
         tmp_path / "junit.xml"), prod, provenance={"commit": "a" * 40, "dirty": False,
+                                                   "commit_from": "test run",
+                                                   "checkout_commit": None,
                                                    "bundle": None}), prod
 
 

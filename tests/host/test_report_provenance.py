@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from host_tools import bundle, conformance, keys, provenance
-from tests.host.test_conformance import FILLED, REPO, _iotctl, _junit
+from tests.host.test_conformance import FILLED, REPO, _iotctl, _junit, _pytest
 
 HELD = {"4.2-1", "4.2-2", "4.3-4", "4.8-1"}  # the rows whose published facts are placeholders
 
@@ -100,7 +100,7 @@ def test_report_names_the_commit_and_the_bundle(tmp_path, all_pass, app, capsys)
     sha = hashlib.sha256(app.read_bytes()).hexdigest()
     text, doc = conformance.report(junit, "json", product_path=FILLED, bundle=app)
     p = doc["provenance"]
-    assert p["commit"] == head and isinstance(p["dirty"], bool)
+    assert p["commit"] == head and isinstance(p["dirty"], bool) and p["commit_from"] == "checkout"
     assert p["bundle"] == {"path": str(app), "product": "iot-thermostat", "version": "1.4.2",
                            "security_version": 3, "sha256": sha,
                            "sbom_sha256": manifest["sbom_sha256"]}
@@ -123,3 +123,31 @@ def test_report_names_the_commit_and_the_bundle(tmp_path, all_pass, app, capsys)
     assert code == 2 and "not a signed bundle" in err
     # Outside a git checkout there is no commit to name, and the report says so.
     assert provenance.git_commit(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_the_run_records_the_commit_it_tested(tmp_path, all_pass):
+    """tests/conftest.py writes the commit under test into the JUnit XML (also under xdist);
+    the report names that commit, and says so when another one is checked out."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    junit = tmp_path / "run.xml"
+    proc = _pytest(["-n", "2", f"--junitxml={junit}", "tests/host/test_report_provenance.py",
+                    "-k", "no_test_has_this_name"], REPO)
+    assert junit.exists(), proc.stdout[-2000:]
+    meta = conformance.read_junit(junit).meta
+    assert meta["commit"] == head and isinstance(meta["dirty"], bool)
+    other = "b" * 40
+    xml = _junit(all_pass).replace(
+        '"ci">', f'"ci"><properties><property name="git_commit" value="{other}" />'
+        '<property name="git_dirty" value="false" /></properties>', 1)
+    junit.write_text(xml)
+    text, doc = conformance.report(junit, "json", product_path=FILLED)
+    jsonschema.Draft202012Validator(json.loads(conformance.SCHEMA_PATH.read_text())).validate(
+        json.loads(text))
+    p = doc["provenance"]
+    assert (p["commit"], p["dirty"], p["commit_from"], p["checkout_commit"]) == \
+        (other, False, "test run", head)
+    md, _ = conformance.report(junit, "md", product_path=FILLED)
+    belongs = next(x for x in md.splitlines() if x.startswith("Belongs to: "))
+    assert f"commit {other} (recorded by the test run), NOT the commit checked out now " \
+        f"({head})" in belongs
