@@ -190,13 +190,20 @@ def for_bundle(manifest, files, platform_path=PLATFORM_PATH):
 
 
 def _app_desc(data):
-    """(version, project, idf_ver) of an ESP app image's esp_app_desc_t, or None."""
+    """(version, project, idf_ver, built) of an ESP app image's esp_app_desc_t, or None;
+    `built`: its compile date and time as Unix seconds (None if unreadable)."""
     if len(data) < 32 + 176 or struct.unpack_from("<I", data, 32)[0] != 0xABCD5432:
         return None
 
-    def text(off):
-        return data[off:off + 32].split(b"\0", 1)[0].decode("ascii", "replace")
-    return text(48), text(80), text(144)
+    def text(off, n=32):
+        return data[off:off + n].split(b"\0", 1)[0].decode("ascii", "replace")
+    try:
+        when = datetime.datetime.strptime(f"{text(128, 16)} {text(112, 16)}",
+                                          "%b %d %Y %H:%M:%S")
+        built = int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+    except ValueError:
+        built = None
+    return text(48), text(80), text(144), built
 
 
 def image_components(data):
@@ -205,7 +212,7 @@ def image_components(data):
     desc = _app_desc(data)
     if desc is None:
         raise UsageError("the image has no ESP-IDF application descriptor: not an app image")
-    version, project, idf = desc
+    version, project, idf, _built = desc
     if project != "micropython" or not _VERSION.match(version):
         raise UsageError(f"the image is {project!r} {version!r}, not a MicroPython build")
     mp = _VERSION.match(version).group(1)
@@ -226,7 +233,8 @@ def for_image(data, name="micropython.bin"):
     subject = comps[0]
     subject.hashes = f.hashes
     rest = comps[1:] + [f]
-    return _serialize(_bom(subject, rest, rest, 0, hashlib.sha256(data).hexdigest()))
+    built = _app_desc(data)[3] or 0  # the image's own compile time: the same image, the same SBOM
+    return _serialize(_bom(subject, rest, rest, built, hashlib.sha256(data).hexdigest()))
 
 
 def digest(sbom_bytes):

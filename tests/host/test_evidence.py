@@ -77,7 +77,7 @@ def test_bundle_sbom_validates_and_is_bound_by_the_signature(demo, keydir, tmp_p
     assert verify.device_verdict(tmp_path / "t.bin", keydir)["verdict"] == "BAD_MANIFEST_HASH"
 
 
-def test_signed_manifest_with_a_malformed_sbom_hash_is_refused(keydir, tmp_path):
+def test_signed_manifest_with_a_malformed_sbom_hash_is_refused(keydir, tmp_path, capsys):
     key, cert, _ = keys.current_update_key(keydir)
     files = {"main.py": b"print(1)\n"}
     for bad in ("ABC", "A" * 64, 7, None, "g" * 64):
@@ -90,6 +90,10 @@ def test_signed_manifest_with_a_malformed_sbom_hash_is_refused(keydir, tmp_path)
     assert verify.device_verdict(tmp_path / "old.bin", keydir)["verdict"] == "OK"
     with pytest.raises(VerifyError, match="NO_SBOM"):
         sbom.check_bundle((tmp_path / "old.bin").read_bytes())
+    code, out, err = _cli(["sbom", tmp_path / "old.bin"], capsys)  # made, said to be unbound
+    assert code == 0 and json.loads(out)["bomFormat"] == "CycloneDX" and "NOT authenticated" in err
+    code, _, err = _cli(["sbom", tmp_path / "old.bin", "--check", tmp_path / "old.bin"], capsys)
+    assert code == VerifyError.exit_code and "NO_SBOM" in err
 
 
 def test_firmware_image_sbom_and_firmware_bundle(keydir, tmp_path, capsys):
