@@ -92,13 +92,13 @@ def psti_statement(report, product, today=None):
                 for q in reqs for p in q["provisions"] if p["verdict"] != "Y"]
     blocking += [f"{q['requirement']}: no provision of the report shows it" for q in reqs
                  if not q["provisions"]]
-    unset = set(placeholders(product))
-    blocking += [f"{f} is a placeholder in conformance/product.toml" for f in STATEMENT_FACTS
-                 if f in unset]
-
     def get(dotted):
         table, key = dotted.split(".")
         return product.get(table, {}).get(key)
+    unset = set(placeholders(product))
+    blocking += [f"{f} is a placeholder in conformance/product.toml" if f in unset else
+                 f"{f} is not set in conformance/product.toml" for f in STATEMENT_FACTS
+                 if f in unset or not str(get(f) or "").strip()]
     return {"issuable": not blocking, "blocking": blocking, "requirements": reqs,
             "facts": {f: get(f) for f in STATEMENT_FACTS},
             "date": (today or datetime.date.today()).isoformat()}

@@ -146,6 +146,10 @@ def test_cra_map_and_psti_statement(tmp_path, all_pass, capsys):
     assert not st["issuable"] and "compliance.signatory is a placeholder in " \
         "conformance/product.toml" in st["blocking"]
     assert cra.render_psti_md(st, doc).startswith("# UK PSTI: DRAFT: not a statement")
+    # A statement fact missing from the configuration blocks it too.
+    del prod["compliance"]
+    assert "compliance.place is not set in conformance/product.toml" in \
+        cra.psti_statement(doc, prod)["blocking"]
     # A map naming a provision the report lacks is refused.
     broken = cra.load_cra()
     broken["requirement"][0]["provisions"] = ["4.99-1"]
