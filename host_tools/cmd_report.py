@@ -39,7 +39,9 @@ def _format_of(path, fmt):
               show_default=True, type=click.Path(dir_okay=False), help="the product's facts")
 @click.option("--bundle", type=click.Path(exists=True, dir_okay=False),
               help="the signed bundle the run is about: its version and SHA-256 are reported")
-def report_cmd(junit, fmt, ixit_flag, outputs, map_path, product_path, bundle):
+@click.option("--ledger", help="the factory ledger (SQLite file or postgresql:// URL) whose "
+              "devices the PSTI statement covers")
+def report_cmd(junit, fmt, ixit_flag, outputs, map_path, product_path, bundle, ledger):
     """Table A.1 of ETSI TS 103 645 with each claim's tests and their results in a run.
 
     A provision claimed "Y" shows as supported only if every one of its tests passed; else
@@ -52,9 +54,9 @@ def report_cmd(junit, fmt, ixit_flag, outputs, map_path, product_path, bundle):
     doc = conformance.build_report(conformance.load_map(map_path), conformance.read_junit(junit),
                                    product, bundle=bundle)
     if not outputs:
-        click.echo(reportdocs.render(doc, fmt or "md", product), nl=False)
+        click.echo(reportdocs.render(doc, fmt or "md", product, ledger), nl=False)
     for out in outputs:
-        text = reportdocs.render(doc, _format_of(out, fmt), product)
+        text = reportdocs.render(doc, _format_of(out, fmt), product, ledger)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)

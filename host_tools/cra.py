@@ -76,9 +76,30 @@ def render_cra_md(cra, report):
     return "\n".join(lines) + "\n"
 
 
-def psti_statement(report, product, today=None):
+def ledger_batch(where):
+    """What the factory ledger (a path or postgresql:// URL) says was made: the devices a
+    statement covers, by model, board and provisioning time."""
+    from .ledger import Ledger
+
+    with Ledger.open(where) as led:
+        rows = led.rows()
+    if not rows:
+        return {"ledger": str(where), "devices": 0}
+
+    def day(t):
+        return datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).date().isoformat()
+    return {"ledger": str(where), "devices": len(rows),
+            "models": sorted({r["model"] for r in rows}),
+            "products": sorted({r["product"] for r in rows}),
+            "boards": sorted({r["board"] for r in rows}),
+            "first": day(rows[0]["provisioned"]), "last": day(rows[-1]["provisioned"]),
+            "first_id": rows[0]["device_id"], "last_id": rows[-1]["device_id"]}
+
+
+def psti_statement(report, product, today=None, batch=None):
     """The statement's facts and whether it can be issued (every PSTI requirement supported
-    in the run, no placeholder among its facts); `blocking` says why not."""
+    in the run, no placeholder among its facts; with `batch` (ledger_batch), devices of this
+    product's model only); `blocking` says why not."""
     from .conformance import placeholders
 
     rows = {r["ref"]: r for r in report["provisions"]}
@@ -99,7 +120,15 @@ def psti_statement(report, product, today=None):
     blocking += [f"{f} is a placeholder in conformance/product.toml" if f in unset else
                  f"{f} is not set in conformance/product.toml" for f in STATEMENT_FACTS
                  if f in unset or not str(get(f) or "").strip()]
+    if batch is not None:
+        model = product["product"]["model"]
+        if not batch["devices"]:
+            blocking.append(f"the factory ledger {batch['ledger']} holds no device")
+        elif batch["models"] != [model]:
+            blocking.append(f"the factory ledger holds models {', '.join(batch['models'])}; "
+                            f"the statement is for model {model}")
     return {"issuable": not blocking, "blocking": blocking, "requirements": reqs,
+            "batch": batch,
             "facts": {f: get(f) for f in STATEMENT_FACTS},
             "date": (today or datetime.date.today()).isoformat()}
 
@@ -117,6 +146,13 @@ def render_psti_md(st, report):
         "Relevant Connectable Products) Regulations 2023 (SI 2023/1007).", "",
         f"- Product type and batch: {f['product.name']}, model {f['product.model']}; "
         f"{f['compliance.batch']}",
+    ]
+    b = st["batch"]
+    if b and b["devices"]:
+        lines.append(f"- Devices covered (factory ledger {b['ledger']}): {b['devices']} of model "
+                     f"{', '.join(b['models'])} (boards {', '.join(b['boards'])}), provisioned "
+                     f"{b['first']} to {b['last']}, device ids {b['first_id']} to {b['last_id']}")
+    lines += [
         f"- Manufacturer: {f['manufacturer.name']}, {f['manufacturer.address']}",
         "- This statement is prepared by or on behalf of the manufacturer.",
         "- In the opinion of the manufacturer, the manufacturer has complied with the applicable "

@@ -6,8 +6,9 @@ from . import conformance, cra, ics, ixit
 FORMATS = ("md", "html", "json", "ics", "ixit", "cra", "psti")
 
 
-def render(doc, fmt, product):
-    """The text of `fmt` for the report `doc` (conformance.build_report) and its product."""
+def render(doc, fmt, product, ledger=None):
+    """The text of `fmt` for the report `doc` (conformance.build_report) and its product;
+    `ledger`: the factory ledger whose devices the PSTI statement covers."""
     if fmt in ("md", "html", "json"):
         return conformance.render(doc, fmt)
     if fmt == "ics":
@@ -18,5 +19,6 @@ def render(doc, fmt, product):
     if fmt == "cra":
         return cra.render_cra_md(cra.cra_map(doc), doc)
     if fmt == "psti":
-        return cra.render_psti_md(cra.psti_statement(doc, product), doc)
+        batch = cra.ledger_batch(ledger) if ledger else None
+        return cra.render_psti_md(cra.psti_statement(doc, product, batch=batch), doc)
     raise conformance.ConformanceError(f"unknown report format {fmt!r} ({', '.join(FORMATS)})")

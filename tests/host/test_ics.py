@@ -146,6 +146,34 @@ def test_cra_map_and_psti_statement(tmp_path, all_pass, capsys):
     assert not st["issuable"] and "compliance.signatory is a placeholder in " \
         "conformance/product.toml" in st["blocking"]
     assert cra.render_psti_md(st, doc).startswith("# UK PSTI: DRAFT: not a statement")
+    # The devices it covers come from the factory ledger; another model there blocks it.
+    from host_tools.ledger import Ledger
+
+    def device(i, model, when):
+        return {"device_id": f"th-{i:012d}", "product": "iot-thermostat", "model": model,
+                "board": "esp32", "cert_serial": f"{i:x}", "cert_sha256": f"{i:064x}",
+                "provisioned": when, "station": "line-1"}
+    with Ledger.open(tmp_path / "ledger.sqlite") as led:
+        led.insert(device(1, "TH-1", 1796083200))  # 2026-12-01
+        led.insert(device(2, "TH-1", 1796515200))  # 2026-12-06
+        led.commit()
+    good, _ = _doc(tmp_path, all_pass)
+    st = cra.psti_statement(good, conformance.load_product(FILLED),
+                            batch=cra.ledger_batch(tmp_path / "ledger.sqlite"))
+    assert st["issuable"] and "Devices covered (factory ledger " in cra.render_psti_md(st, good)
+    assert (st["batch"]["devices"], st["batch"]["first"], st["batch"]["last"]) == \
+        (2, "2026-12-01", "2026-12-06")
+    with Ledger.open(tmp_path / "ledger.sqlite") as led:
+        led.insert(device(3, "TH-2", 1796515200))
+        led.commit()
+    st = cra.psti_statement(good, conformance.load_product(FILLED),
+                            batch=cra.ledger_batch(tmp_path / "ledger.sqlite"))
+    assert st["blocking"] == ["the factory ledger holds models TH-1, TH-2; the statement is "
+                              "for model TH-1"]
+    (tmp_path / "junit.xml").write_text(_junit(all_pass))
+    code, out, _ = _iotctl(["report", "--junit", tmp_path / "junit.xml", "--config", FILLED,
+                            "--format", "psti", "--ledger", tmp_path / "empty.sqlite"], capsys)
+    assert code == 0 and "holds no device" in out
     # A statement fact missing from the configuration blocks it too.
     del prod["compliance"]
     assert "compliance.place is not set in conformance/product.toml" in \
