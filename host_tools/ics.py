@@ -113,6 +113,8 @@ def render_md(ics, report):
                           for f in r["from"]) or "-"
         tests = "<br>".join(f"{e['outcome']}: `{e['test'].split('::')[-1]}`"
                             for e in r["evidence"]) or "-"
+        if r["support"] == "N" and r["evidence"]:
+            tests = "partial (not supported): " + tests
         lines.append(f"| Provision {r['ref']} | {r['status']} | {r['support']} | {frm} | "
                      f"{', '.join(r['ixit']) or '-'} | {tests} |")
     lines += ["", "## Sources of the table", ""]
