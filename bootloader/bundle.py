@@ -23,6 +23,7 @@ _KEY_LEN = {ALG_ED25519: 32, ALG_P256: 65}
 KINDS = ("app", "firmware")
 MANIFEST_KEYS = ("schema", "kind", "product", "boards", "version", "security_version",
                  "created", "expires", "files", "notes", "security_fix")
+OPTIONAL_KEYS = ("sbom_sha256",)  # SHA-256 (hex) of the bundle's SBOM, bound by the signature
 _SEG_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 _SEG_OK = bytearray(256)  # 1 for the bytes of _SEG_CHARS (any other byte, e.g. UTF-8: 0)
 for _c in _SEG_CHARS:
@@ -174,8 +175,14 @@ def parse_manifest(raw, header):
         m = json.loads(raw)  # a memoryview into the prefix: no copy
     except (ValueError, UnicodeError):
         raise Reject("BAD_MANIFEST", "manifest is not UTF-8 JSON")
-    if not isinstance(m, dict) or sorted(m.keys()) != sorted(MANIFEST_KEYS):
-        raise Reject("BAD_MANIFEST", "manifest keys must be exactly " + ",".join(MANIFEST_KEYS))
+    if not isinstance(m, dict) or not all(k in m for k in MANIFEST_KEYS) \
+            or len(m) - len(MANIFEST_KEYS) != sum(1 for k in OPTIONAL_KEYS if k in m):
+        raise Reject("BAD_MANIFEST", "manifest keys must be exactly " + ",".join(MANIFEST_KEYS)
+                     + " and optionally " + ",".join(OPTIONAL_KEYS))
+    sbom = m.get("sbom_sha256", "0" * 64)
+    if not (isinstance(sbom, str) and len(sbom) == 64
+            and all(c in "0123456789abcdef" for c in sbom)):
+        raise Reject("BAD_MANIFEST", "sbom_sha256 must be 64 lowercase hex digits")
     prod = m["product"]
     boards = m["boards"]
     files = m["files"]

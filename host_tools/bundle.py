@@ -128,11 +128,21 @@ def assemble(manifest, files, key, cert):
     return b"".join([header, raw, cert, sig] + [files[e["path"]] for e in manifest["files"]])
 
 
+def bind_sbom(manifest, files):
+    """Make the bundle's CycloneDX SBOM and bind its SHA-256 into `manifest` (signed with
+    it); returns the SBOM's bytes."""
+    from . import sbom
+
+    data = sbom.for_bundle(manifest, files)
+    manifest["sbom_sha256"] = sbom.digest(data)
+    return data
+
+
 def build(keys_dir, boards, version, security_version, out=None, source=FIRMWARE_DIR,
           notes="", security_fix=False, expires=None, files=None, product=None, kind="app",
-          serial=None, compile=True):
-    """Build a signed app bundle; returns its bytes (and writes `out` when given). Python
-    sources are shipped precompiled unless `compile` is False."""
+          serial=None, compile=True, sbom_out=None):
+    """Build a signed app bundle; returns its bytes (and writes `out` when given, its SBOM
+    to `sbom_out`). Python sources are shipped precompiled unless `compile` is False."""
     if files is None:
         meta, files = collect_app(source)
         product = product or meta["product"]
@@ -145,9 +155,12 @@ def build(keys_dir, boards, version, security_version, out=None, source=FIRMWARE
         files = compile_files(files, boards)
     manifest = make_manifest(kind, product, boards, version, security_version, files, notes,
                              security_fix, expires=expires)
+    sbom_data = bind_sbom(manifest, files)
     data = assemble(manifest, files, key, cert)
     if out:
         Path(out).write_bytes(data)
+    if sbom_out:
+        Path(sbom_out).write_bytes(sbom_data)
     return data
 
 

@@ -38,15 +38,17 @@ def cli():
 
 
 def _register():
-    if cli.commands:
-        return
-    from . import (cmd_cloud, cmd_core, cmd_device, cmd_esp, cmd_firmware, cmd_ledger,
-                   cmd_provision, cmd_report, cmd_sim)
+    """Add every command module's COMMANDS to the group; runs once, at import."""
+    from . import (cmd_cloud, cmd_core, cmd_device, cmd_esp, cmd_evidence, cmd_firmware,
+                   cmd_ledger, cmd_provision, cmd_report, cmd_sim)
 
     for module in (cmd_core, cmd_firmware, cmd_sim, cmd_provision, cmd_ledger, cmd_device,
-                   cmd_cloud, cmd_esp, cmd_report):
+                   cmd_cloud, cmd_esp, cmd_report, cmd_evidence):
         for command in module.COMMANDS:
             cli.add_command(command)
+
+
+_register()
 
 
 class Terminated(SystemExit):
@@ -77,7 +79,6 @@ def _fail(code, message, as_json, details=None):
 
 def main(argv=None):
     """Entry point: run the group and map the package's errors to messages and exit codes."""
-    _register()
     args = sys.argv[1:] if argv is None else list(argv)
     as_json = _wants_json(args)
     previous = signal.getsignal(signal.SIGTERM)

@@ -63,12 +63,15 @@ def keys_rotate(directory, as_json):
 @click.option("--notes", default="", help="release notes shown to the owner")
 @click.option("--security-fix", is_flag=True, help="mark the update as a security fix")
 @click.option("--expires", type=int, default=None, help="Unix time after which devices refuse it")
+@click.option("--sbom", "sbom_out", type=click.Path(dir_okay=False),
+              help="write the bundle's CycloneDX SBOM here (its SHA-256 is signed in any case)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def build_cmd(keys_dir, boards, version, security_version, output, source, notes, security_fix,
-              expires, as_json):
+              expires, sbom_out, as_json):
     """Build a signed app bundle from the application folder."""
     data = bundle.build(keys_dir, list(boards), version, security_version, out=output,
-                        source=source, notes=notes, security_fix=security_fix, expires=expires)
+                        source=source, notes=notes, security_fix=security_fix, expires=expires,
+                        sbom_out=sbom_out)
     info = verify.describe(output)
     _emit({"output": output, "size": len(data), "files": len(info["manifest"]["files"]),
            "version": version, "security_version": security_version}, as_json,
@@ -105,7 +108,8 @@ def inspect_cmd(bundle_file, keys_dir, board, security_floor, key_floor, as_json
     else:
         m = info["manifest"]
         click.echo(f"bundle    {bundle_file} ({info['size']} bytes, {info['kind']})")
-        for k in ("product", "version", "security_version", "boards", "security_fix", "notes"):
+        for k in ("product", "version", "security_version", "boards", "security_fix", "notes",
+                  "sbom_sha256"):
             click.echo(f"{k:<17} {m.get(k)}")
         click.echo(f"{'key serial':<17} {info['certificate'].get('serial')}")
         for f in m.get("files", []):

@@ -18,6 +18,8 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from . import provenance as prov
+from .csaf import check_csaf  # noqa: F401  (the documents' CSAF template is checked with it)
 from .errors import IotctlError, UsageError
 from .mpy import REPO
 
@@ -37,7 +39,10 @@ DOCUMENTS = ("SECURITY.md", "support-period.md", "privacy-notice.md", "interface
              "csaf-advisory-template.json")
 _REF = re.compile(r"4\.(\d+)-(\d+)")
 _NODE = re.compile(r"tests/[\w./-]+\.py::\S.*")
-_EXAMPLE = re.compile(r"^MAKER\b|PLACEHOLDER|\bexample\.(com|org|net)\b")
+# Reserved names (RFC 2606): example.com/.org/.net and the .example, .test, .invalid and
+# .localhost top-level domains are never a maker's real address.
+_EXAMPLE = re.compile(r"^MAKER\b|PLACEHOLDER|\bexample\.(com|org|net)\b|"
+                      r"\.(example|test|invalid|localhost)\b(?![.-])")
 
 
 class ConformanceError(UsageError):
@@ -47,7 +52,8 @@ class ConformanceError(UsageError):
 class EvidenceFailed(IotctlError):
     """A claim (Y, or N/A with evidence) is not proved by the run; `refs` names the rows."""
 
-    exit_code = 9
+    exit_code = 12
+    kind = "evidence_failed"
 
     def __init__(self, refs):
         super().__init__(f"{len(refs)} claimed provision(s) without passing evidence in this "
@@ -123,7 +129,7 @@ def check_map(doc):
         out += [f"{ref}: {b}" for b in bad]
     if not seen:
         out.append("no [[provision]] rows")
-    return out
+    return out + prov.check_facts(doc, None)
 
 
 def load_map(path=MAP_PATH):
@@ -222,12 +228,16 @@ def read_junit(path):
             outcome, message = prev["outcome"], prev["message"]
         cases[key] = {"outcome": outcome, "message": message, "time_s": time_s}
     suite = root if root.tag == "testsuite" else root.find("testsuite")
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
     count = {k: sum(c["outcome"] == k for c in cases.values())
              for k in ("passed", "failed", "error", "skipped")}
     meta = {"junit": str(path), "timestamp": suite.get("timestamp") if suite is not None else None,
             "hostname": suite.get("hostname") if suite is not None else None,
             "tests": len(cases), "passed": count["passed"], "failed": count["failed"],
-            "errors": count["error"], "skipped": count["skipped"]}
+            "errors": count["error"], "skipped": count["skipped"],
+            # tests/conftest.py records the commit under test (absent: an older run)
+            "commit": props.get("git_commit") or None,
+            "dirty": {"true": True, "false": False}.get(props.get("git_dirty"))}
     return Run(cases, meta)
 
 
@@ -264,9 +274,12 @@ def evaluate(pmap, run):
     return rows
 
 
-def build_report(pmap, run, product=None, now=None):
-    """The report as a JSON-ready dict (conformance/report.schema.json)."""
-    rows = evaluate(pmap, run)
+def build_report(pmap, run, product=None, now=None, provenance=None, bundle=None):
+    """The report as a JSON-ready dict (conformance/report.schema.json). `provenance`: the
+    commit and bundle the evidence belongs to; by default the commit the run recorded (else
+    the checkout's) and `bundle`. A claim whose published facts are placeholders is N."""
+    rows = prov.apply_unset_facts(evaluate(pmap, run), pmap,
+                                  placeholders(product) if product else [])
     now = now or datetime.datetime.now(datetime.timezone.utc)
     count = {k: sum(r["verdict"] == k for r in rows) for k in ("Y", "N", "N/A", "FAIL")}
     claimed = {k: sum(r["claimed"] == k for r in rows) for k in SUPPORT}
@@ -280,6 +293,8 @@ def build_report(pmap, run, product=None, now=None):
             "name": product["product"]["name"], "model": product["product"]["model"],
             "manufacturer": product["manufacturer"]["name"]},
         "run": run.meta,
+        "provenance": provenance if provenance is not None else prov.provenance(bundle,
+                                                                                 run=run.meta),
         "summary": {"provisions": len(rows), "claimed": claimed, "verdicts": count,
                     "failed": [r["ref"] for r in rows if r["verdict"] == "FAIL"]},
         "placeholders": placeholders(product) if product else [],
@@ -308,6 +323,25 @@ def _run_line(r):
             f"{run['failed']} failed, {run['errors']} errors, {run['skipped']} skipped")
 
 
+def _provenance_line(r):
+    p = r["provenance"]
+    out = f"commit {p['commit'] or 'unknown (not a git checkout)'}"
+    if p["dirty"]:
+        out += " with uncommitted changes"
+    out += {"test run": " (recorded by the test run)", "checkout": " (checked out when the "
+            "report was made; the run recorded none)"}.get(p["commit_from"], "")
+    if p["checkout_commit"]:
+        out += f", NOT the commit checked out now ({p['checkout_commit']})"
+    b = p["bundle"]
+    if b:
+        out += (f"; bundle {b['path']}: {b['product']} {b['version']} (security version "
+                f"{b['security_version']}), SHA-256 {b['sha256']}, SBOM SHA-256 "
+                f"{b['sbom_sha256'] or 'none bound'}")
+    else:
+        out += "; no bundle named (iotctl report --bundle)"
+    return out
+
+
 def _verdict_line(r):
     v, s = r["summary"]["verdicts"], r["summary"]
     return (f"{s['provisions']} provisions: {v['Y']} supported (Y, every evidence test passed), "
@@ -321,6 +355,9 @@ def _detail_parts(row):
         parts.append(("Condition", row["condition"]))
     if row["claimed"] == "Y":
         parts.append(("Measures", row["measures"]))
+    if row.get("facts_unset"):
+        parts.append(("Not supported until set", "these published facts are placeholders in "
+                      "conformance/product.toml: " + ", ".join(row["facts_unset"])))
     if row["detail"]:
         parts.append(("Not supported" if row["claimed"] == "N" else "Note", row["detail"]))
     if row["rationale"]:
@@ -333,12 +370,15 @@ def _detail_parts(row):
 def _cross_parts(row):
     cw = row["crosswalk"]
 
-    def one(label, entry, key):
+    def one(label, entry, key, unverified=" (unverified)", verified=""):
         if not entry or not entry[key]:
             return f"{label}: none"
-        return f"{label}: {', '.join(entry[key])}" + ("" if entry["verified"] else " (unverified)")
+        return f"{label}: {', '.join(entry[key])}" + (verified if entry["verified"]
+                                                        else unverified)
     parts = [one("EN V2.1.1", cw["en_303_645_v2"], "provisions"),
-             one("EN V3.1.3", cw["en_303_645_v3"], "provisions"),
+             one("EN V3.1.3", cw["en_303_645_v3"], "provisions",
+                 " (number checked in Table B.1; wording unverified)",
+                 " (number and wording checked)"),
              one("UK PSTI", cw["uk_psti"], "requirements")]
     return parts + ([cw["note"]] if cw["note"] else [])
 
@@ -353,7 +393,8 @@ def _markdown(r):
     if r["product"]:
         p = r["product"]
         out.append(f"Product: {p['name']}, model {p['model']} ({p['manufacturer']})  ")
-    out += [f"Evidence: {_run_line(r)}  ", f"Generated: {r['generated']}", "",
+    out += [f"Evidence: {_run_line(r)}  ", f"Belongs to: {_provenance_line(r)}  ",
+            f"Generated: {r['generated']}", "",
             f"**{_verdict_line(r)}.**", ""]
     if r["summary"]["failed"]:
         out += [f"> **FAIL**: {', '.join(r['summary']['failed'])}: claimed, but not every "
@@ -370,6 +411,8 @@ def _markdown(r):
             out.append(f"| **{current} {_md(row['clause_title'])}** | | | | | |")
         support = {"FAIL": f"**FAIL** (claimed {row['claimed']})"}.get(row["verdict"],
                                                                       row["verdict"])
+        if row["verdict"] != row["claimed"] and row["verdict"] == "N":
+            support = "N (claimed Y; placeholder facts)"
         detail = "<br>".join(f"*{k}:* {_md(v)}" for k, v in _detail_parts(row))
         partial = "partial: " if row["claimed"] == "N" and row["evidence"] else ""
         ev = "<br>".join(f"{e['outcome']}: `{_md(e['test'])}`" for e in row["evidence"])
@@ -406,7 +449,7 @@ def _html(r):
                         f'{e(row["clause_title"])}</th></tr>')
         v = row["verdict"]
         badge = f'<span class="badge b-{v.replace("/", "")}">{e(v)}</span>'
-        if v == "FAIL":
+        if v != row["claimed"]:
             badge += f'<div class="claimed">claimed {e(row["claimed"])}</div>'
         detail = "".join(f"<p><b>{e(k)}:</b> {e(' '.join(t.split()))}</p>"
                          for k, t in _detail_parts(row))
@@ -435,7 +478,7 @@ def _html(r):
         f'{ev["time_s"]:.2f} s, for ' + ", ".join(f'<a href="#p-{e(x)}">{e(x)}</a>' for x in refs)
         + (f'<div class="msg">{e(ev["message"])}</div>' if ev["outcome"] != "passed" else "")
         + "</li>" for t, (ev, refs) in cited.items())
-    notes = []
+    notes = [f'<p class="provenance">Belongs to: {e(_provenance_line(r))}</p>']
     if r["summary"]["failed"]:
         notes.append(f'<p class="alert fail">FAIL: {e(", ".join(r["summary"]["failed"]))}: '
                      "claimed, but not every evidence test passed in this run.</p>")
@@ -455,9 +498,11 @@ def _html(r):
         uncovered=e(", ".join(r["en_v2_without_counterpart"]) or "none"))
 
 
-def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=None):
+def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=None,
+           bundle=None):
     """(text, report dict) for a JUnit file: the library call behind `iotctl report`."""
-    doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now)
+    doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now,
+                       bundle=bundle)
     return render(doc, fmt), doc
 
 
@@ -642,117 +687,3 @@ def write_docs(outdir, product_path=PRODUCT_PATH, names=DOCUMENTS, firmware=FIRM
         (outdir / name).write_text(text)
         paths.append(outdir / name)
     return paths
-
-
-# --- CSAF 2.0 ------------------------------------------------------------------------------
-
-_CSAF_ENUMS = {
-    "publisher": ("coordinator", "discoverer", "other", "translator", "user", "vendor"),
-    "status": ("draft", "final", "interim"),
-    "note": ("description", "details", "faq", "general", "legal_disclaimer", "other",
-             "summary"),
-    "reference": ("external", "self"),
-    "remediation": ("mitigation", "no_fix_planned", "none_available", "vendor_fix",
-                    "workaround"),
-    "branch": ("architecture", "host_name", "language", "legacy", "patch_level",
-               "product_family", "product_name", "product_version", "product_version_range",
-               "service_pack", "specification", "vendor"),
-    "tlp": ("AMBER", "GREEN", "RED", "WHITE"),
-}
-
-
-def _is_time(v):
-    try:
-        datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        return "T" in v
-    except (AttributeError, ValueError):
-        return False
-
-
-def check_csaf(doc):
-    """Problems with `doc` as a CSAF 2.0 security advisory: the schema's required structure
-    and enums, and the profile's rules (section 4.4 and tests 6.1.1, 6.1.2, 6.1.27.4-6)."""
-    out = []
-    d = doc.get("document") if isinstance(doc, dict) else None
-    if not isinstance(d, dict):
-        return ["/document is required"]
-    for k in ("category", "csaf_version", "publisher", "title", "tracking"):
-        if k not in d:
-            out.append(f"/document/{k} is required")
-    if d.get("csaf_version") != "2.0":
-        out.append("/document/csaf_version must be 2.0")
-    if d.get("category") != "csaf_security_advisory":
-        out.append("/document/category must be csaf_security_advisory")
-    pub = d.get("publisher", {})
-    if pub.get("category") not in _CSAF_ENUMS["publisher"] or not _text(pub.get("name")) \
-            or not str(pub.get("namespace", "")).startswith(("https://", "http://")):
-        out.append("/document/publisher needs category, name and a namespace URI")
-    tr = d.get("tracking", {})
-    for k in ("current_release_date", "id", "initial_release_date", "revision_history",
-              "status", "version"):
-        if k not in tr:
-            out.append(f"/document/tracking/{k} is required")
-    if tr.get("status") not in _CSAF_ENUMS["status"]:
-        out.append("/document/tracking/status must be draft, final or interim")
-    if not re.fullmatch(r"(0|[1-9][0-9]*)|(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)\S*",
-                        str(tr.get("version", ""))):
-        out.append("/document/tracking/version must be an integer or semantic version")
-    for k in ("current_release_date", "initial_release_date"):
-        if k in tr and not _is_time(tr[k]):
-            out.append(f"/document/tracking/{k} must be a date-time")
-    revs = tr.get("revision_history", [])
-    if not revs or not all(isinstance(x, dict) and _is_time(x.get("date", "")) and
-                           _text(x.get("number")) and _text(x.get("summary")) for x in revs):
-        out.append("/document/tracking/revision_history needs items with date, number, summary")
-    tlp = d.get("distribution", {}).get("tlp")
-    if tlp is not None and tlp.get("label") not in _CSAF_ENUMS["tlp"]:
-        out.append("/document/distribution/tlp/label must be a TLP 1.0 label")
-    for n in d.get("notes", []):
-        if n.get("category") not in _CSAF_ENUMS["note"] or not _text(n.get("text")):
-            out.append("/document/notes items need a known category and text")
-    for ref in d.get("references", []):
-        if ref.get("category", "external") not in _CSAF_ENUMS["reference"] \
-                or not _text(ref.get("summary")) or not _text(ref.get("url")):
-            out.append("/document/references items need summary and url")
-    # the product tree: every product_id defined once (6.1.2)
-    defined = []
-
-    def branches(items, path):
-        for b in items:
-            if b.get("category") not in _CSAF_ENUMS["branch"] or not _text(b.get("name")):
-                out.append(f"{path}: a branch needs a known category and a name")
-            if "product" in b:
-                p = b["product"]
-                if not _text(p.get("name")) or not _text(p.get("product_id")):
-                    out.append(f"{path}: a product needs name and product_id")
-                defined.append(p.get("product_id"))
-            branches(b.get("branches", []), path + "/branches")
-    tree = doc.get("product_tree")
-    if not isinstance(tree, dict):
-        out.append("/product_tree is required for a security advisory (6.1.27.4)")
-    else:
-        branches(tree.get("branches", []), "/product_tree/branches")
-        defined += [p.get("product_id") for p in tree.get("full_product_names", [])]
-    if len(set(defined)) != len(defined):
-        out.append("a product_id is defined twice (6.1.2)")
-    vulns = doc.get("vulnerabilities")
-    if not isinstance(vulns, list) or not vulns:
-        out.append("/vulnerabilities is required for a security advisory")
-    for i, v in enumerate(vulns or []):
-        at = f"/vulnerabilities/{i}"
-        if not v.get("notes"):
-            out.append(f"{at}/notes is required (6.1.27.5)")
-        status = v.get("product_status")
-        if not isinstance(status, dict) or not status:
-            out.append(f"{at}/product_status is required (6.1.27.6)")
-        used = [pid for ids in (status or {}).values() for pid in ids]
-        for r in v.get("remediations", []):
-            if r.get("category") not in _CSAF_ENUMS["remediation"] or not _text(r.get("details")):
-                out.append(f"{at}/remediations items need a known category and details")
-            used += r.get("product_ids", [])
-        if "cve" in v and not re.fullmatch(r"CVE-\d{4}-\d{4,}", str(v["cve"])):
-            out.append(f"{at}/cve must look like CVE-YYYY-NNNN")
-        for pid in used:
-            if pid not in defined:
-                out.append(f"{at}: product_id {pid} is not defined in /product_tree (6.1.1)")
-    return out

@@ -108,6 +108,8 @@ EXIT_CODES = {
     9: ("unreachable", "cannot reach the device, or it did not answer in time"),
     10: ("identity_mismatch", "the device's certificate is untrusted or names another device"),
     11: ("auth_refused", "the device refused the password (wrong, throttled or locked out)"),
+    12: ("evidence_failed", "report: a claimed provision has no passing evidence in the run"),
+    13: ("advisory", "advisories: a published advisory affects a component of the SBOM"),
     130: ("interrupted", "interrupted (Ctrl-C); nothing half-made is kept"),
     143: ("terminated", "terminated (SIGTERM); nothing half-made is kept"),
 }

@@ -156,6 +156,7 @@ def build(image, keys_dir, board, version, security_version, out=None, secure_bo
     files = {IMAGE_FILE: data}
     manifest = bundle.make_manifest("firmware", product, [board], version, security_version,
                                     files, notes, security_fix, expires=expires)
+    bundle.bind_sbom(manifest, files)
     blob = bundle.assemble(manifest, files, key, cert)
     if out is not None:
         Path(out).write_bytes(blob)

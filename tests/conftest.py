@@ -24,3 +24,20 @@ def pytest_sessionfinish(session, exitstatus):
     from host_tools import sim
 
     sim.stop_started()
+
+
+def pytest_sessionstart(session):
+    """Record the commit under test in the JUnit XML (`--junitxml`), so that `iotctl report`
+    names the commit its evidence belongs to, not the one checked out when it runs."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # another pytest: the report falls back to the checkout's commit
+        return
+    xml = session.config.stash.get(xml_key, None)
+    if xml is not None:  # the controller that writes the file (also under pytest-xdist)
+        from host_tools.provenance import git_commit
+
+        found = git_commit()
+        xml.add_global_property("git_commit", found["commit"] or "")
+        xml.add_global_property("git_dirty", {True: "true", False: "false"}.get(found["dirty"],
+                                                                                ""))

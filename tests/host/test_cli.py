@@ -27,7 +27,7 @@ def run(args, capsys):
 
 
 def _commands():
-    cli._register()
+
 
     def walk(cmd, path):
         yield path, cmd
@@ -235,7 +235,7 @@ def test_sigterm_is_mapped_to_143(monkeypatch, capsys):
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("not interrupted")
 
-    cli._register()
+
     monkeypatch.setitem(cli.cli.commands, "hang", hang)
     code, out, _ = run(["hang"], capsys)
     assert code == 143
@@ -342,3 +342,25 @@ def test_an_interrupt_leaves_no_half_made_label_image_or_merged_image(factory, t
                         "--merge", "-o", merged], capsys)
     assert code == 130 and "interrupted" in err
     assert sorted(p.name for p in tmp_path.iterdir() if "production" in p.name) == []
+
+
+def test_every_error_class_has_its_own_row_in_the_table():
+    """Each error the library raises maps to the table's row of its code, under its name:
+    two meanings never share a code (as the report's and the device errors once did)."""
+    import importlib
+    import pkgutil
+
+    import host_tools
+    from host_tools.errors import IotctlError
+
+    for mod in pkgutil.iter_modules(host_tools.__path__):
+        if mod.name not in ("simrun", "__main__"):
+            importlib.import_module(f"host_tools.{mod.name}")
+    seen, todo = [], [IotctlError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in seen:
+        assert cls.exit_code in EXIT_CODES, cls
+        assert EXIT_CODES[cls.exit_code][0] == cls.kind, (cls, cls.exit_code, cls.kind)

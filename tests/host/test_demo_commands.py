@@ -13,7 +13,7 @@ from host_tools import cli, demo
 
 def _resolve(argv):
     """Parse argv as `iotctl` would (a usage error raises); the command's context."""
-    cli._register()
+
     cmd, rest = cli.cli, list(argv)
     while isinstance(cmd, click.Group):
         cmd, rest = cmd.commands[rest[0]], rest[1:]

@@ -9,26 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import bundle, cli, cmd_firmware, esp, firmware, flashimage, keys, mpy
+from host_tools import bundle, cli, esp, firmware, flashimage, keys, mpy
 from host_tools.errors import KeyError_, UsageError, VerifyError
 from tests.fakes.appimage import make_app_image
 
 DEVICE = mpy.REPO / "tests" / "device"
 PRODUCT = "iot-thermostat"
-
-
-@pytest.fixture(autouse=True)
-def sign_registered(monkeypatch):
-    """`iotctl sign` whether or not cli.py lists cmd_firmware yet."""
-    register = cli._register
-
-    def _register():
-        register()
-        if "sign" not in cli.cli.commands:
-            for command in cmd_firmware.COMMANDS:
-                cli.cli.add_command(command)
-
-    monkeypatch.setattr(cli, "_register", _register)
 
 
 def run_cli(args, capsys):
