@@ -95,6 +95,8 @@ class Device:
         if reason is None:
             self.boot.confirm()
             self.hal.report(self.boot, "normal")
+            if self.cloud is not None:  # a pulled release: tell the service it confirmed
+                self.cloud.puller.report_outcome()
         else:
             self.log("app: self-test failed: " + reason)
             self.boot.rollback(reason)

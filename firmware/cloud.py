@@ -136,6 +136,7 @@ class Cloud:
         st = self.dev.boot.state()
         self.event({"type": "boot", "version": self.dev.boot.version, "slot": self.dev.boot.slot,
                     "trial": self.dev.boot.trial, "last": st["last"][:100]})
+        self.puller.report_outcome()  # a pulled release confirmed or rolled back before
         return [asyncio.create_task(c) for c in (self._run(), self._deliver(), self._telemetry(),
                                                   self._receive(), self._security())]
 

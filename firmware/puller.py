@@ -12,6 +12,7 @@ import json
 
 from micropython import const
 
+import pullstate
 import store
 from backoff import Backoff, system_rng, uniform_ms
 from bundle import Reject
@@ -24,6 +25,7 @@ SPREAD_S = const(600)  # default: a fleet starts its downloads spread over 10 mi
 MAX_SPREAD_S = const(86400)
 MAX_ATTEMPTS = const(8)  # connections per download before giving up for RETRY_S
 RETRY_S = const(3600)
+PROGRESS_STEPS = const(4)  # "downloading" events at 0, 25, 50 and 75 %
 _MAX_HEAD = const(2048)
 _TIMEOUT_MS = const(15_000)  # connect, handshake, each read
 _MAX_URL = const(256)
@@ -115,7 +117,7 @@ def check_offer(doc, capacity):
     """Validate an announcement strictly; returns it with `host`, `port`, `path` added."""
     if not isinstance(doc, dict):
         raise ValueError("announcement must be a JSON object")
-    allowed = ("url", "sha256", "size", "version", "spread_s", "security_fix")
+    allowed = ("url", "sha256", "size", "version", "spread_s", "security_fix", "rollout")
     for k in doc:
         if k not in allowed:
             raise ValueError("unknown field %r" % (k,))
@@ -137,9 +139,12 @@ def check_offer(doc, capacity):
         raise ValueError("spread_s must be 0..%d" % MAX_SPREAD_S)
     if doc.get("security_fix", False) not in (True, False):
         raise ValueError("security_fix must be true or false")
+    rollout = doc.get("rollout")
+    if rollout is not None:
+        rollout = pullstate.check_rollout(rollout)
     return {"url": doc["url"], "sha256": sha, "size": size, "version": doc["version"],
             "spread_s": spread, "security_fix": doc.get("security_fix", False),
-            "host": host, "port": port, "path": path}
+            "rollout": rollout, "host": host, "port": port, "path": path}
 
 
 # --- HTTPS -----------------------------------------------------------------------------
@@ -199,11 +204,31 @@ class Puller:
             if not self._active:
                 self._set({"state": "up to date", "version": installed})
             return "not newer than %s" % installed
+        if not pullstate.in_cohort(doc["rollout"], self.dev.identity.get("device_id", "")):
+            # A staged rollout that does not (or no longer: paused, halted) take this device.
+            if self.offer is not None and not self._active:
+                self.offer = None
+                self._set({"state": "idle"})
+                self._kick.set()  # a scheduled start is called off
+            return "not in the rollout's cohort"
         if self.offer is not None and self.offer["sha256"] == doc["sha256"]:
             return None  # the retained announcement again (after a reconnect)
+        if doc["sha256"] in self.refused:
+            self._set({"state": "refused", "version": doc["version"]})
+            return "refused or rolled back before"
         self.offer = doc
+        self._event(doc, "offered")
         self._kick.set()
         return None
+
+    def _event(self, offer, state, **more):
+        """An update outcome on the events topic (docs/cloud-link.md, "Update outcomes")."""
+        more["type"] = "update"
+        more["state"] = state
+        more["version"] = offer["version"]
+        if offer.get("rollout"):
+            more["rollout"] = offer["rollout"]["id"]
+        self.emit(more)
 
     def check(self):
         """The owner (through the service) asked to check now: no spread delay."""
@@ -213,6 +238,19 @@ class Puller:
     def kick(self):
         """Re-read the policy (it changed)."""
         self._kick.set()
+
+    def report_outcome(self):
+        """Queue the outcome of the last pulled release once the boot knows it (confirmed,
+        or rolled back with the reason); cloud.py calls it at start and after a confirm."""
+        try:
+            ev, sha = pullstate.outcome(self.root, self.dev.boot)
+            if ev is not None:
+                self.emit(ev)
+                pullstate.done(self.root, ev, sha)
+            if ev is not None and ev["state"] == "rolled_back" or ev is None and sha:
+                self.refused.append(sha)  # a release that failed its trial is not tried again
+        except OSError as e:
+            self.log("update: outcome not reported (%r)" % (e,))
 
     def _set(self, state):
         # Shown to the owner where pushed updates show theirs (GET /api/update), unless a
@@ -289,10 +327,10 @@ class Puller:
             up.thermostat.reset_gap()
         version = offer["version"]
         inst = None
-        dl = {"got": 0, "hash": hashlib.sha256(), "conns": 0}
+        dl = {"got": 0, "hash": hashlib.sha256(), "conns": 0, "step": 0}
         self._set({"state": "downloading", "version": version, "received": 0,
                    "total": offer["size"], "resumed": 0})
-        self.emit({"type": "update", "state": "downloading", "version": version})
+        self._event(offer, "downloading", progress=0)
         try:
             inst = dev.boot.installer(now=device_time())
             backoff = Backoff(base_ms=1000, cap_ms=60_000, initial_window_ms=0)
@@ -319,14 +357,12 @@ class Puller:
             self.refused.append(offer["sha256"])
             self._set({"state": "refused", "version": version, "verdict": e.verdict,
                        "message": e.detail})
-            self.emit({"type": "update", "state": "refused", "version": version,
-                       "verdict": e.verdict})
+            self._event(offer, "refused", verdict=e.verdict, reason=e.detail[:160])
             self.log("update: pulled %s refused: %s" % (version, e))
             return None
         except (HTTPFail, OSError) as e:
             self._set({"state": "failed", "version": version, "message": str(e)})
-            self.emit({"type": "update", "state": "failed", "version": version,
-                       "error": str(e)[:120]})
+            self._event(offer, "failed", error=str(e)[:120])
             self.log("update: pulled %s failed: %s" % (version, e))
             return None
         finally:
@@ -339,8 +375,12 @@ class Puller:
         self._set({"state": "installed", "version": v.manifest["version"], "slot": inst.target,
                    "resumed": resumed, "notes": v.manifest["notes"],
                    "security_fix": v.manifest["security_fix"]})
-        self.emit({"type": "update", "state": "installed", "version": version,
-                   "resumed": resumed})
+        try:  # the next boot reports whether it confirmed itself or rolled back
+            pullstate.installed(self.root, version, offer["sha256"],
+                                offer["rollout"]["id"] if offer.get("rollout") else None)
+        except OSError as e:
+            self.log("update: outcome record not saved (%r)" % (e,))
+        self._event(offer, "installed", resumed=resumed)
         self.log("update %s downloaded into slot %s (resumed %d times); restarting into it"
                  % (version, inst.target, resumed))
         dev.restart_later(2000)  # time for the event to leave the outbox
@@ -392,6 +432,10 @@ class Puller:
                     dl["hash"].update(chunk)
                     dl["got"] += n - start
                     self.state["received"] = dl["got"]
+                    step = dl["got"] * PROGRESS_STEPS // size
+                    if step > dl["step"] and dl["got"] < size:
+                        dl["step"] = step  # coarse: a few outbox entries per download
+                        self._event(offer, "downloading", progress=100 * step // PROGRESS_STEPS)
                 await asyncio.sleep_ms(0)  # let the control loop tick
         finally:
             sock.close()

@@ -15,10 +15,10 @@ def cli():
 
 def _register():
     from . import (cmd_cloud, cmd_core, cmd_device, cmd_esp, cmd_firmware, cmd_provision,
-                   cmd_report, cmd_sim)
+                   cmd_report, cmd_rollout, cmd_sim)
 
     for module in (cmd_core, cmd_firmware, cmd_sim, cmd_provision, cmd_device, cmd_cloud,
-                   cmd_esp, cmd_report):
+                   cmd_rollout, cmd_esp, cmd_report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -309,11 +309,18 @@ def announce(keys_dir, broker, topic, doc, retain=True, timeout=15.0):
 
 
 def publish(bundle_path, channel, server_url, broker, keys_dir, directory, spread_s=SPREAD_S,
-            verify=True, security_fix=None):
+            verify=True, security_fix=None, rollout=None, halt_failures=None, halt_after=None,
+            db=None):
     """Copy a signed bundle into the served `directory` (with its SHA-256 beside it) and
     announce {url, sha256, size, version, spread_s} on fleet/<product>/<channel>, retained.
-    With `verify`, the bundle must first pass the device's own verifier under `keys_dir`."""
+    With `verify`, the bundle must first pass the device's own verifier under `keys_dir`.
+    With `rollout` (a percentage), a staged rollout (host_tools/rollout.py) kept in `db`
+    (default KEYS/service/rollouts.sqlite) offers it to that share of the channel."""
     check_channel(channel)
+    if rollout is not None:
+        from . import rollout as rollout_mod
+
+        rollout_mod.check_percent(rollout)
     src = Path(bundle_path)
     data = src.read_bytes()
     info = bundle.parse(data)  # VerifyError for a file that is not a bundle
@@ -341,5 +348,19 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
            "version": m["version"], "spread_s": int(spread_s),
            "security_fix": bool(m.get("security_fix") if security_fix is None else security_fix)}
     topic = f"fleet/{m['product']}/{channel}"
-    announce(keys_dir, broker, topic, doc)
-    return {"topic": topic, "file": str(d / name), "announcement": doc}
+    if rollout is None:
+        announce(keys_dir, broker, topic, doc)
+        return {"topic": topic, "file": str(d / name), "announcement": doc}
+    service_dir(keys_dir).mkdir(parents=True, exist_ok=True)
+    with rollout_mod.Store.open(db or rollout_mod.default_db(keys_dir)) as st:
+        r = st.create(doc, m["product"], channel, rollout,
+                      rollout_mod.HALT_FAILURES if halt_failures is None else halt_failures,
+                      rollout_mod.HALT_AFTER if halt_after is None else halt_after)
+        doc = st.announcement(r)
+        try:
+            announce(keys_dir, broker, topic, doc)
+        except Exception:
+            st.delete(r["rollout_id"])  # not announced: no rollout
+            raise
+        return {"topic": topic, "file": str(d / name), "announcement": doc,
+                "rollout": st.status(r["rollout_id"])}
