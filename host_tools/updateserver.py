@@ -135,6 +135,58 @@ def broker_config(keys_dir, directory, port=8883, address="127.0.0.1",
     return conf
 
 
+# --- a standard web server instead: nginx --------------------------------------------------
+
+NGINX_SERVER = """    server {{
+        listen {address}:{port} ssl;
+        server_name {names};
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;   # the devices speak TLS 1.2
+        root {root};
+        location / {{
+            limit_except GET {{ deny all; }}   # GET also allows HEAD
+            default_type application/octet-stream;
+            autoindex off;
+            max_ranges 1;                 # devices resume with one Range: bytes=N-
+            add_header Cache-Control "no-transform";
+        }}
+    }}
+"""
+
+
+def nginx_config(keys_dir, directory, root, port=8443, address="127.0.0.1",
+                 hosts=DEFAULT_HOSTS):
+    """Write a self-contained nginx configuration to `directory` that serves the bundles of
+    `root` over TLS with the update server's certificate from the manufacturer CA (the same
+    KEYS/service/update-server.crt as `iotctl serve`), byte ranges on, GET and HEAD only.
+    Run it as `nginx -p DIRECTORY -c DIRECTORY/nginx.conf -e DIRECTORY/error.log` (it stays
+    in the foreground: `daemon off`). The access log records each request's Range and
+    status. docs/cloud-link.md has the server block for an existing nginx. Returns its path."""
+    d = Path(directory).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    crt, key = server_credentials(keys_dir, "update-server", hosts)
+    temp = "\n".join(f"    {t}_temp_path {d}/{t};" for t in
+                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = d / "nginx.conf"
+    conf.write_text(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    log_format range '$request_method $uri "$http_range" $status $body_bytes_sent';
+    access_log {d}/access.log range;
+{temp}
+    sendfile on;
+    server_tokens off;
+""" + NGINX_SERVER.format(address=address, port=port, names=" ".join(hosts),
+                          crt=Path(crt).resolve(), key=Path(key).resolve(),
+                          root=Path(root).resolve()) + "}\n")
+    return conf
+
+
 # --- the update server -------------------------------------------------------------------
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
