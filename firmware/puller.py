@@ -2,12 +2,11 @@
 # ({url, sha256, size, version}); the device downloads it over HTTPS in the background and
 # streams it into the boot stage's installer exactly as a push does, so the same checks
 # (signature, board, product, security floor, key floor, sizes, file hashes) decide.
-# A dropped connection resumes where it stopped (HTTP Range). The update server must
-# present a certificate issued by the manufacturer CA (the pinned /factory/ca.crt.der).
+# A dropped connection resumes where it stopped (HTTP Range); a power cut resumes from what
+# the flash holds (pullstate.py). The update server must present a certificate issued by
+# the manufacturer CA (the pinned /factory/ca.crt.der).
 # The owner's policy decides: "auto" (default), "disabled", or "postpone" until a time.
 import asyncio
-import binascii
-import hashlib
 import json
 
 from micropython import const
@@ -326,30 +325,35 @@ class Puller:
         if up.thermostat:
             up.thermostat.reset_gap()
         version = offer["version"]
-        inst = None
-        dl = {"got": 0, "hash": hashlib.sha256(), "conns": 0, "step": 0}
+        dl = None
+        keep = False  # a network failure keeps the partial slot for the next try
         self._set({"state": "downloading", "version": version, "received": 0,
                    "total": offer["size"], "resumed": 0})
-        self._event(offer, "downloading", progress=0)
         try:
-            inst = dev.boot.installer(now=device_time())
+            # After a power cut in the middle, the download goes on from what the flash holds.
+            dl = pullstate.Download(dev.boot, self.root, offer["sha256"], device_time(),
+                                    self.log)
+            dl.conns = 0
+            dl.step = dl.got * PROGRESS_STEPS // offer["size"]
+            self.state["received"] = self.state["from"] = dl.got
+            if dl.got:
+                self.log("update: %s resumes at byte %d (kept in flash)" % (version, dl.got))
+            self._event(offer, "downloading", progress=100 * dl.step // PROGRESS_STEPS,
+                        **({"from": dl.got} if dl.got else {}))
             backoff = Backoff(base_ms=1000, cap_ms=60_000, initial_window_ms=0)
-            while dl["got"] < offer["size"]:
+            while dl.got < offer["size"]:
                 try:
-                    await self._fetch(offer, inst, dl, up.buf)
+                    await self._fetch(offer, dl, up.buf)
                 except (OSError, ValueError, HTTPFail, asyncio.TimeoutError) as e:
                     # ValueError: TLS refused the server (MicroPython's ssl reports it so)
-                    if dl["conns"] >= MAX_ATTEMPTS:
-                        raise HTTPFail("gave up after %d connections: %r" % (dl["conns"], e))
+                    if dl.conns >= MAX_ATTEMPTS:
+                        raise HTTPFail("gave up after %d connections: %r" % (dl.conns, e))
                     wait = backoff.retry()
                     self.log("update: download interrupted at %d bytes (%r); resuming in %d ms"
-                             % (dl["got"], e, wait))
+                             % (dl.got, e, wait))
                     self.state["resumed"] = self.state.get("resumed", 0) + 1
                     await asyncio.sleep_ms(wait)
-            digest = binascii.hexlify(dl["hash"].digest()).decode()
-            if digest != offer["sha256"]:
-                raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
-            v = inst.finish()
+            v = dl.finish()
         except Reject as e:
             if e.verdict == "BUSY":  # the last update is still on trial: not this bundle's fault
                 self._set({"state": "waiting", "version": version, "message": e.detail})
@@ -361,15 +365,17 @@ class Puller:
             self.log("update: pulled %s refused: %s" % (version, e))
             return None
         except (HTTPFail, OSError) as e:
+            keep = True
             self._set({"state": "failed", "version": version, "message": str(e)})
             self._event(offer, "failed", error=str(e)[:120])
             self.log("update: pulled %s failed: %s" % (version, e))
             return None
         finally:
-            if inst is not None:
-                inst.abort()
+            if dl is not None:
+                dl.close(keep)
             up.busy = False
             self._active = False
+        inst = dl.inst
         resumed = self.state.get("resumed", 0)
         self.offer = None
         self._set({"state": "installed", "version": v.manifest["version"], "slot": inst.target,
@@ -386,13 +392,13 @@ class Puller:
         dev.restart_later(2000)  # time for the event to leave the outbox
         return v
 
-    async def _fetch(self, offer, inst, dl, buf):
-        """One connection: GET with Range from dl["got"]; feeds the installer as bytes come."""
-        dl["conns"] += 1
+    async def _fetch(self, offer, dl, buf):
+        """One connection: GET with Range from dl.got; feeds the download as bytes come."""
+        dl.conns += 1
         stream, sock = await asyncio.wait_for_ms(_open(offer["host"], offer["port"], self.ssl),
                                                  _TIMEOUT_MS)
         try:
-            got, size = dl["got"], offer["size"]
+            got, size = dl.got, offer["size"]
             req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n" \
                   "User-Agent: iot-thermostat\r\n\r\n" % (offer["path"], offer["host"], got)
             stream.write(req.encode())
@@ -412,7 +418,7 @@ class Puller:
                 raise HTTPFail("HTTP %s" % head[9:12].decode())
             mv = memoryview(buf)
             pending = rest
-            while dl["got"] < size:
+            while dl.got < size:
                 if pending:
                     n = min(len(pending), len(buf))
                     mv[:n] = pending[:n]
@@ -420,21 +426,18 @@ class Puller:
                 else:
                     n = await asyncio.wait_for_ms(stream.readinto(mv), _TIMEOUT_MS)
                     if not n:
-                        raise OSError("connection closed at %d of %d bytes" % (dl["got"], size))
+                        raise OSError("connection closed at %d of %d bytes" % (dl.got, size))
                 start = 0
                 if skip:
                     start = min(skip, n)
                     skip -= start
-                n = min(n, start + size - dl["got"])
+                n = min(n, start + size - dl.got)
                 if n > start:
-                    chunk = mv[start:n]
-                    inst.feed(chunk)  # may raise Reject: nothing is written before the checks
-                    dl["hash"].update(chunk)
-                    dl["got"] += n - start
-                    self.state["received"] = dl["got"]
-                    step = dl["got"] * PROGRESS_STEPS // size
-                    if step > dl["step"] and dl["got"] < size:
-                        dl["step"] = step  # coarse: a few outbox entries per download
+                    dl.feed(mv[start:n])  # may raise Reject: nothing is written before the checks
+                    self.state["received"] = dl.got
+                    step = dl.got * PROGRESS_STEPS // size
+                    if step > dl.step and dl.got < size:
+                        dl.step = step  # coarse: a few outbox entries per download
                         self._event(offer, "downloading", progress=100 * step // PROGRESS_STEPS)
                 await asyncio.sleep_ms(0)  # let the control loop tick
         finally:

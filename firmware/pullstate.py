@@ -1,12 +1,105 @@
-# What a pulled update leaves behind for the next boot: the outcome record (which release was
-# installed, from which rollout), so that the application reports, after the restart, whether
-# the release confirmed itself or was rolled back and why (the boot stage's own words). The
-# record is written after the installer finished and removed once the outcome is queued.
+# What a pulled update keeps across restarts and power cuts:
+# - the download's checkpoint: the announced SHA-256 and the bundle's signed prefix. After a
+#   power cut the prefix is authenticated again, the files already in the inactive slot are
+#   re-hashed from flash (the whole-bundle hash with them), and the download goes on from
+#   the last bytes littlefs committed (synced every SYNC_BYTES);
+# - the outcome record (which release was installed, from which rollout), so that the
+#   application reports, after the restart, whether the release confirmed itself or was
+#   rolled back and why (the boot stage's own words).
 import hashlib
 
+from micropython import const
+
 import store
+from bundle import Reject
 
 OUTCOME_FILE = "/app/pulled.json"  # under the data root: device state, not personal data
+CKPT_FILE = "/app/download.json"
+PREFIX_FILE = "/app/download.prefix"
+SYNC_BYTES = const(32768)  # at most this much of a download is fetched again after a cut
+
+
+class Download:
+    """One announced bundle streaming into the inactive slot, resumable after a power cut.
+    `got` is where the next request starts; `resumed_from` is what the flash already held
+    (0 for a fresh start). Raises Reject("BUSY") while the last update is on trial."""
+
+    def __init__(self, boot, root, sha256, now=0, log=None):
+        self.root = root
+        self.sha = sha256
+        self.hash = hashlib.sha256()
+        self.got = 0
+        self.resumed_from = 0
+        self.inst = None
+        self._synced = 0
+        self._saved = False
+        rec = store.load(root + CKPT_FILE)
+        prefix = None
+        if isinstance(rec, dict) and rec.get("sha256") == sha256:
+            try:
+                with open(root + PREFIX_FILE, "rb") as f:
+                    prefix = f.read()
+            except OSError:
+                prefix = None
+        if prefix:
+            self.inst = boot.installer(now=now, resume=self.hash.update)
+            try:
+                self.hash.update(prefix)
+                self.inst.feed(prefix)  # authenticated again; the slot's files re-hashed
+                self.got = self.resumed_from = self._synced = len(prefix) + self.inst.present
+                self._saved = True
+                return
+            except (Reject, OSError) as e:
+                if log:
+                    log("update: the interrupted download cannot go on (%s); starting again"
+                        % (e,))
+                self.inst.abort()
+                self.hash = hashlib.sha256()
+                self.got = self._synced = 0
+        forget(root)
+        self.inst = boot.installer(now=now)
+
+    def feed(self, chunk):
+        """The next bytes of the bundle (from offset `got`)."""
+        self.inst.feed(chunk)  # may raise Reject: nothing is written before the checks
+        self.hash.update(chunk)
+        self.got += len(chunk)
+        if not self._saved and self.inst.verified is not None:
+            with open(self.root + PREFIX_FILE + ".tmp", "wb") as f:
+                f.write(self.inst.verified.prefix)
+            import os
+            os.rename(self.root + PREFIX_FILE + ".tmp", self.root + PREFIX_FILE)
+            store.save(self.root + CKPT_FILE, {"sha256": self.sha})
+            self._saved = True
+        if self.got - self._synced >= SYNC_BYTES:
+            self.inst.sync()
+            self._synced = self.got
+
+    def finish(self):
+        """The whole bundle arrived: it must match the announced hash; then the slot is
+        published (bundle.Verified). Raises Reject."""
+        import binascii
+
+        if binascii.hexlify(self.hash.digest()).decode() != self.sha:
+            forget(self.root)  # what the flash holds is not the announced bundle
+            raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
+        v = self.inst.finish()
+        forget(self.root)
+        return v
+
+    def close(self, keep):
+        """Release the installer; `keep`: leave the partial slot and the checkpoint for a
+        later resume (a network failure), else free both."""
+        if self.inst is not None:
+            keep = keep and self._saved
+            self.inst.abort(keep)
+            if not keep:
+                forget(self.root)
+
+
+def forget(root):
+    store.remove(root + CKPT_FILE)
+    store.remove(root + PREFIX_FILE)
 
 
 def in_cohort(rollout, device_id):
