@@ -99,9 +99,12 @@ def publish_cmd(bundle_file, channel, server_url, broker, keys_dir, directory, s
 @click.option("--db", default=None, metavar="PATH|URL",
               help="the rollout store the monitor updates (and halts rollouts in) "
               "[default: KEYS/service/rollouts.sqlite]")
+@click.option("--renew-certs", is_flag=True,
+              help="answer devices' certificate renewal requests (needs the manufacturer "
+              "CA's private key in --keys)")
 @click.option("--json", "as_json", is_flag=True,
               help="one JSON object per line, then a summary (outcomes per release, rollouts)")
-def monitor_cmd(broker, keys_dir, duration, count, client_id, db, as_json):
+def monitor_cmd(broker, keys_dir, duration, count, client_id, db, renew_certs, as_json):
     """Show devices, telemetry, events and alerts; flag security anomalies; track update
     outcomes and halt failing rollouts."""
     def show(rec):
@@ -119,7 +122,8 @@ def monitor_cmd(broker, keys_dir, duration, count, client_id, db, as_json):
 
     updateserver.service_dir(keys_dir).mkdir(parents=True, exist_ok=True)
     with rollout.Store.open(db or rollout.default_db(keys_dir)) as store:
-        mon = monitor.run(keys_dir, broker, show, duration, count, client_id, rollouts=store)
+        mon = monitor.run(keys_dir, broker, show, duration, count, client_id, rollouts=store,
+                          renew=renew_certs)
         summary = mon.summary()
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))

@@ -32,12 +32,13 @@ TOPICS = ("dev/+/state", "dev/+/telemetry", "dev/+/events", "dev/+/alert")
 class Monitor:
     """Devices, their last telemetry, and the anomalies flagged so far."""
 
-    def __init__(self, rollouts=None):
+    def __init__(self, rollouts=None, renewer=None):
         self.devices = {}  # id -> {"online", "version", "last_seen", "messages", ...}
         self.anomalies = []
         self.releases = {}  # version -> {"counts": {state: n}, "devices": {id: outcome}}
         self.rollouts = rollouts  # a rollout.Store, or None
-        self.actions = []  # (topic, announcement) to publish: halted rollouts
+        self.renewer = renewer  # a renewal.Renewer: answers certificate renewal requests
+        self.actions = []  # (topic, doc, retain) to publish: halted rollouts, certificates
         self._fails = defaultdict(deque)  # id -> (time, count) of failed logins
         self._boots = defaultdict(deque)
         self._msgs = defaultdict(deque)
@@ -116,6 +117,10 @@ class Monitor:
                 if total >= LOOP_BOOTS:
                     found.append(self._flag("reboot_loop", dev_id, now, "%d boots within %d s"
                                             % (total, LOOP_WINDOW_S), LOOP_WINDOW_S))
+            elif typ == "cert_renew" and self.renewer is not None:
+                cmd = self.renewer.handle(dev_id, data)
+                if cmd is not None:
+                    self.actions.append(("dev/%s/cmd" % dev_id, cmd, False))
             elif typ == "update":
                 self._outcome(dev_id, data)
                 if data.get("state") == "refused":
@@ -125,7 +130,7 @@ class Monitor:
                     r = self.rollouts.outcome(dev_id, data)
                     if r is not None:
                         self.actions.append((self.rollouts.topic(r),
-                                             self.rollouts.announcement(r)))
+                                             self.rollouts.announcement(r), True))
                         halted = {"rollout": r["rollout_id"], "state": r["state"],
                                   "reason": r["reason"]}
         seq = data.get("seq")
@@ -191,7 +196,7 @@ def format_record(rec):
 
 
 def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotctl-monitor",
-        stop=None, ready=None, rollouts=None):
+        stop=None, ready=None, rollouts=None, renew=False):
     """Subscribe as the service and call `on_record(record)` for each message, until
     `duration` seconds, `count` records, or `stop` (a threading.Event) is set; `ready` (a
     threading.Event) is set once subscribed. The session is persistent (clean_session off),
@@ -202,7 +207,11 @@ def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotct
     from .updateserver import mqtt_client, parse_broker
 
     host, port = parse_broker(broker) if isinstance(broker, str) else broker
-    mon = Monitor(rollouts)
+    renewer = None
+    if renew:
+        from .renewal import Renewer
+        renewer = Renewer(keys_dir)
+    mon = Monitor(rollouts, renewer)
     done = stop or threading.Event()
     seen = [0]
 
@@ -218,9 +227,9 @@ def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotct
         rec = mon.feed(msg.topic, msg.payload)
         if rec is None:
             return
-        while mon.actions:  # a rollout halted: no other device may start it
-            topic, doc = mon.actions.pop(0)
-            client.publish(topic, json.dumps(doc, sort_keys=True), qos=1, retain=True)
+        while mon.actions:  # a rollout halted (no other device may start it), a certificate
+            topic, doc, retain = mon.actions.pop(0)
+            client.publish(topic, json.dumps(doc, sort_keys=True), qos=1, retain=retain)
         on_record(rec)
         seen[0] += 1
         if count is not None and seen[0] >= count:

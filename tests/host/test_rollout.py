@@ -156,7 +156,8 @@ def test_monitor_aggregates_outcomes_per_release_and_halts(store):
                 {"type": "update", "state": state, "version": "2.1.0", "rollout": rid,
                  "seq": seq, **more}), 1000 + seq)
     assert rec["rollout"]["state"] == "halted"
-    assert mon.actions == [("fleet/p/stable", {**ANN, "rollout": {"id": rid, "below": 0}})]
+    assert mon.actions == [("fleet/p/stable", {**ANN, "rollout": {"id": rid, "below": 0}},
+                            True)]
     s = mon.summary()
     rel = s["releases"]["2.1.0"]
     assert rel["counts"] == {"rolled_back": 2}
