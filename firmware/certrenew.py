@@ -7,12 +7,17 @@
 # a temporary name and renamed) and connects with it; once the broker has accepted it once
 # it replaces the old one (data/cloud/cert.der; the factory certificate stays as it was).
 # If the broker does not take it, the device goes back to the old certificate.
+import asyncio
 import binascii
+import json
 import os
 
 from micropython import const
 
+from updater import device_time
+
 RENEW_PERCENT = const(80)
+TRY_MS = const(60_000)  # a new certificate the broker has not taken by then is given up
 MAX_CERT = const(2048)
 DIR = "/cloud"  # under the data root
 
@@ -164,3 +169,100 @@ class Certs:
             os.remove(self.new)
         except OSError:
             pass
+
+
+class Renewal:
+    """The renewal as the cloud link (cloud.Cloud `c`) runs it."""
+
+    def __init__(self, c):
+        self.c = c
+        self.certs = Certs(c.dev.data, c.dev.factory)
+        # A renewed certificate not yet accepted by the broker is tried first (TRY_MS).
+        self.trying = self.certs.pending()
+
+    def tls_context(self, der):
+        import mqtt
+
+        f = self.c.dev.factory
+        with open(f + "/ca.crt.der", "rb") as fh:
+            ca = fh.read()
+        with open(f + "/device.key.der", "rb") as fh:
+            key = fh.read()
+        return mqtt.tls_context(ca, der, key)
+
+    async def run(self):
+        if self.trying:
+            asyncio.create_task(self._watch())
+        while True:
+            await asyncio.sleep_ms(self.c.cfg["renew_check_s"] * 1000)
+            if self.c.link.is_up:
+                await self.request_if_due()
+
+    async def request_if_due(self):
+        """Ask the service for a new certificate once 80 % of this one's lifetime has
+        passed (again at every connect and every renew_check_s until it comes)."""
+        import mqtt
+
+        if self.trying:
+            return
+        der = self.certs.current()
+        try:
+            if not due(fields(der), device_time()):
+                return
+        except (ValueError, TypeError) as e:
+            self.c.log("cloud: certificate unreadable (%s); no renewal" % e)
+            return
+        doc = request(der)
+        doc["t"] = device_time()
+        try:  # not through the outbox: it only makes sense on a live session
+            await self.c.link.publish(self.c.t_events, json.dumps(doc).encode(), 1)
+            self.c.log("cloud: certificate renewal requested")
+        except (mqtt.MQTTError, ValueError) as e:
+            self.c.log("cloud: renewal request not sent (%r)" % (e,))
+
+    def take(self, b64):
+        """The service sent a renewed certificate (the "cert" command): checked, kept beside
+        the old one, and tried on a new connection at once. Raises ValueError, OSError."""
+        der = check(fields(self.certs.current()), b64)
+        self.certs.keep(der)
+        self.trying = der
+        self.c.client.use_tls(self.tls_context(der))
+        asyncio.create_task(self._watch())
+
+        async def _reconnect():
+            await asyncio.sleep_ms(500)  # the command's result goes out on this session
+            self.c.client.close()
+        asyncio.create_task(_reconnect())
+
+    def connected(self):
+        """The link is up: a certificate on its first try was accepted; it replaces the old."""
+        der, self.trying = self.trying, None
+        if der is None:
+            return
+        try:
+            self.certs.promote()
+        except OSError as e:
+            self.c.log("cloud: renewed certificate not kept (%r)" % (e,))
+            return
+        na = fields(der)["not_after"]
+        self.c.log("cloud: renewed certificate in use (until %d)" % na)
+        self.c.event({"type": "cert_renewed", "ok": True, "not_after": na})
+
+    async def _watch(self):
+        der = self.trying
+        await asyncio.sleep_ms(TRY_MS)
+        if der is not None and self.trying is der:  # never accepted: back to the old one
+            self.trying = None
+            self.certs.drop()
+            self.c.client.use_tls(self.tls_context(self.certs.current()))
+            self.c.log("cloud: the broker did not take the renewed certificate; old one kept")
+            self.c.event({"type": "cert_renewed", "ok": False,
+                          "error": repr(self.c.link.last_error)[:120]})
+
+    def status(self):
+        try:
+            f = fields(self.trying or self.certs.current())
+        except (ValueError, TypeError):
+            return None
+        return {"not_before": f["not_before"], "not_after": f["not_after"],
+                "renewed": self.certs.renewed_in_force(), "trying": self.trying is not None}

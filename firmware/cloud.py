@@ -30,7 +30,6 @@ TELEMETRY_S = const(300)  # what the privacy notice promises: every 5 minutes
 KEEPALIVE_S = const(60)
 MAX_CMD = const(2048)  # bytes of one command (a renewed certificate fits)
 RENEW_CHECK_S = const(3600)  # how often the link looks at its certificate's age
-CERT_TRY_MS = const(60_000)  # a new certificate not accepted by then is given up
 CMD_PER_MIN = const(20)
 SECURITY_FLUSH_MS = const(5_000)  # at most one login-failure event per 5 s, with a count
 CHANNEL = "stable"
@@ -94,11 +93,6 @@ def _fields(doc, required, optional=()):
             raise ValueError("missing field %r" % (k,))
 
 
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 class Cloud:
     """The link, its tasks and the outbox for the running device `dev`."""
 
@@ -112,12 +106,8 @@ class Cloud:
         self.t_state, self.t_telemetry = base + "state", base + "telemetry"
         self.t_events, self.t_cmd = base + "events", base + "cmd"
         self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), cfg["channel"])
-        f = dev.factory
-        self.certs = certrenew.Certs(dev.data, f)
-        # A renewed certificate not yet accepted by the broker is tried first (CERT_TRY_MS).
-        self._trying = self.certs.pending()
-        cert = self._trying or self.certs.current()
-        self.ssl = mqtt.tls_context(_read(f + "/ca.crt.der"), cert, _read(f + "/device.key.der"))
+        self.renewal = certrenew.Renewal(self)
+        self.ssl = self.renewal.tls_context(self.renewal.trying or self.renewal.certs.current())
         self.privacy = privacy_of(dev)
         # Telemetry is personal data queued under a consent: it lives with the rest of it,
         # so "delete my data" erases it with the rest (privacy.py rebuilds that directory).
@@ -144,11 +134,9 @@ class Cloud:
         self.event({"type": "boot", "version": self.dev.boot.version, "slot": self.dev.boot.slot,
                     "trial": self.dev.boot.trial, "last": st["last"][:100]})
         self.puller.report_outcome()  # a pulled release confirmed or rolled back before
-        if self._trying:
-            asyncio.create_task(self._cert_watch())
         return [asyncio.create_task(c) for c in (self._run(), self._deliver(), self._telemetry(),
                                                   self._receive(), self._security(),
-                                                  self._renewal())]
+                                                  self.renewal.run())]
 
     async def _run(self):
         await self.link.subscribe(self.t_cmd, 1)  # recorded now, renewed on every connect
@@ -157,81 +145,11 @@ class Cloud:
         self.puller.start()
         while True:
             await self.link.up.wait()
-            if self._trying:
-                self._cert_accepted()
+            self.renewal.connected()  # a renewed certificate on its first try: accepted
             await self._publish_state()
             await self._send_delete_request()
-            await self._renew_if_due()
+            await self.renewal.request_if_due()
             await self.link.down.wait()
-
-    # --- certificate renewal (certrenew.py) -------------------------------------------------
-
-    async def _renewal(self):
-        while True:
-            await asyncio.sleep_ms(self.cfg["renew_check_s"] * 1000)
-            if self.link.is_up:
-                await self._renew_if_due()
-
-    async def _renew_if_due(self):
-        if self._trying:
-            return
-        der = self.certs.current()
-        try:
-            if not certrenew.due(certrenew.fields(der), device_time()):
-                return
-        except ValueError as e:
-            self.log("cloud: certificate unreadable (%s); no renewal" % e)
-            return
-        doc = certrenew.request(der)
-        t = device_time()
-        if t:
-            doc["t"] = t
-        try:  # not through the outbox: it only makes sense on a live session
-            await self.link.publish(self.t_events, json.dumps(doc).encode(), 1)
-            self.log("cloud: certificate renewal requested")
-        except (mqtt.MQTTError, ValueError) as e:
-            self.log("cloud: renewal request not sent (%r)" % (e,))
-
-    def _new_cert(self, b64):
-        """The service sent a renewed certificate: checked, kept beside the old one, and
-        tried on a new connection at once."""
-        der = certrenew.check(certrenew.fields(self.certs.current()), b64)
-        self.certs.keep(der)
-        self._trying = der
-        self._use(der)
-        asyncio.create_task(self._cert_watch())
-
-        async def _reconnect():
-            await asyncio.sleep_ms(500)  # the command's result goes out on this session
-            self.client.close()
-        asyncio.create_task(_reconnect())
-
-    def _use(self, der):
-        f = self.dev.factory
-        self.client.use_tls(mqtt.tls_context(_read(f + "/ca.crt.der"), der,
-                                             _read(f + "/device.key.der")))
-
-    def _cert_accepted(self):
-        der, self._trying = self._trying, None
-        try:
-            self.certs.promote()
-        except OSError as e:
-            self.log("cloud: renewed certificate not kept (%r)" % (e,))
-            return
-        na = certrenew.fields(der)["not_after"]
-        self.log("cloud: renewed certificate in use (until %d)" % na)
-        self.event({"type": "cert_renewed", "ok": True, "not_after": na})
-
-    async def _cert_watch(self):
-        der = self._trying
-        await asyncio.sleep_ms(CERT_TRY_MS)
-        if self._trying is der and der is not None:  # never accepted: back to the old one
-            self._trying = None
-            self.certs.drop()
-            self._use(self.certs.current())
-            self.log("cloud: the broker did not take the renewed certificate; old one kept")
-            self.event({"type": "cert_renewed", "ok": False,
-                        "error": repr(self.link.last_error)[:120]})
 
     # --- what goes out --------------------------------------------------------------------
 
@@ -425,7 +343,7 @@ class Cloud:
                 self.puller.check()
             elif name == "cert":
                 _fields(doc, ("cmd", "cert"), ("id",))
-                self._new_cert(doc["cert"])
+                self.renewal.take(doc["cert"])
             elif name == "privacy_deleted":
                 _fields(doc, ("cmd", "request"), ("id",))
                 if not self.privacy.service_done(doc["request"]):
@@ -452,16 +370,7 @@ class Cloud:
                 "telemetry": consent(self.dev, "telemetry"),
                 "telemetry_s": self.cfg["telemetry_s"], "channel": self.cfg["channel"],
                 "update_policy": load_policy(self.dev.data), "pull": self.puller.state,
-                "certificate": self._cert_status()}
-
-    def _cert_status(self):
-        try:
-            f = certrenew.fields(self._trying or self.certs.current())
-        except (ValueError, TypeError):
-            return None
-        return {"not_before": f["not_before"], "not_after": f["not_after"],
-                "renewed": self.certs.renewed_in_force(),
-                "trying": self._trying is not None}
+                "certificate": self.renewal.status()}
 
 
 def start(dev):
