@@ -68,8 +68,12 @@ class Device:
 
     def tls_context(self):
         try:
-            with open(self.factory + "/device.crt.der", "rb") as f:
-                cert = f.read()
+            try:  # a certificate the cloud link renewed (certrenew.py), else the factory's
+                with open(self.data + "/cloud/cert.der", "rb") as f:
+                    cert = f.read()
+            except OSError:
+                with open(self.factory + "/device.crt.der", "rb") as f:
+                    cert = f.read()
             with open(self.factory + "/device.key.der", "rb") as f:
                 key = f.read()
         except OSError:
