@@ -3,10 +3,10 @@ end to end with a certificate that expires within a minute: the device asks once
 its lifetime has passed, `iotctl monitor --renew-certs` issues a new certificate for the
 device's own key, the device connects with it once and keeps it; after the old one has
 expired (the broker refuses it), a broker restart finds the device reconnecting with the
-renewed certificate."""
+renewed certificate, and after a reboot its local API presents it too."""
 
 import datetime
-import json
+import socket
 import ssl
 import threading
 import time
@@ -103,6 +103,18 @@ def test_a_device_renews_its_certificate_and_keeps_its_link(tmp_path, keydir, bu
                      what="online after the restart")
         status = sim.status(d)
         assert status["version"] == "1.0.0"
+        # Restarted, the device keeps the renewed certificate, and its local API presents it.
+        sim.reboot(d)
+        sim.wait_api(d)
+        host, port = sim.https_address(d).split(":")
+        ctx = ssl.create_default_context(cafile=str(keydir / "ca.crt"))
+        ctx.check_hostname = False  # the test checks which certificate, not the name
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                ctx.wrap_socket(raw) as tls:
+            assert tls.getpeercert(binary_form=True) == new.public_bytes(Encoding.DER)
+        capture.wait(lambda t, m: t == f"dev/{did}/state" and m.get("online")
+                     and capture_time(capture, t, m) > mark + 1, timeout=30,
+                     what="online after the reboot")
     finally:
         stop.set()
         mon.join(10)
