@@ -2,9 +2,12 @@
 (firmware/pullstate.py), without a broker: the end-to-end run with six simulated devices is
 tests/e2e/test_rollout.py."""
 
+import itertools
 import json
+import os
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -12,6 +15,7 @@ from host_tools import mpy, rollout
 from host_tools.cmd_rollout import COMMANDS, rollout_group
 from host_tools.errors import UsageError
 from host_tools.monitor import Monitor
+from tests.host.test_ledger import postgres_server  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 ANN = {"url": "https://u.example/p-2.1.0.bin", "sha256": "ab" * 32, "size": 4096,
@@ -22,9 +26,26 @@ def devices(n, prefix="sim"):
     return [f"{prefix}-{i:04d}" for i in range(n)]
 
 
+_db_names = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request, tmp_path):
+    """A fresh rollout store: a SQLite file, or a new database on a throw-away PostgreSQL
+    server (the ledger tests' fixture)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "r.sqlite")
+    host, port, user = request.getfixturevalue("postgres_server")
+    name = f"rollouts_{os.getpid()}_{next(_db_names)}"
+    with psycopg.connect(host=host, port=port, user=user, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://{user}@{host}:{port}/{name}"
+
+
 @pytest.fixture
-def store(tmp_path):
-    with rollout.Store.open(tmp_path / "r.sqlite") as s:
+def store(where):
+    with rollout.Store.open(where) as s:
         yield s
 
 
@@ -166,12 +187,12 @@ def test_monitor_aggregates_outcomes_per_release_and_halts(store):
     json.dumps(s)
 
 
-def test_cli_status_and_errors(tmp_path, store):
+def test_cli_status_and_errors(tmp_path, store, where):
     feed_fleet(store, 3)
     rid = store.create(ANN, "p", "stable", 100)["rollout_id"]
     keys = tmp_path / "keys"
     keys.mkdir()
-    db = str(tmp_path / "r.sqlite")
+    db = where
     runner = CliRunner()
     res = runner.invoke(rollout_group, ["status", rid, "--keys", str(keys), "--db", db, "--json"])
     assert res.exit_code == 0, res.output
@@ -188,3 +209,10 @@ def test_cli_status_and_errors(tmp_path, store):
     for sub in ("status", "advance", "pause", "abort"):
         res = runner.invoke(rollout_group, [sub, "--help"])
         assert res.exit_code == 0 and "--keys" in res.output
+
+
+def test_an_unusable_store_is_a_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        rollout.Store.open(tmp_path / "missing" / "r.sqlite")
+    with pytest.raises(rollout.RolloutError, match="cannot open"):
+        rollout.Store.open("postgresql://nobody@127.0.0.1:1/none")
