@@ -121,7 +121,11 @@ def measured():
             out = ""
             if mon is not None:
                 mon.send_signal(signal.SIGINT)
-                out = mon.communicate(timeout=30)[0]
+                try:
+                    out = mon.communicate(timeout=30)[0]
+                except subprocess.TimeoutExpired:
+                    mon.kill()
+                    out = mon.communicate()[0]
             for d in made:
                 sim.powercut(d)
             web.stop()

@@ -121,7 +121,11 @@ def test_rollout_halts_itself_after_two_rollbacks(tmp_path, keydir, bundles, bro
     finally:
         if mon.poll() is None:
             mon.send_signal(signal.SIGINT)  # the monitor prints its summary and quits
-        out, err = mon.communicate(timeout=30)
+        try:
+            out, err = mon.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave it running: stop it by its PID
+            mon.kill()
+            out, err = mon.communicate()
         for d in made:
             sim.powercut(d)
 
