@@ -106,6 +106,14 @@ def check_percent(p):
     return p
 
 
+def check_halt(halt_failures, halt_after):
+    if isinstance(halt_failures, bool) or not isinstance(halt_failures, int) \
+            or not 1 <= halt_failures <= 100:
+        raise UsageError("--halt-failures is a percentage from 1 to 100")
+    if isinstance(halt_after, bool) or not isinstance(halt_after, int) or halt_after < 1:
+        raise UsageError("--halt-after must be at least 1")
+
+
 def default_db(keys_dir):
     return Path(keys_dir) / "service" / DB_NAME
 
@@ -172,10 +180,7 @@ class Store:
         """A new rollout of `announcement` (the channel's announcement without "rollout")
         to `percent` of the channel. Returns the rollout (a dict)."""
         check_percent(percent)
-        if not 1 <= halt_failures <= 100:
-            raise UsageError("--halt-failures is a percentage from 1 to 100")
-        if halt_after < 1:
-            raise UsageError("--halt-after must be at least 1")
+        check_halt(halt_failures, halt_after)
         now = int(time.time() if now is None else now)
         rid = f"{product}-{announcement['version']}-{announcement['sha256'][:8]}"
         if self.get(rid, missing_ok=True):

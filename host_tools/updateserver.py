@@ -372,7 +372,10 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
     if rollout is not None:
         from . import rollout as rollout_mod
 
-        rollout_mod.check_percent(rollout)
+        rollout_mod.check_percent(rollout)  # before anything is copied or stored
+        halt_failures = rollout_mod.HALT_FAILURES if halt_failures is None else halt_failures
+        halt_after = rollout_mod.HALT_AFTER if halt_after is None else halt_after
+        rollout_mod.check_halt(halt_failures, halt_after)
     src = Path(bundle_path)
     data = src.read_bytes()
     info = bundle.parse(data)  # VerifyError for a file that is not a bundle
@@ -405,9 +408,7 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
         return {"topic": topic, "file": str(d / name), "announcement": doc}
     service_dir(keys_dir).mkdir(parents=True, exist_ok=True)
     with rollout_mod.Store.open(db or rollout_mod.default_db(keys_dir)) as st:
-        r = st.create(doc, m["product"], channel, rollout,
-                      rollout_mod.HALT_FAILURES if halt_failures is None else halt_failures,
-                      rollout_mod.HALT_AFTER if halt_after is None else halt_after)
+        r = st.create(doc, m["product"], channel, rollout, halt_failures, halt_after)
         doc = st.announcement(r)
         try:
             announce(keys_dir, broker, topic, doc)

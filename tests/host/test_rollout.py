@@ -216,3 +216,16 @@ def test_an_unusable_store_is_a_clear_error(tmp_path):
         rollout.Store.open(tmp_path / "missing" / "r.sqlite")
     with pytest.raises(rollout.RolloutError, match="cannot open"):
         rollout.Store.open("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_publish_refuses_bad_rollout_options_before_storing_anything(tmp_path):
+    from host_tools import updateserver
+
+    (tmp_path / "b.bin").write_bytes(b"not read")
+    for opts in ({"rollout": 0}, {"rollout": 101}, {"rollout": 10, "halt_failures": 0},
+                 {"rollout": 10, "halt_after": 0}):
+        with pytest.raises(UsageError):
+            updateserver.publish(tmp_path / "b.bin", "stable", "https://u", "127.0.0.1:1",
+                                 tmp_path / "keys", tmp_path / "served", verify=False,
+                                 db=tmp_path / "r.sqlite", **opts)
+    assert not (tmp_path / "served").exists() and not (tmp_path / "r.sqlite").exists()
