@@ -5,7 +5,9 @@ manufacturer CA), `iotctl monitor` running as the service in its own process.
 A broken release (its self-test always fails) goes out with `--rollout 34`: two of the six
 devices take it, both roll back with the self-test's reason, the monitor halts the rollout
 by itself, and the other four never download it. `monitor --json` shows every outcome with
-its reason; `iotctl rollout advance` is refused on the halted rollout.
+its reason; `iotctl rollout advance` is refused on the halted rollout. And with a device
+waiting for its spread delay: `rollout pause` calls its start off, `advance` offers the
+release again, `abort` ends it, and nothing is downloaded.
 """
 
 import json
@@ -140,3 +142,51 @@ def test_rollout_halts_itself_after_two_rollbacks(tmp_path, keydir, bundles, bro
     assert {d: o["reason"] for d, o in rel["devices"].items()} == \
         {d: "self-test of 2.1.0 failed: sensor driver missing" for d in cohort}
     assert [r["state"] for r in summary["rollouts"]] == ["halted"]
+
+
+def test_pause_calls_off_a_scheduled_start_and_advance_resumes(tmp_path, keydir, bundles,
+                                                               broker, capture, web):
+    """A device waiting for its spread delay: `rollout pause` calls its start off, `advance`
+    offers the release again, `abort` ends it; nothing is downloaded meanwhile."""
+    from .test_cloud import call
+
+    addr = f"{broker.address}:{broker.port}"
+    db = str(tmp_path / "rollouts.sqlite")
+    d = tmp_path / "dev"
+    try:
+        info, dev = new_device(d, keydir, bundles["v1"], broker)
+        did = info["device_id"]
+        capture.wait(lambda t, m: t == f"dev/{did}/state" and m["online"], what="online")
+
+        def pull_state(want):
+            deadline = time.monotonic() + 20
+            while True:
+                st = call(dev, "GET", "/api/cloud")[1]["pull"]
+                if st["state"] == want:
+                    return st
+                assert time.monotonic() < deadline, st
+                time.sleep(0.2)
+
+        res = CliRunner().invoke(publish_cmd, [
+            str(bundles["v2"]), "--channel", "stable", "--server", web.url(), "--broker", addr,
+            "--keys", str(keydir), "--dir", str(web.root), "--spread", "600", "--rollout",
+            "100", "--db", db, "--json"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        rid = json.loads(res.output)["rollout"]["rollout"]
+        assert pull_state("scheduled")["version"] == "2.0.0"
+        opts = ["--keys", str(keydir), "--db", db, "--broker", addr, "--json"]
+        res = CliRunner().invoke(rollout_group, ["pause", rid, *opts])
+        assert res.exit_code == 0 and json.loads(res.output)["state"] == "paused", res.output
+        pull_state("idle")  # the scheduled start is called off
+        res = CliRunner().invoke(rollout_group, ["advance", rid, "--to", "100", *opts])
+        assert res.exit_code == 0 and json.loads(res.output)["state"] == "active", res.output
+        pull_state("scheduled")
+        res = CliRunner().invoke(rollout_group, ["abort", rid, *opts])
+        assert res.exit_code == 0 and json.loads(res.output)["state"] == "aborted", res.output
+        pull_state("idle")
+        offered = [m for t, m in capture.of(did, "events") if m.get("state") == "offered"]
+        assert len(offered) == 2 and all(m["rollout"] == rid for m in offered)
+        assert [r for r in web.requests() if r["path"].endswith(".bin")] == []
+        assert sim.status(d)["version"] == "1.0.0"
+    finally:
+        sim.powercut(d)
