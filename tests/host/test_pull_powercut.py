@@ -1,5 +1,5 @@
 """Power-loss sweep of a pulled download (firmware/pullstate.py): the power is cut at flash
-operations of a 216 KiB download, every STRIDE-th one in `make test` (PULL_SWEEP_STRIDE,
+operations of a 220 KiB download, every STRIDE-th one in `make test` (PULL_SWEEP_STRIDE,
 default 7), every one with `make powercut-pull`; and again and again in one download. Every
 cut resumes from what the flash holds and ends in a verified trial of the new version, and
 the bytes fetched (before and after the cuts) stay under twice the bundle."""
