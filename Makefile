@@ -61,3 +61,8 @@ hwtest: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache
+
+# The pulled download's power-loss sweep at every flash operation (`make test` takes every 7th).
+powercut-pull: bootstrap $(STAMP)
+	PULL_SWEEP_STRIDE=1 $(BIN)/python -m pytest -q -s tests/host/test_pull_powercut.py
+.PHONY: powercut-pull

@@ -134,13 +134,15 @@ class Boot:
             self._rollback(st, "self-test of %s failed: %s" % (self.version, reason))
         self.hal.reset()
 
-    def installer(self, progress=None, now=0):
-        """A slots.Installer for the inactive slot under the current rules."""
+    def installer(self, progress=None, now=0, resume=None):
+        """A slots.Installer for the inactive slot under the current rules (`resume`: see
+        slots.Installer: keep what a download cut by a power loss wrote)."""
         st = self.state()
         if self._inst is not None and not self._inst.closed:  # they would share the space
             raise Reject("BUSY", "another update is being installed")
         self._inst = slots.Installer(self.root, self.state_path, self.anchors,
-                                     self.policy(st, now), progress, space=self.space())
+                                     self.policy(st, now), progress, space=self.space(),
+                                     resume=resume)
         return self._inst
 
     def space(self):

@@ -121,7 +121,7 @@ class Installer:
     any point leaves the inactive slot either unusable (no prefix) or complete."""
 
     def __init__(self, root, state_path, anchors, policy, progress=None, factory=False,
-                 space=None):
+                 space=None, resume=None):
         self.root = root
         self.state_path = state_path
         self.anchors = anchors
@@ -147,17 +147,72 @@ class Installer:
         self._done = False
         self.closed = False  # abort() ran: the caller is done with this installer
         self.written = 0
+        # resume: a download cut by a power loss goes on. The files it completed and the part
+        # of the file it was writing are kept, re-hashed from flash (each chunk also goes to
+        # resume(chunk), the caller's whole-bundle hash); `present` counts those bytes.
+        self.resume = resume
+        self.present = 0
 
     def _begin_payload(self):
         self.verified = bundle.authenticate_prefix(self._pre.buf, self.anchors, self.policy)
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
         invalidate(self.root, self.target)
-        rmtree(slot_dir(self.root, self.target))
+        if self.resume is None:
+            rmtree(slot_dir(self.root, self.target))
         _makedirs(slot_dir(self.root, self.target))
         self._files = self.verified.manifest["files"]
         self._idx = -1
-        self._next_file()
+        if self.resume is None:
+            self._next_file()
+        else:
+            self._take_present()
+
+    def _take_present(self):
+        """Resume: walk the manifest's files in order through what the target slot holds.
+        A complete file must match its hash; the first short one is reopened for appending
+        with its hash state rebuilt from its bytes; a missing one starts the rest. Anything
+        inconsistent raises Reject("RESUME") (the caller then starts afresh)."""
+        buf = bytearray(512)
+        mv = memoryview(buf)
+        base = slot_dir(self.root, self.target) + "/"
+        while True:
+            self._idx += 1
+            if self._idx >= len(self._files):
+                return  # every file is there: finish() follows
+            entry = self._files[self._idx]
+            path = base + entry["path"]
+            if not exists(path):
+                self._idx -= 1
+                self._next_file()
+                return
+            h = hashlib.sha256()
+            n = 0
+            with open(path, "rb") as f:
+                while True:
+                    k = f.readinto(buf)
+                    if not k:
+                        break
+                    n += k
+                    if n > entry["size"]:
+                        raise Reject("RESUME", "%s is longer than its manifest" % entry["path"])
+                    h.update(mv[:k])
+                    self.resume(mv[:k])
+            self.present += n
+            self.written += n
+            if n < entry["size"]:
+                self._fh = open(path, "ab")
+                self._hash = h
+                self._left = entry["size"] - n
+                return
+            if h.digest() != entry["digest"]:
+                raise Reject("RESUME", "%s does not match its manifest" % entry["path"])
+
+    def sync(self):
+        """Commit what was written of the current file (littlefs keeps it across a power
+        cut only once synced): a checkpoint a resumed download can start from."""
+        if self._fh:
+            self._fh.flush()
 
     def _next_file(self):
         while True:
@@ -234,13 +289,14 @@ class Installer:
         self._done = True
         return self.verified
 
-    def abort(self):
-        """Close what is open and free a half-written slot (it has no prefix, so it is unusable)."""
+    def abort(self, keep=False):
+        """Close what is open and free a half-written slot (it has no prefix, so it is
+        unusable), unless `keep`: a download that will resume later (it never boots either)."""
         self.closed = True
         if self._fh:
             self._fh.close()
             self._fh = None
-        if self._files is not None and not self._done:
+        if self._files is not None and not self._done and not keep:
             try:
                 rmtree(slot_dir(self.root, self.target))
             except OSError:

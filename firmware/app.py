@@ -68,8 +68,12 @@ class Device:
 
     def tls_context(self):
         try:
-            with open(self.factory + "/device.crt.der", "rb") as f:
-                cert = f.read()
+            try:  # a certificate the cloud link renewed (certrenew.py), else the factory's
+                with open(self.data + "/cloud/cert.der", "rb") as f:
+                    cert = f.read()
+            except OSError:
+                with open(self.factory + "/device.crt.der", "rb") as f:
+                    cert = f.read()
             with open(self.factory + "/device.key.der", "rb") as f:
                 key = f.read()
         except OSError:
@@ -95,6 +99,8 @@ class Device:
         if reason is None:
             self.boot.confirm()
             self.hal.report(self.boot, "normal")
+            if self.cloud is not None:  # a pulled release: tell the service it confirmed
+                self.cloud.puller.report_outcome()
         else:
             self.log("app: self-test failed: " + reason)
             self.boot.rollback(reason)

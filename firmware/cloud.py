@@ -18,6 +18,7 @@ import time
 
 from micropython import const
 
+import certrenew
 import mqtt
 from backoff import Backoff
 from httpd import HTTPError, json_response
@@ -27,11 +28,12 @@ from updater import device_time
 
 TELEMETRY_S = const(300)  # what the privacy notice promises: every 5 minutes
 KEEPALIVE_S = const(60)
-MAX_CMD = const(1024)  # bytes of one command
+MAX_CMD = const(2048)  # bytes of one command (a renewed certificate fits)
+RENEW_CHECK_S = const(3600)  # how often the link looks at its certificate's age
 CMD_PER_MIN = const(20)
 SECURITY_FLUSH_MS = const(5_000)  # at most one login-failure event per 5 s, with a count
 CHANNEL = "stable"
-COMMANDS = ("set", "check_update", "privacy_deleted")
+COMMANDS = ("set", "check_update", "privacy_deleted", "cert")
 _BACKOFF_KEYS = ("base_ms", "cap_ms", "initial_window_ms", "stable_ms")
 
 
@@ -48,8 +50,9 @@ def config(identity):
         raise ValueError("cloud: host and port are required")
     out = {"host": host, "port": port, "name": c.get("name") or host,
            "channel": c.get("channel") or CHANNEL, "telemetry_s": c.get("telemetry_s", TELEMETRY_S),
-           "keepalive_s": c.get("keepalive_s", KEEPALIVE_S), "backoff": {}}
-    for k in ("telemetry_s", "keepalive_s"):
+           "keepalive_s": c.get("keepalive_s", KEEPALIVE_S),
+           "renew_check_s": c.get("renew_check_s", RENEW_CHECK_S), "backoff": {}}
+    for k in ("telemetry_s", "keepalive_s", "renew_check_s"):
         v = out[k]
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 86400:
             raise ValueError("cloud: %s must be 1..86400" % k)
@@ -90,11 +93,6 @@ def _fields(doc, required, optional=()):
             raise ValueError("missing field %r" % (k,))
 
 
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 class Cloud:
     """The link, its tasks and the outbox for the running device `dev`."""
 
@@ -108,9 +106,8 @@ class Cloud:
         self.t_state, self.t_telemetry = base + "state", base + "telemetry"
         self.t_events, self.t_cmd = base + "events", base + "cmd"
         self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), cfg["channel"])
-        f = dev.factory
-        self.ssl = mqtt.tls_context(_read(f + "/ca.crt.der"), _read(f + "/device.crt.der"),
-                                    _read(f + "/device.key.der"))
+        self.renewal = certrenew.Renewal(self)
+        self.ssl = self.renewal.tls_context(self.renewal.trying or self.renewal.certs.current())
         self.privacy = privacy_of(dev)
         # Telemetry is personal data queued under a consent: it lives with the rest of it,
         # so "delete my data" erases it with the rest (privacy.py rebuilds that directory).
@@ -136,8 +133,10 @@ class Cloud:
         st = self.dev.boot.state()
         self.event({"type": "boot", "version": self.dev.boot.version, "slot": self.dev.boot.slot,
                     "trial": self.dev.boot.trial, "last": st["last"][:100]})
+        self.puller.report_outcome()  # a pulled release confirmed or rolled back before
         return [asyncio.create_task(c) for c in (self._run(), self._deliver(), self._telemetry(),
-                                                  self._receive(), self._security())]
+                                                  self._receive(), self._security(),
+                                                  self.renewal.run())]
 
     async def _run(self):
         await self.link.subscribe(self.t_cmd, 1)  # recorded now, renewed on every connect
@@ -146,8 +145,10 @@ class Cloud:
         self.puller.start()
         while True:
             await self.link.up.wait()
+            self.renewal.connected()  # a renewed certificate on its first try: accepted
             await self._publish_state()
             await self._send_delete_request()
+            await self.renewal.request_if_due()
             await self.link.down.wait()
 
     # --- what goes out --------------------------------------------------------------------
@@ -340,6 +341,9 @@ class Cloud:
             elif name == "check_update":
                 _fields(doc, ("cmd",), ("id",))
                 self.puller.check()
+            elif name == "cert":
+                _fields(doc, ("cmd", "cert"), ("id",))
+                self.renewal.take(doc["cert"])
             elif name == "privacy_deleted":
                 _fields(doc, ("cmd", "request"), ("id",))
                 if not self.privacy.service_done(doc["request"]):
@@ -365,7 +369,8 @@ class Cloud:
                 "inflight": len(c.inflight), "commands": self.commands,
                 "telemetry": consent(self.dev, "telemetry"),
                 "telemetry_s": self.cfg["telemetry_s"], "channel": self.cfg["channel"],
-                "update_policy": load_policy(self.dev.data), "pull": self.puller.state}
+                "update_policy": load_policy(self.dev.data), "pull": self.puller.state,
+                "certificate": self.renewal.status()}
 
 
 def start(dev):

@@ -283,6 +283,10 @@ class Client:
     def connected(self):
         return self._stream is not None
 
+    def use_tls(self, ssl_context):
+        """The context of the next connect (e.g. with a renewed device certificate)."""
+        self._ssl = ssl_context
+
     @property
     def inflight(self):
         """Packet ids of QoS 1 publishes not yet acknowledged, oldest first."""

@@ -2,16 +2,16 @@
 # ({url, sha256, size, version}); the device downloads it over HTTPS in the background and
 # streams it into the boot stage's installer exactly as a push does, so the same checks
 # (signature, board, product, security floor, key floor, sizes, file hashes) decide.
-# A dropped connection resumes where it stopped (HTTP Range). The update server must
-# present a certificate issued by the manufacturer CA (the pinned /factory/ca.crt.der).
+# A dropped connection resumes where it stopped (HTTP Range); a power cut resumes from what
+# the flash holds (pullstate.py). The update server must present a certificate issued by
+# the manufacturer CA (the pinned /factory/ca.crt.der).
 # The owner's policy decides: "auto" (default), "disabled", or "postpone" until a time.
 import asyncio
-import binascii
-import hashlib
 import json
 
 from micropython import const
 
+import pullstate
 import store
 from backoff import Backoff, system_rng, uniform_ms
 from bundle import Reject
@@ -24,6 +24,7 @@ SPREAD_S = const(600)  # default: a fleet starts its downloads spread over 10 mi
 MAX_SPREAD_S = const(86400)
 MAX_ATTEMPTS = const(8)  # connections per download before giving up for RETRY_S
 RETRY_S = const(3600)
+PROGRESS_STEPS = const(4)  # "downloading" events at 0, 25, 50 and 75 %
 _MAX_HEAD = const(2048)
 _TIMEOUT_MS = const(15_000)  # connect, handshake, each read
 _MAX_URL = const(256)
@@ -115,7 +116,7 @@ def check_offer(doc, capacity):
     """Validate an announcement strictly; returns it with `host`, `port`, `path` added."""
     if not isinstance(doc, dict):
         raise ValueError("announcement must be a JSON object")
-    allowed = ("url", "sha256", "size", "version", "spread_s", "security_fix")
+    allowed = ("url", "sha256", "size", "version", "spread_s", "security_fix", "rollout")
     for k in doc:
         if k not in allowed:
             raise ValueError("unknown field %r" % (k,))
@@ -137,9 +138,12 @@ def check_offer(doc, capacity):
         raise ValueError("spread_s must be 0..%d" % MAX_SPREAD_S)
     if doc.get("security_fix", False) not in (True, False):
         raise ValueError("security_fix must be true or false")
+    rollout = doc.get("rollout")
+    if rollout is not None:
+        rollout = pullstate.check_rollout(rollout)
     return {"url": doc["url"], "sha256": sha, "size": size, "version": doc["version"],
             "spread_s": spread, "security_fix": doc.get("security_fix", False),
-            "host": host, "port": port, "path": path}
+            "rollout": rollout, "host": host, "port": port, "path": path}
 
 
 # --- HTTPS -----------------------------------------------------------------------------
@@ -199,11 +203,31 @@ class Puller:
             if not self._active:
                 self._set({"state": "up to date", "version": installed})
             return "not newer than %s" % installed
+        if not pullstate.in_cohort(doc["rollout"], self.dev.identity.get("device_id", "")):
+            # A staged rollout that does not (or no longer: paused, halted) take this device.
+            if self.offer is not None and not self._active:
+                self.offer = None
+                self._set({"state": "idle"})
+                self._kick.set()  # a scheduled start is called off
+            return "not in the rollout's cohort"
         if self.offer is not None and self.offer["sha256"] == doc["sha256"]:
             return None  # the retained announcement again (after a reconnect)
+        if doc["sha256"] in self.refused:
+            self._set({"state": "refused", "version": doc["version"]})
+            return "refused or rolled back before"
         self.offer = doc
+        self._event(doc, "offered")
         self._kick.set()
         return None
+
+    def _event(self, offer, state, **more):
+        """An update outcome on the events topic (docs/cloud-link.md, "Update outcomes")."""
+        more["type"] = "update"
+        more["state"] = state
+        more["version"] = offer["version"]
+        if offer.get("rollout"):
+            more["rollout"] = offer["rollout"]["id"]
+        self.emit(more)
 
     def check(self):
         """The owner (through the service) asked to check now: no spread delay."""
@@ -213,6 +237,19 @@ class Puller:
     def kick(self):
         """Re-read the policy (it changed)."""
         self._kick.set()
+
+    def report_outcome(self):
+        """Queue the outcome of the last pulled release once the boot knows it (confirmed,
+        or rolled back with the reason); cloud.py calls it at start and after a confirm."""
+        try:
+            ev, sha = pullstate.outcome(self.root, self.dev.boot)
+            if ev is not None:
+                self.emit(ev)
+                pullstate.done(self.root, ev, sha)
+            if ev is not None and ev["state"] == "rolled_back" or ev is None and sha:
+                self.refused.append(sha)  # a release that failed its trial is not tried again
+        except OSError as e:
+            self.log("update: outcome not reported (%r)" % (e,))
 
     def _set(self, state):
         # Shown to the owner where pushed updates show theirs (GET /api/update), unless a
@@ -288,30 +325,35 @@ class Puller:
         if up.thermostat:
             up.thermostat.reset_gap()
         version = offer["version"]
-        inst = None
-        dl = {"got": 0, "hash": hashlib.sha256(), "conns": 0}
+        dl = None
+        keep = False  # a network failure keeps the partial slot for the next try
         self._set({"state": "downloading", "version": version, "received": 0,
                    "total": offer["size"], "resumed": 0})
-        self.emit({"type": "update", "state": "downloading", "version": version})
         try:
-            inst = dev.boot.installer(now=device_time())
+            # After a power cut in the middle, the download goes on from what the flash holds.
+            dl = pullstate.Download(dev.boot, self.root, offer["sha256"], device_time(),
+                                    self.log)
+            dl.conns = 0
+            dl.step = dl.got * PROGRESS_STEPS // offer["size"]
+            self.state["received"] = self.state["from"] = dl.got
+            if dl.got:
+                self.log("update: %s resumes at byte %d (kept in flash)" % (version, dl.got))
+            self._event(offer, "downloading", progress=100 * dl.step // PROGRESS_STEPS,
+                        **({"from": dl.got} if dl.got else {}))
             backoff = Backoff(base_ms=1000, cap_ms=60_000, initial_window_ms=0)
-            while dl["got"] < offer["size"]:
+            while dl.got < offer["size"]:
                 try:
-                    await self._fetch(offer, inst, dl, up.buf)
+                    await self._fetch(offer, dl, up.buf)
                 except (OSError, ValueError, HTTPFail, asyncio.TimeoutError) as e:
                     # ValueError: TLS refused the server (MicroPython's ssl reports it so)
-                    if dl["conns"] >= MAX_ATTEMPTS:
-                        raise HTTPFail("gave up after %d connections: %r" % (dl["conns"], e))
+                    if dl.conns >= MAX_ATTEMPTS:
+                        raise HTTPFail("gave up after %d connections: %r" % (dl.conns, e))
                     wait = backoff.retry()
                     self.log("update: download interrupted at %d bytes (%r); resuming in %d ms"
-                             % (dl["got"], e, wait))
+                             % (dl.got, e, wait))
                     self.state["resumed"] = self.state.get("resumed", 0) + 1
                     await asyncio.sleep_ms(wait)
-            digest = binascii.hexlify(dl["hash"].digest()).decode()
-            if digest != offer["sha256"]:
-                raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
-            v = inst.finish()
+            v = dl.finish()
         except Reject as e:
             if e.verdict == "BUSY":  # the last update is still on trial: not this bundle's fault
                 self._set({"state": "waiting", "version": version, "message": e.detail})
@@ -319,40 +361,44 @@ class Puller:
             self.refused.append(offer["sha256"])
             self._set({"state": "refused", "version": version, "verdict": e.verdict,
                        "message": e.detail})
-            self.emit({"type": "update", "state": "refused", "version": version,
-                       "verdict": e.verdict})
+            self._event(offer, "refused", verdict=e.verdict, reason=e.detail[:160])
             self.log("update: pulled %s refused: %s" % (version, e))
             return None
         except (HTTPFail, OSError) as e:
+            keep = True
             self._set({"state": "failed", "version": version, "message": str(e)})
-            self.emit({"type": "update", "state": "failed", "version": version,
-                       "error": str(e)[:120]})
+            self._event(offer, "failed", error=str(e)[:120])
             self.log("update: pulled %s failed: %s" % (version, e))
             return None
         finally:
-            if inst is not None:
-                inst.abort()
+            if dl is not None:
+                dl.close(keep)
             up.busy = False
             self._active = False
+        inst = dl.inst
         resumed = self.state.get("resumed", 0)
         self.offer = None
         self._set({"state": "installed", "version": v.manifest["version"], "slot": inst.target,
                    "resumed": resumed, "notes": v.manifest["notes"],
                    "security_fix": v.manifest["security_fix"]})
-        self.emit({"type": "update", "state": "installed", "version": version,
-                   "resumed": resumed})
+        try:  # the next boot reports whether it confirmed itself or rolled back
+            pullstate.installed(self.root, version, offer["sha256"],
+                                offer["rollout"]["id"] if offer.get("rollout") else None)
+        except OSError as e:
+            self.log("update: outcome record not saved (%r)" % (e,))
+        self._event(offer, "installed", resumed=resumed)
         self.log("update %s downloaded into slot %s (resumed %d times); restarting into it"
                  % (version, inst.target, resumed))
         dev.restart_later(2000)  # time for the event to leave the outbox
         return v
 
-    async def _fetch(self, offer, inst, dl, buf):
-        """One connection: GET with Range from dl["got"]; feeds the installer as bytes come."""
-        dl["conns"] += 1
+    async def _fetch(self, offer, dl, buf):
+        """One connection: GET with Range from dl.got; feeds the download as bytes come."""
+        dl.conns += 1
         stream, sock = await asyncio.wait_for_ms(_open(offer["host"], offer["port"], self.ssl),
                                                  _TIMEOUT_MS)
         try:
-            got, size = dl["got"], offer["size"]
+            got, size = dl.got, offer["size"]
             req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n" \
                   "User-Agent: iot-thermostat\r\n\r\n" % (offer["path"], offer["host"], got)
             stream.write(req.encode())
@@ -372,7 +418,7 @@ class Puller:
                 raise HTTPFail("HTTP %s" % head[9:12].decode())
             mv = memoryview(buf)
             pending = rest
-            while dl["got"] < size:
+            while dl.got < size:
                 if pending:
                     n = min(len(pending), len(buf))
                     mv[:n] = pending[:n]
@@ -380,18 +426,19 @@ class Puller:
                 else:
                     n = await asyncio.wait_for_ms(stream.readinto(mv), _TIMEOUT_MS)
                     if not n:
-                        raise OSError("connection closed at %d of %d bytes" % (dl["got"], size))
+                        raise OSError("connection closed at %d of %d bytes" % (dl.got, size))
                 start = 0
                 if skip:
                     start = min(skip, n)
                     skip -= start
-                n = min(n, start + size - dl["got"])
+                n = min(n, start + size - dl.got)
                 if n > start:
-                    chunk = mv[start:n]
-                    inst.feed(chunk)  # may raise Reject: nothing is written before the checks
-                    dl["hash"].update(chunk)
-                    dl["got"] += n - start
-                    self.state["received"] = dl["got"]
+                    dl.feed(mv[start:n])  # may raise Reject: nothing is written before the checks
+                    self.state["received"] = dl.got
+                    step = dl.got * PROGRESS_STEPS // size
+                    if step > dl.step and dl.got < size:
+                        dl.step = step  # coarse: a few outbox entries per download
+                        self._event(offer, "downloading", progress=100 * step // PROGRESS_STEPS)
                 await asyncio.sleep_ms(0)  # let the control loop tick
         finally:
             sock.close()

@@ -159,7 +159,8 @@ def issue_leaf(ca, cn, public_key, ekus, hosts, not_after, now):
 def issue_device(ca, device_id, public_key, now=None):
     """The device certificate: subject CN = device id, SAN dNSName <id> and <id>.local,
     EKU serverAuth + clientAuth (the same identity serves the local TLS API and mutual TLS
-    to the cloud), valid until the CA expires (a device has no renewal path offline)."""
+    to the cloud), valid until the CA expires (a device that never reaches the cloud has no
+    renewal path; one on the cloud link renews it: host_tools/renewal.py)."""
     now = now or _now()
     not_after = ca.cert.not_valid_after_utc
     if now >= not_after:

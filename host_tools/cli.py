@@ -40,10 +40,10 @@ def cli():
 def _register():
     """Add every command module's COMMANDS to the group; runs once, at import."""
     from . import (cmd_cloud, cmd_core, cmd_device, cmd_esp, cmd_evidence, cmd_firmware,
-                   cmd_ledger, cmd_provision, cmd_report, cmd_sim)
+                   cmd_ledger, cmd_provision, cmd_report, cmd_rollout, cmd_sim)
 
     for module in (cmd_core, cmd_firmware, cmd_sim, cmd_provision, cmd_ledger, cmd_device,
-                   cmd_cloud, cmd_esp, cmd_report, cmd_evidence):
+                   cmd_cloud, cmd_rollout, cmd_esp, cmd_report, cmd_evidence):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -5,7 +5,17 @@ import json
 
 import click
 
-from . import monitor, updateserver
+from . import monitor, rollout, updateserver
+from .errors import UsageError
+from .rollout import HALT_AFTER, HALT_FAILURES
+
+
+def format_rollout(r):
+    """One line for a person: a rollout's share, state and outcomes."""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "no outcome yet"
+    why = f" ({r['reason']})" if r["reason"] else ""
+    return (f"rollout {r['rollout']} of {r['version']} on {r['channel']}: {r['state']}{why}, "
+            f"{r['percent']} % = {r['admitted']} of {r['fleet']} known devices; {counts}")
 
 
 @click.command("serve")
@@ -49,20 +59,36 @@ def serve_cmd(directory, port, address, keys_dir, hosts):
 @click.option("--spread", "spread_s", type=int, default=updateserver.SPREAD_S,
               show_default=True, help="devices start downloading at a random time within "
               "this many seconds (0: at once)")
+@click.option("--rollout", "percent", type=int, default=None,
+              help="a staged rollout: offer it to this percentage of the channel's devices "
+              "(iotctl rollout advance raises it)")
+@click.option("--halt-failures", type=int, default=None,
+              help=f"halt the rollout when this percentage of the devices that tried failed "
+              f"[default: {HALT_FAILURES}]")
+@click.option("--halt-after", type=int, default=None,
+              help=f"... once at least this many failed [default: {HALT_AFTER}]")
+@click.option("--db", default=None, metavar="PATH|URL",
+              help="the rollout store: SQLite file or postgresql:// URL "
+              "[default: KEYS/service/rollouts.sqlite]")
 @click.option("--timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
               help="seconds to wait for the broker to acknowledge the announcement")
 @click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def publish_cmd(bundle_file, channel, server_url, broker, keys_dir, directory, spread_s,
-                timeout, as_json):
+                percent, halt_failures, halt_after, db, timeout, as_json):
     """Put a verified bundle on the update server and announce it on fleet/<product>/CHANNEL."""
+    if percent is None and (halt_failures is not None or halt_after is not None):
+        raise UsageError("--halt-failures and --halt-after go with --rollout")
     result = updateserver.publish(bundle_file, channel, server_url, broker, keys_dir, directory,
-                                  spread_s, timeout=timeout)
+                                  spread_s, rollout=percent, halt_failures=halt_failures,
+                                  halt_after=halt_after, db=db, timeout=timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         a = result["announcement"]
         click.echo(f"announced {a['version']} on {result['topic']}: {a['url']} "
                    f"({a['size']} bytes, sha256 {a['sha256'][:16]}...)")
+        if "rollout" in result:
+            click.echo(format_rollout(result["rollout"]))
 
 
 @click.command("monitor")
@@ -73,9 +99,17 @@ def publish_cmd(bundle_file, channel, server_url, broker, keys_dir, directory, s
 @click.option("--count", type=int, default=None, help="stop after this many messages")
 @click.option("--client-id", default="iotctl-monitor", show_default=True,
               help="the persistent session's id (alerts wait for it while it is away)")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-def monitor_cmd(broker, keys_dir, duration, count, client_id, as_json):
-    """Show devices, telemetry, events and alerts; flag security anomalies."""
+@click.option("--db", default=None, metavar="PATH|URL",
+              help="the rollout store the monitor updates (and halts rollouts in) "
+              "[default: KEYS/service/rollouts.sqlite]")
+@click.option("--renew-certs", is_flag=True,
+              help="answer devices' certificate renewal requests (needs the manufacturer "
+              "CA's private key in --keys)")
+@click.option("--json", "as_json", is_flag=True,
+              help="one JSON object per line, then a summary (outcomes per release, rollouts)")
+def monitor_cmd(broker, keys_dir, duration, count, client_id, db, renew_certs, as_json):
+    """Show devices, telemetry, events and alerts; flag security anomalies; track update
+    outcomes and halt failing rollouts."""
     def show(rec):
         if as_json:
             click.echo(json.dumps(rec, sort_keys=True))
@@ -84,9 +118,24 @@ def monitor_cmd(broker, keys_dir, duration, count, client_id, as_json):
         for a in rec["anomalies"]:
             click.secho(f"  ANOMALY {a['anomaly']}: {a['device_id']}: {a['detail']}",
                         fg="red", bold=True)
+        if "rollout" in rec:
+            r = rec["rollout"]
+            click.secho(f"  ROLLOUT {r['rollout']} {r['state'].upper()}: {r['reason']}",
+                        fg="red", bold=True)
 
-    mon = monitor.run(keys_dir, broker, show, duration, count, client_id)
-    if not as_json:
+    updateserver.service_dir(keys_dir).mkdir(parents=True, exist_ok=True)
+    with rollout.Store.open(db or rollout.default_db(keys_dir)) as store:
+        mon = monitor.run(keys_dir, broker, show, duration, count, client_id, rollouts=store,
+                          renew=renew_certs)
+        summary = mon.summary()
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        for version, rel in sorted(summary["releases"].items()):
+            click.echo(f"release {version}: " + ", ".join(
+                f"{n} {s}" for s, n in sorted(rel["counts"].items())))
+        for r in summary["rollouts"]:
+            click.echo(format_rollout(r))
         for d in sorted(mon.devices.values(), key=lambda d: d["device_id"]):
             t = d["telemetry"] or {}
             click.echo(f"{d['device_id']}: {'online' if d['online'] else 'offline'}, version "

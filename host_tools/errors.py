@@ -110,6 +110,7 @@ EXIT_CODES = {
     11: ("auth_refused", "the device refused the password (wrong, throttled or locked out)"),
     12: ("evidence_failed", "report: a claimed provision has no passing evidence in the run"),
     13: ("advisory", "advisories: a published advisory affects a component of the SBOM"),
+    14: ("rollout", "rollout: unknown, halted or aborted, or a change it cannot make"),
     130: ("interrupted", "interrupted (Ctrl-C); nothing half-made is kept"),
     143: ("terminated", "terminated (SIGTERM); nothing half-made is kept"),
 }

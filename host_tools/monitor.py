@@ -9,6 +9,12 @@ device's state, telemetry, events and alerts as the service, and flags security 
 - gap: a jump in a device's outbox sequence numbers (its outbox dropped messages);
 - update_refused: a pulled update the device refused (a bad or tampered bundle).
 
+It also aggregates the update outcomes devices report (offered, downloading, installed,
+confirmed, rolled_back with the self-test's reason, refused with the verdict, failed) per
+release, and, given the rollout store (host_tools/rollout.py), records the fleet and each
+outcome there and halts a staged rollout whose failures reach its threshold: the halted
+announcement is published at once.
+
 The detection is a plain class (`Monitor.feed(topic, payload, now)`), so it is tested
 without a broker; `run()` connects it to one."""
 
@@ -26,9 +32,13 @@ TOPICS = ("dev/+/state", "dev/+/telemetry", "dev/+/events", "dev/+/alert")
 class Monitor:
     """Devices, their last telemetry, and the anomalies flagged so far."""
 
-    def __init__(self):
+    def __init__(self, rollouts=None, renewer=None):
         self.devices = {}  # id -> {"online", "version", "last_seen", "messages", ...}
         self.anomalies = []
+        self.releases = {}  # version -> {"counts": {state: n}, "devices": {id: outcome}}
+        self.rollouts = rollouts  # a rollout.Store, or None
+        self.renewer = renewer  # a renewal.Renewer: answers certificate renewal requests
+        self.actions = []  # (topic, doc, retain) to publish: halted rollouts, certificates
         self._fails = defaultdict(deque)  # id -> (time, count) of failed logins
         self._boots = defaultdict(deque)
         self._msgs = defaultdict(deque)
@@ -77,9 +87,12 @@ class Monitor:
         # Device time when it has one: a burst that happened during an outage still counts
         # as a burst when the outbox delivers it later in one go.
         t = data.get("t") if isinstance(data.get("t"), (int, float)) else now
+        halted = None
         if kind == "state":
             d["online"] = data.get("online")
             d["version"] = data.get("version", d["version"])
+            if self.rollouts is not None and data.get("online"):
+                self.rollouts.seen(dev_id, data)
         elif kind == "telemetry":
             d["telemetry"] = {k: data.get(k) for k in ("temperature", "target", "heating")}
         elif kind == "alert":
@@ -104,9 +117,22 @@ class Monitor:
                 if total >= LOOP_BOOTS:
                     found.append(self._flag("reboot_loop", dev_id, now, "%d boots within %d s"
                                             % (total, LOOP_WINDOW_S), LOOP_WINDOW_S))
-            elif typ == "update" and data.get("state") == "refused":
-                found.append(self._flag("update_refused", dev_id, now, "refused update %s: %s"
-                                        % (data.get("version"), data.get("verdict"))))
+            elif typ == "cert_renew" and self.renewer is not None:
+                cmd = self.renewer.handle(dev_id, data)
+                if cmd is not None:
+                    self.actions.append(("dev/%s/cmd" % dev_id, cmd, False))
+            elif typ == "update":
+                self._outcome(dev_id, data)
+                if data.get("state") == "refused":
+                    found.append(self._flag("update_refused", dev_id, now, "refused update "
+                                            "%s: %s" % (data.get("version"), data.get("verdict"))))
+                if self.rollouts is not None:
+                    r = self.rollouts.outcome(dev_id, data)
+                    if r is not None:
+                        self.actions.append((self.rollouts.topic(r),
+                                             self.rollouts.announcement(r), True))
+                        halted = {"rollout": r["rollout_id"], "state": r["state"],
+                                  "reason": r["reason"]}
         seq = data.get("seq")
         if isinstance(seq, int) and kind in ("telemetry", "events"):
             last = self._seq.get(dev_id)
@@ -124,8 +150,30 @@ class Monitor:
             if len(others) < 3 or rate > RATE_FACTOR * median:
                 found.append(self._flag("rate", dev_id, now, "%d messages in %d s (fleet median "
                                         "%g)" % (rate, RATE_WINDOW_S, median), RATE_WINDOW_S))
-        return {"time": now, "device_id": dev_id, "kind": kind, "data": data,
-                "anomalies": [a for a in found if a]}
+        rec = {"time": now, "device_id": dev_id, "kind": kind, "data": data,
+               "anomalies": [a for a in found if a]}
+        if halted:
+            rec["rollout"] = halted
+        return rec
+
+    def _outcome(self, dev_id, data):
+        version = data.get("version")
+        if not isinstance(version, str) or not isinstance(data.get("state"), str):
+            return
+        rel = self.releases.setdefault(version[:20], {"counts": {}, "devices": {}})
+        out = {k: data[k] for k in ("state", "reason", "verdict", "error", "progress",
+                                    "rollout", "running", "t") if k in data}
+        rel["devices"][dev_id] = out
+        rel["counts"] = {}
+        for o in rel["devices"].values():
+            rel["counts"][o["state"]] = rel["counts"].get(o["state"], 0) + 1
+
+    def summary(self):
+        """The closing record of `monitor --json`: devices, outcomes per release, rollouts."""
+        rollouts = [self.rollouts.status(r["rollout_id"]) for r in self.rollouts.all()] \
+            if self.rollouts is not None else []
+        return {"kind": "summary", "device_id": None, "devices": self.devices,
+                "releases": self.releases, "rollouts": rollouts, "anomalies": self.anomalies}
 
 
 def format_record(rec):
@@ -148,7 +196,7 @@ def format_record(rec):
 
 
 def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotctl-monitor",
-        stop=None, ready=None):
+        stop=None, ready=None, rollouts=None, renew=False):
     """Subscribe as the service and call `on_record(record)` for each message, until
     `duration` seconds, `count` records, or `stop` (a threading.Event) is set; `ready` (a
     threading.Event) is set once subscribed. The session is persistent (clean_session off),
@@ -159,7 +207,11 @@ def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotct
     from .updateserver import mqtt_client, parse_broker
 
     host, port = parse_broker(broker) if isinstance(broker, str) else broker
-    mon = Monitor()
+    renewer = None
+    if renew:
+        from .renewal import Renewer
+        renewer = Renewer(keys_dir)
+    mon = Monitor(rollouts, renewer)
     done = stop or threading.Event()
     seen = [0]
 
@@ -175,6 +227,9 @@ def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotct
         rec = mon.feed(msg.topic, msg.payload)
         if rec is None:
             return
+        while mon.actions:  # a rollout halted (no other device may start it), a certificate
+            topic, doc, retain = mon.actions.pop(0)
+            client.publish(topic, json.dumps(doc, sort_keys=True), qos=1, retain=retain)
         on_record(rec)
         seen[0] += 1
         if count is not None and seen[0] >= count:

@@ -135,6 +135,58 @@ def broker_config(keys_dir, directory, port=8883, address="127.0.0.1",
     return conf
 
 
+# --- a standard web server instead: nginx --------------------------------------------------
+
+NGINX_SERVER = """    server {{
+        listen {address}:{port} ssl;
+        server_name {names};
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;   # the devices speak TLS 1.2
+        root {root};
+        location / {{
+            limit_except GET {{ deny all; }}   # GET also allows HEAD
+            default_type application/octet-stream;
+            autoindex off;
+            max_ranges 1;                 # devices resume with one Range: bytes=N-
+            add_header Cache-Control "no-transform";
+        }}
+    }}
+"""
+
+
+def nginx_config(keys_dir, directory, root, port=8443, address="127.0.0.1",
+                 hosts=DEFAULT_HOSTS):
+    """Write a self-contained nginx configuration to `directory` that serves the bundles of
+    `root` over TLS with the update server's certificate from the manufacturer CA (the same
+    KEYS/service/update-server.crt as `iotctl serve`), byte ranges on, GET and HEAD only.
+    Run it as `nginx -p DIRECTORY -c DIRECTORY/nginx.conf -e DIRECTORY/error.log` (it stays
+    in the foreground: `daemon off`). The access log records each request's Range and
+    status. docs/cloud-link.md has the server block for an existing nginx. Returns its path."""
+    d = Path(directory).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    crt, key = server_credentials(keys_dir, "update-server", hosts)
+    temp = "\n".join(f"    {t}_temp_path {d}/{t};" for t in
+                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = d / "nginx.conf"
+    conf.write_text(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    log_format range '$request_method $uri "$http_range" $status $body_bytes_sent';
+    access_log {d}/access.log range;
+{temp}
+    sendfile on;
+    server_tokens off;
+""" + NGINX_SERVER.format(address=address, port=port, names=" ".join(hosts),
+                          crt=Path(crt).resolve(), key=Path(key).resolve(),
+                          root=Path(root).resolve()) + "}\n")
+    return conf
+
+
 # --- the update server -------------------------------------------------------------------
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -310,11 +362,21 @@ def announce(keys_dir, broker, topic, doc, retain=True, timeout=15.0):
 
 
 def publish(bundle_path, channel, server_url, broker, keys_dir, directory, spread_s=SPREAD_S,
-            verify=True, security_fix=None, timeout=15.0):
+            verify=True, security_fix=None, rollout=None, halt_failures=None, halt_after=None,
+            db=None, timeout=15.0):
     """Copy a signed bundle into the served `directory` (with its SHA-256 beside it) and
     announce {url, sha256, size, version, spread_s} on fleet/<product>/<channel>, retained.
-    With `verify`, the bundle must first pass the device's own verifier under `keys_dir`."""
+    With `verify`, the bundle must first pass the device's own verifier under `keys_dir`.
+    With `rollout` (a percentage), a staged rollout (host_tools/rollout.py) kept in `db`
+    (default KEYS/service/rollouts.sqlite) offers it to that share of the channel."""
     check_channel(channel)
+    if rollout is not None:
+        from . import rollout as rollout_mod
+
+        rollout_mod.check_percent(rollout)  # before anything is copied or stored
+        halt_failures = rollout_mod.HALT_FAILURES if halt_failures is None else halt_failures
+        halt_after = rollout_mod.HALT_AFTER if halt_after is None else halt_after
+        rollout_mod.check_halt(halt_failures, halt_after)
     src = Path(bundle_path)
     data = src.read_bytes()
     info = bundle.parse(data)  # VerifyError for a file that is not a bundle
@@ -342,5 +404,17 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
            "version": m["version"], "spread_s": int(spread_s),
            "security_fix": bool(m.get("security_fix") if security_fix is None else security_fix)}
     topic = f"fleet/{m['product']}/{channel}"
-    announce(keys_dir, broker, topic, doc, timeout=timeout)
-    return {"topic": topic, "file": str(d / name), "announcement": doc}
+    if rollout is None:
+        announce(keys_dir, broker, topic, doc, timeout=timeout)
+        return {"topic": topic, "file": str(d / name), "announcement": doc}
+    service_dir(keys_dir).mkdir(parents=True, exist_ok=True)
+    with rollout_mod.Store.open(db or rollout_mod.default_db(keys_dir)) as st:
+        r = st.create(doc, m["product"], channel, rollout, halt_failures, halt_after)
+        doc = st.announcement(r)
+        try:
+            announce(keys_dir, broker, topic, doc, timeout=timeout)
+        except Exception:
+            st.delete(r["rollout_id"])  # not announced: no rollout
+            raise
+        return {"topic": topic, "file": str(d / name), "announcement": doc,
+                "rollout": st.status(r["rollout_id"])}

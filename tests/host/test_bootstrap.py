@@ -14,11 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "bootstrap"
-PACKAGES = ["mosquitto", "chromium", "libnss3-tools", "postgresql", "testssl.sh"]
+PACKAGES = ["mosquitto", "chromium", "libnss3-tools", "postgresql", "testssl.sh", "nginx"]
 FILES = {"mosquitto": ["usr/sbin/mosquitto"], "chromium": ["usr/bin/chromium"],
          "libnss3-tools": ["usr/bin/certutil"],
          "postgresql": ["usr/lib/postgresql/15/bin/initdb", "usr/sbin/runuser"],
-         "testssl.sh": ["usr/bin/testssl"]}
+         "testssl.sh": ["usr/bin/testssl"], "nginx": ["usr/sbin/nginx"]}
 
 FAKE_APT = """#!/bin/sh
 echo "$*" >> "$APT_CALLS"
@@ -30,6 +30,7 @@ for pkg in "$@"; do
         libnss3-tools) f=usr/bin/certutil ;;
         postgresql) f="usr/lib/postgresql/15/bin/initdb usr/sbin/runuser" ;;
         testssl.sh) f=usr/bin/testssl ;;
+        nginx) f=usr/sbin/nginx ;;
         *) continue ;;
     esac
     for one in $f; do
@@ -87,7 +88,7 @@ def test_refuses_when_not_root_and_no_passwordless_sudo(tmp_path):
     proc = _run(env)
     assert proc.returncode != 0
     assert "not root and no passwordless sudo" in proc.stderr
-    assert ("sudo apt-get install -y --no-install-recommends mosquitto testssl.sh"
+    assert ("sudo apt-get install -y --no-install-recommends mosquitto testssl.sh nginx"
             in proc.stderr), proc.stderr
     assert not calls.exists()  # apt-get was never run
 
