@@ -42,3 +42,16 @@ hwtest: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache
+
+# The long fuzzing run: the fuzz tests of `make test` with every count times FUZZ_SCALE
+# (5: about 110,000 generated inputs over the HTTP API and pages, the MQTT commands, a
+# hostile broker, update streams and factory records). build/fuzz.jsonl counts them.
+FUZZ_SCALE ?= 5
+.PHONY: fuzz
+fuzz: $(STAMP)
+	mkdir -p build
+	rm -f build/fuzz.jsonl
+	FUZZ_SCALE=$(FUZZ_SCALE) FUZZ_REPORT=$(CURDIR)/build/fuzz.jsonl $(BIN)/python -m pytest \
+	    -n $(JOBS) -q tests/e2e/test_fuzz.py tests/e2e/test_mqtt_fuzz.py \
+	    tests/e2e/test_byte_fuzz.py
+	$(BIN)/python -m bench.fuzz build/fuzz.jsonl
