@@ -134,8 +134,8 @@ class Throttle:
         self._presence = [now, {}]
 
     def admit(self, client, now):
-        """0 if `client` may have a password checked now, else the seconds to wait. Uses one of the client's presence checks if that is what lets
-        it in."""
+        """0 if `client` may have a password checked now, else the seconds to wait. Uses
+        one of the client's presence checks if that is what lets it in."""
         w = self.wait(client, now)
         if w and self.present(client, now):
             used = self._presence[1]
