@@ -66,3 +66,16 @@ clean:
 powercut-pull: bootstrap $(STAMP)
 	PULL_SWEEP_STRIDE=1 $(BIN)/python -m pytest -q -s tests/host/test_pull_powercut.py
 .PHONY: powercut-pull
+
+# The long fuzzing run: the fuzz tests of `make test` with every count times FUZZ_SCALE
+# (5: about 110,000 generated inputs over the HTTP API and pages, the MQTT commands, a
+# hostile broker, update streams and factory records). build/fuzz.jsonl counts them.
+FUZZ_SCALE ?= 5
+.PHONY: fuzz
+fuzz: bootstrap $(STAMP)
+	mkdir -p build
+	rm -f build/fuzz.jsonl
+	FUZZ_SCALE=$(FUZZ_SCALE) FUZZ_REPORT=$(CURDIR)/build/fuzz.jsonl $(BIN)/python -m pytest \
+	    -n $(JOBS) -q tests/e2e/test_fuzz.py tests/e2e/test_mqtt_fuzz.py \
+	    tests/e2e/test_byte_fuzz.py
+	$(BIN)/python -m bench.fuzz build/fuzz.jsonl

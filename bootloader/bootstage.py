@@ -16,11 +16,17 @@ def load_anchors(path):
     with open(path) as f:
         doc = json.loads(f.read())
     roots = []
-    for r in doc["roots"]:
-        roots.append((_ALGS[r["alg"]], bytes.fromhex(r["key"])))
+    try:
+        for r in doc["roots"]:
+            roots.append((_ALGS[r["alg"]], bytes.fromhex(r["key"])))
+        floor = int(doc.get("key_floor", 1))
+    except (TypeError, AttributeError, IndexError):
+        # Not the shape written at the factory (fuzzed: test_byte_fuzz): the caller's
+        # "unreadable" path, alert-only mode, rather than a crash of the boot stage.
+        raise ValueError("trust anchors are not {roots: [{alg, key}], key_floor}")
     if not roots:
         raise ValueError("no root keys")
-    return roots, int(doc.get("key_floor", 1))
+    return roots, floor
 
 
 class Boot:

@@ -133,12 +133,10 @@ def send(host, port, server_hostname, ca_der, cert_der, key_der, client_id, topi
     DISCONNECT. The broker must chain to `ca_der` and match `server_hostname`; the device
     proves itself with its certificate. Raises OSError, ValueError (TLS) or AlertError."""
     import socket
-    import ssl
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for a client context verifies nothing
-    ctx.load_verify_locations(cadata=ca_der)
-    ctx.load_cert_chain(cert_der, key_der)
+    import tlsctx
+
+    ctx = tlsctx.client(ca_der, cert_der, key_der)
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     sock = socket.socket(ai[0], ai[1], ai[2])
     tls = None

@@ -30,7 +30,7 @@ def build(ctx):
         doc = await req.json(512)
         if not isinstance(doc, dict) or list(doc.keys()) != ["password"]:
             raise HTTPError(400, 'send {"password": "..."}')
-        sid, csrf = sessions.login(doc["password"])
+        sid, csrf = sessions.login(doc["password"], req)
         return json_response({"csrf": csrf, "expires_in": 1800},
                              headers=(("Set-Cookie", sessions.cookie(sid)),))
 
@@ -86,7 +86,7 @@ def build(ctx):
                 or not isinstance(doc["old"], str) or not isinstance(doc["new"], str):
             raise HTTPError(400, 'send {"old": "...", "new": "..."}')
         try:
-            ctx.credentials.change(doc["old"], doc["new"], time.time())
+            ctx.credentials.change(doc["old"], doc["new"], time.time(), req.remote)
         except CredentialError as e:
             messages = {"TOO_SHORT": "the new password needs at least 8 characters",
                         "TOO_LONG": "the new password is limited to 128 characters",

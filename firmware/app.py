@@ -3,7 +3,6 @@
 # the factory record names a broker), the board's services, and, on a trial boot, the
 # self-test that confirms the update or rolls it back.
 import asyncio
-import ssl
 import time
 
 import api
@@ -67,6 +66,10 @@ class Device:
         return delay_ms
 
     def tls_context(self):
+        """The API's server context: AEAD suites only, the chain up to the manufacturer CA
+        (tlsctx.py)."""
+        import tlsctx
+
         try:
             try:  # a certificate the cloud link renewed (certrenew.py), else the factory's
                 with open(self.data + "/cloud/cert.der", "rb") as f:
@@ -78,9 +81,12 @@ class Device:
                 key = f.read()
         except OSError:
             return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        return ctx
+        try:
+            with open(self.factory + "/ca.crt.der", "rb") as f:
+                ca = f.read()
+        except OSError:
+            ca = None  # an older factory record: the leaf alone
+        return tlsctx.server(cert, key, ca)
 
     async def start_api(self):
         ctx = self.tls_context()

@@ -1,6 +1,7 @@
 # Sessions for the local API and pages: random tokens in HttpOnly/Secure/SameSite=Strict
 # cookies with an expiry, a per-session CSRF token for every state-changing request, and
-# throttled logins (the throttle itself lives in credentials.py and survives reboots).
+# throttled logins (per client address; the throttle lives in throttle.py and survives
+# reboots). A request that proves to be the owner's keeps its connection slot (httpd).
 import binascii
 import os
 import time
@@ -40,21 +41,23 @@ class Sessions:
     def _expired(self, s):
         return time.ticks_diff(self.ticks(), s["seen"]) > SESSION_S * 1000
 
-    def login(self, password):
-        """Returns (sid, csrf) or raises HTTPError 401/429 with a precise message."""
+    def login(self, password, req=None):
+        """Returns (sid, csrf) or raises HTTPError 401/429 with a precise message. `req`
+        (the login request) names the client address the throttle counts against."""
         from credentials import CredentialError
 
         if not isinstance(password, str) or not 0 < len(password) <= 128:
             raise HTTPError(400, "password must be a string of 1 to 128 characters")
+        client = req.remote if req else None
         try:
-            ok = self.credentials.login(password, self.clock())
+            ok = self.credentials.login(password, self.clock(), client)
         except CredentialError as e:
             if e.code == "THROTTLED":
                 raise HTTPError(429, "too many failed logins; try again in %d s" % e.retry_after,
                                 (("Retry-After", str(e.retry_after)),))
             raise HTTPError(503, "device is not provisioned (%s)" % e.code)
         if not ok:
-            wait = self.credentials.next_attempt_in(self.clock())
+            wait = self.credentials.next_attempt_in(self.clock(), client)
             raise HTTPError(401, "wrong password" + (
                 "; next attempt allowed in %d s" % wait if wait else ""))
         for sid in [k for k, s in self._s.items() if self._expired(s)]:
@@ -62,6 +65,8 @@ class Sessions:
         while len(self._s) >= MAX_SESSIONS:
             oldest = min(self._s, key=lambda k: self._s[k]["created"])
             del self._s[oldest]
+        if req:
+            req.owner()
         sid, csrf = _token(), _token()
         now = self.ticks()
         self._s[sid] = {"csrf": csrf, "seen": now, "created": now}
@@ -97,4 +102,5 @@ class Sessions:
                 raise HTTPError(403, "missing or wrong CSRF token")
         s["seen"] = self.ticks()
         req.state["session"] = s
+        req.owner()
         return s

@@ -259,9 +259,9 @@ class Cloud:
         cred = self.dev.credentials
         check = cred.login
 
-        def login(password, now):
+        def login(password, now, client=None):
             try:
-                ok = check(password, now)
+                ok = check(password, now, client)
             except CredentialError as e:
                 if e.code == "THROTTLED":
                     self._failed(True)

@@ -4,8 +4,9 @@
 # hash of the password printed on this device's label; it is unique per device. Once the
 # owner changes the password, an owner record in the data filesystem takes precedence;
 # factory_reset() removes it, so the device falls back to its *own* label password, never
-# to a shared default (ETSI TS 103 645 provision 4.1-1). Records and the failure counter
-# are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md.
+# to a shared default (ETSI TS 103 645 provision 4.1-1). Records and the failure counters
+# are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md; the
+# login throttle (per address, per device, per account, physical presence): throttle.py.
 import binascii
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 from micropython import const
 
 import store
+from throttle import DELAYS, LOCKOUT_AFTER, LOCKOUT_S, Throttle, delay_for  # noqa: F401
 
 ALG = "pbkdf2-sha256"
 MIN_LEN = const(8)  # characters (NIST SP 800-63B: at least 8 for a chosen secret)
@@ -24,12 +26,6 @@ _BLOCK = const(64)  # SHA-256 block size
 _DIGEST = const(32)
 DEFAULT_ITERATIONS = const(10000)
 _MAX_ITERATIONS = const(10000000)  # a record asking for more is refused, not computed
-
-# Throttling: wait DELAYS[k-1] seconds after the k-th consecutive failure; from LOCKOUT_AFTER
-# consecutive failures on, every failure locks logins for LOCKOUT_S seconds.
-DELAYS = (0, 1, 2, 4, 8, 16, 32, 60, 60)
-LOCKOUT_AFTER = const(10)
-LOCKOUT_S = const(900)
 
 
 class CredentialError(Exception):
@@ -131,20 +127,11 @@ def _write_json(path, doc):
     store.save(path, doc)
 
 
-def delay_for(failures):
-    """Seconds logins stay closed after `failures` consecutive failures."""
-    if failures <= 0:
-        return 0
-    if failures >= LOCKOUT_AFTER:
-        return LOCKOUT_S
-    return DELAYS[failures - 1]
-
-
 class Credentials:
     """The device's login password.
 
     factory_path: the factory record (read-only); owner_path: the owner's record, e.g.
-    /data/auth/password.json; state_path: the failure counter (default: beside the owner
+    /data/auth/password.json; state_path: the failure counters (default: beside the owner
     record); blocklist_path: common passwords, one per line, lower case. Time is passed
     in (`now`, seconds) so the owner of the clock decides, and tests are deterministic.
     """
@@ -156,15 +143,7 @@ class Credentials:
         self.blocklist_path = blocklist_path
         self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
         self._iterations = iterations
-        try:
-            state = _read_json(self.state_path) or {}
-            self._failures = int(state.get("failures", 0))
-            self._until = state.get("until", 0)
-        except (CredentialError, ValueError, TypeError, AttributeError):
-            # An unreadable counter (it is replaced atomically, so this is a fault) counts
-            # as a lock-out level counter: the next failure locks, a success clears it.
-            self._failures = LOCKOUT_AFTER
-            self._until = 0
+        self.throttle = Throttle(self.state_path)
 
     # --- records ---------------------------------------------------------------------
 
@@ -184,59 +163,36 @@ class Credentials:
         """Check `password` against the record in force (no throttling: see login)."""
         return check_record(self._record(), password)
 
-    # --- throttling ------------------------------------------------------------------
+    # --- throttling (throttle.py) ---------------------------------------------------
 
     @property
     def failures(self):
-        return self._failures
+        """Consecutive failed checks of the account, from every address."""
+        return self.throttle.consecutive
 
-    def next_attempt_in(self, now):
-        """Seconds (whole, rounded up) until a login may be tried; 0 means now."""
-        if not self._failures:
-            return 0
-        cap = delay_for(self._failures)
-        wait = self._until - now
-        if wait > cap:
-            # The clock went back (e.g. a reboot before the time was set): restart the
-            # window from now rather than wait out a date in the future.
-            self._until = now + cap
-            self._save_state()
-            wait = cap
-        if wait <= 0:
-            return 0
-        whole = int(wait)
-        return whole if whole == wait else whole + 1
+    def next_attempt_in(self, now, client=None):
+        """Seconds (whole, rounded up) until `client` may try a login; 0 means now."""
+        return self.throttle.wait(client, now)
 
-    def _failed(self, now):
-        self._failures += 1
-        self._until = now + delay_for(self._failures)
-        self._save_state()
+    def presence(self, now):
+        """The owner proved physical presence (the button): see throttle.py."""
+        self.throttle.open_presence(now)
 
-    def _succeeded(self):
-        if self._failures:
-            self._failures = 0
-            self._until = 0
-            self._save_state()
-
-    def _save_state(self):
-        if self._failures:
-            _write_json(self.state_path, {"failures": self._failures, "until": self._until})
-        else:
-            store.remove(self.state_path)
-
-    def _gate(self, password, now):
-        wait = self.next_attempt_in(now)
+    def _gate(self, password, now, client):
+        wait = self.throttle.admit(client, now)
         if wait:
             raise CredentialError("THROTTLED", wait)
         if self.verify(password):
-            self._succeeded()
+            self.throttle.succeeded(client)
             return True
-        self._failed(now)
+        self.throttle.failed(client, now)
         return False
 
-    def login(self, password, now):
-        """A throttled login: True or False, or CredentialError THROTTLED while closed."""
-        return self._gate(password, now)
+    def login(self, password, now, client=None):
+        """A throttled login from address `client`: True or False, or CredentialError
+        THROTTLED while that address may not try (such a try is neither checked nor
+        counted)."""
+        return self._gate(password, now, client)
 
     # --- owner changes ---------------------------------------------------------------
 
@@ -265,21 +221,19 @@ class Credentials:
                     return True
         return False
 
-    def change(self, old, new, now):
-        """Replace the password: `old` must be the one in force (a throttled attempt).
-        Raises CredentialError; nothing is stored unless every check passed."""
+    def change(self, old, new, now, client=None):
+        """Replace the password: `old` must be the one in force (a throttled attempt from
+        `client`). Raises CredentialError; nothing is stored unless every check passed."""
         self.check_new(new)
-        if not self._gate(old, now):
+        if not self._gate(old, now, client):
             raise CredentialError("WRONG_PASSWORD")
         n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
         _write_json(self.owner_path, make_record(new, n))
 
     def factory_reset(self):
-        """Forget the owner's password and the failure counter: the device's own factory
+        """Forget the owner's password and the failure counters: the device's own factory
         password (the one on its label) applies again."""
         store.remove(self.owner_path + ".tmp")
         removed = store.remove(self.owner_path)
-        self._failures = 0
-        self._until = 0
-        self._save_state()
+        self.throttle.clear()
         return removed

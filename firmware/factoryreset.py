@@ -5,7 +5,7 @@
 # never a shared one. Kept: the app slots and their state record, the factory partition.
 # Started by POST /api/reset {"confirm": "RESET"} or the reset page (typed confirmation),
 # both in infopages.py, or by the button held for HOLD_MS. "Delete my data" (privacy.py) is
-# the separate, lighter operation.
+# the separate, lighter operation. A short press opens the login presence window instead.
 import asyncio
 import time
 
@@ -36,7 +36,9 @@ async def factory_reset(ctx, why):
 
 async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
     """Factory reset when the button is held for `hold_ms`. The button must first be seen
-    released, so a stuck button (or one still held through the restart) never resets twice."""
+    released, so a stuck button (or one still held through the restart) never resets twice.
+    Every press also proves physical presence: the owner may log in during a password-
+    guessing attack for a short while (throttle.py)."""
     button = getattr(ctx.hal, "button", None)
     if button is None:
         return
@@ -53,6 +55,8 @@ async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
         now = time.ticks_ms()
         if since is None:
             since = now
+            ctx.credentials.presence(time.time())
+            ctx.log("button: presence window open for logins")
         elif time.ticks_diff(now, since) >= hold_ms:
             armed = False
             since = None

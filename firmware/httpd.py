@@ -1,14 +1,25 @@
-# httpd: a small HTTP/1.1 server for the device's local API and pages over TLS. Everything a client
-# controls is bounded: head size, header count, body size per route, time per read, connections.
+# httpd: a small HTTP/1.1 server for the device's local API and pages over TLS. Everything a
+# client controls is bounded: head size, header count, body size per route, time per read
+# and per response, connections (the request side is httpreq.py). A few silent or slow
+# sockets cannot lock the owner out: every phase has a deadline, and when the slots are full
+# a newcomer takes the slot of a connection that has not shown itself to be the owner's
+# (docs/interfaces.md, "Under attack on the owner's network").
 import asyncio
 import json
+import time
 
 from micropython import const
 
+from httpreq import HTTPError, Request, parse_qs, readinto, split_head  # noqa: F401
+
 MAX_HEAD = const(2048)  # request line + headers
-MAX_HEADERS = const(32)
 MAX_CONNS = const(4)
-READ_TIMEOUT_MS = const(10000)  # a client that stalls longer than this is dropped (408)
+# The TLS handshake runs inside the first read (the socket is wrapped without a handshake),
+# so one deadline from accept to the first byte of the request bounds a silent TCP
+# connection and the whole handshake alike; a second bounds the whole head.
+FIRST_BYTE_MS = const(3000)
+HEAD_MS = const(6000)  # from accept to the end of the request head
+SEND_MS = const(10000)  # a response the client does not take within this is dropped
 
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other", 400: "Bad Request",
            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -27,16 +38,6 @@ SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
     ("Strict-Transport-Security", "max-age=31536000"),
 )
-
-
-class HTTPError(Exception):
-    """Abort the request with `status` and a precise, user-facing `message`."""
-
-    def __init__(self, status, message, headers=()):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 class Response:
@@ -68,15 +69,6 @@ async def _stream(writer, pieces, buf):
         writer.write(mv[:pos])
 
 
-async def _readinto(reader, mv):
-    """Stream.readinto() that waits out a TLS record still in flight (the socket was readable
-    but no whole record arrived yet: readinto returns None), as Stream.read() does."""
-    while True:
-        n = await reader.readinto(mv)
-        if n is not None:
-            return n
-
-
 def json_response(obj, status=200, headers=()):
     return Response(json.dumps(obj), status, "application/json", headers)
 
@@ -85,133 +77,26 @@ def error_body(status, message):
     return json.dumps({"error": REASONS.get(status, "Error"), "message": message})
 
 
-def _unquote(s):
-    """Percent-decoding for URL components and form fields; strict: bad escapes raise."""
-    if "%" not in s and "+" not in s:
-        return s
-    out = bytearray()
-    b = s.replace("+", " ").encode()
-    i = 0
-    while i < len(b):
-        c = b[i]
-        if c == 0x25:  # '%'
-            h = b[i + 1:i + 3]
-            if len(h) != 2 or any(x not in b"0123456789abcdefABCDEF" for x in h):
-                raise HTTPError(400, "malformed percent-encoding")
-            out.append(int(h, 16))
-            i += 3
-        else:
-            out.append(c)
-            i += 1
-    try:
-        return out.decode()
-    except UnicodeError:
-        raise HTTPError(400, "text is not valid UTF-8")
+def peer(addr):
+    """The client's address as text: `addr` is what accept() gave (the unix port: a raw
+    sockaddr_in; lwIP: an (ip, port) tuple)."""
+    if isinstance(addr, tuple):
+        return str(addr[0])
+    if isinstance(addr, (bytes, bytearray)) and len(addr) >= 8 and addr[0] == 2:
+        return "%d.%d.%d.%d" % (addr[4], addr[5], addr[6], addr[7])
+    return None
 
 
-def parse_qs(text, max_fields=16):
-    """Decode `a=1&b=2` into a dict; duplicate or too many fields are refused."""
-    out = {}
-    if not text:
-        return out
-    parts = text.split("&")
-    if len(parts) > max_fields:
-        raise HTTPError(400, "too many fields")
-    for part in parts:
-        k, _, v = part.partition("=")
-        k = _unquote(k)
-        if not k or k in out:
-            raise HTTPError(400, "empty or repeated field name")
-        out[k] = _unquote(v)
-    return out
+class _Conn:
+    """One connection's slot: its task, the client's address, when it was accepted, and
+    whether it has shown itself to be the owner's (a valid session or a correct login)."""
+    __slots__ = ("task", "remote", "t0", "owner")
 
-
-class Request:
-    __slots__ = ("method", "path", "query", "headers", "content_length", "remote", "_reader",
-                 "_left", "_extra", "_extra_pos", "state")
-
-    def __init__(self, method, path, query, headers, content_length, reader, extra, remote):
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.content_length = content_length
+    def __init__(self, task, remote):
+        self.task = task
         self.remote = remote
-        self._reader = reader
-        self._left = content_length
-        self._extra = extra  # body bytes that arrived with the head
-        self._extra_pos = 0
-        self.state = {}  # for the application (session, ...)
-
-    def header(self, name, default=None):
-        return self.headers.get(name, default)
-
-    def cookie(self, name):
-        raw = self.headers.get("cookie")
-        if not raw:
-            return None
-        for part in raw.split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == name:
-                return v
-        return None
-
-    @property
-    def remaining(self):
-        return self._left
-
-    async def readinto(self, buf):
-        """Read the next body bytes into `buf`; 0 at the end of the body. Stalls time out."""
-        if self._left <= 0:
-            return 0
-        mv = memoryview(buf)
-        n = min(len(mv), self._left)
-        if self._extra_pos < len(self._extra):
-            k = min(n, len(self._extra) - self._extra_pos)
-            mv[:k] = self._extra[self._extra_pos:self._extra_pos + k]
-            self._extra_pos += k
-            self._left -= k
-            return k
-        k = await asyncio.wait_for_ms(_readinto(self._reader, mv[:n]), READ_TIMEOUT_MS)
-        if not k:
-            raise HTTPError(400, "connection closed %d bytes before the end of the body"
-                            % self._left)
-        self._left -= k
-        return k
-
-    async def body(self, limit):
-        """The whole body (at most `limit` bytes, else 413)."""
-        if self.content_length > limit:
-            raise HTTPError(413, "body is limited to %d bytes" % limit)
-        buf = bytearray(self.content_length)
-        mv = memoryview(buf)
-        got = 0
-        while got < len(buf):
-            got += await self.readinto(mv[got:])
-        return bytes(buf)
-
-    async def _text(self, ctype, expected, bad, limit):
-        """The body as text, if it has Content-Type `ctype` (else 415) and is UTF-8."""
-        if (self.headers.get("content-type") or "").split(";")[0].strip() != ctype:
-            raise HTTPError(415, "expected " + expected)
-        raw = await self.body(limit)
-        try:
-            return raw.decode()
-        except UnicodeError:
-            raise HTTPError(400, bad)
-
-    async def json(self, limit=2048):
-        text = await self._text("application/json", "Content-Type: application/json",
-                                "body is not valid JSON", limit)
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise HTTPError(400, "body is not valid JSON")
-
-    async def form(self, limit=2048, max_fields=16):
-        return parse_qs(await self._text("application/x-www-form-urlencoded",
-                                         "a form (application/x-www-form-urlencoded)",
-                                         "form is not valid UTF-8", limit), max_fields)
+        self.t0 = time.ticks_ms()
+        self.owner = False
 
 
 class Route:
@@ -225,37 +110,6 @@ class Route:
         self.prefix = prefix
 
 
-def _split_head(head):
-    """Parse request line and headers; raises HTTPError with the precise reason."""
-    try:
-        text = head.decode()
-    except UnicodeError:
-        raise HTTPError(400, "request head is not valid UTF-8")
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-        raise HTTPError(400, "malformed request line")
-    method, target, _version = parts
-    if not method.isalpha() or not target.startswith("/"):
-        raise HTTPError(400, "malformed request line")
-    headers = {}
-    if len(lines) - 1 > MAX_HEADERS:
-        raise HTTPError(431, "more than %d headers" % MAX_HEADERS)
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        name = name.lower()
-        if not sep or not name or " " in name or "\t" in name:
-            raise HTTPError(400, "malformed header line")
-        if name in headers:
-            if name in ("content-length", "host", "cookie", "transfer-encoding"):
-                raise HTTPError(400, "repeated %s header" % name)
-            headers[name] += ", " + value.strip()
-        else:
-            headers[name] = value.strip()
-    path, _, qs = target.partition("?")
-    return method, _unquote(path), qs, headers
-
-
 class Server:
     """Routes requests to `async handler(req) -> Response`. One request per connection."""
 
@@ -267,8 +121,11 @@ class Server:
         # reused: no 2 KiB allocation per request that could fail on a fragmented heap, and
         # no memory held for concurrency that never comes (up to MAX_CONNS).
         self._free = []
-        self.active = 0
+        self._conns = []  # _Conn of every connection holding a slot, oldest first
         self.served = 0
+        self.evicted = 0  # connections dropped to make room for a newer one
+        self.dropped = 0  # connections that sent nothing within FIRST_BYTE_MS
+        self.refused = 0  # connections closed at once: every slot served the owner
         self.before = None  # async hook(req, route) -> Response or None (e.g. auth)
 
     def route(self, method, path, max_body=0):
@@ -309,11 +166,24 @@ class Server:
         raise HTTPError(405 if allowed else 404,
                         "method not allowed" if allowed else "no such resource")
 
-    async def _read_head(self, reader, buf):
+    async def _read_head(self, reader, buf, conn):
+        """The head and the body bytes that came with it; (None, None) if the client closed
+        or sent nothing before FIRST_BYTE_MS (no answer: it may not even have finished the
+        TLS handshake). A head still incomplete HEAD_MS after accept gets a 408."""
         mv = memoryview(buf)
         pos = 0
         while True:
-            n = await asyncio.wait_for_ms(_readinto(reader, mv[pos:]), READ_TIMEOUT_MS)
+            left = time.ticks_diff(time.ticks_add(conn.t0, HEAD_MS if pos else FIRST_BYTE_MS),
+                                   time.ticks_ms())
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                n = await asyncio.wait_for_ms(readinto(reader, mv[pos:]), left)
+            except asyncio.TimeoutError:
+                if not pos:
+                    self.dropped += 1
+                    return None, None
+                raise
             if not n:
                 return None, None
             pos += n
@@ -323,21 +193,43 @@ class Server:
             if pos >= len(buf):
                 raise HTTPError(431, "request head is larger than %d bytes" % MAX_HEAD)
 
+    def _evict(self):
+        """Make room for a new connection: drop one that has not shown itself to be the
+        owner's, from the address that holds the most slots, the oldest of those. An
+        attacker's sockets go first, and one that reconnects fast only evicts itself while
+        it holds more slots than the owner. False if every slot serves the owner."""
+        counts = {}
+        for c in self._conns:
+            if not c.owner:
+                counts[c.remote] = counts.get(c.remote, 0) + 1
+        if not counts:
+            return False
+        most = max(counts.values())
+        for c in self._conns:  # oldest first
+            if not c.owner and counts[c.remote] == most:
+                self._conns.remove(c)
+                self.evicted += 1
+                c.task.cancel()
+                return True
+        return False
+
     async def handle(self, reader, writer):
-        if self.active >= MAX_CONNS:
-            await self._send(writer, Response(error_body(503, "busy"), 503,
-                                              headers=(("Retry-After", "2"),)))
+        info = getattr(writer, "get_extra_info", None)
+        conn = _Conn(asyncio.current_task(), peer(info("peername")) if info else None)
+        if len(self._conns) >= MAX_CONNS and not self._evict():
+            # Every slot serves the owner: close at once, before a handshake costs memory.
+            self.refused += 1
             await self._close(writer)
             return
-        self.active += 1
+        self._conns.append(conn)
         buf = None
         try:
             buf = self._free.pop() if self._free else bytearray(MAX_HEAD)
-            resp = await self._dispatch(reader, buf)
+            resp = await self._dispatch(reader, buf, conn)
             if resp is not None:
                 await self._send(writer, resp, buf)  # the request is done with buf
-        except OSError:
-            pass  # the client went away
+        except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
+            pass  # the client went away, stopped reading the answer, or lost its slot
         except MemoryError as e:
             # Out of heap in this request: answer if we can, and keep serving the others.
             import sys
@@ -346,22 +238,26 @@ class Server:
             try:
                 await self._send(writer, Response(error_body(503, "low on memory"), 503,
                                                   headers=(("Retry-After", "2"),)))
-            except (OSError, MemoryError):
+            except (OSError, MemoryError, asyncio.TimeoutError):
                 pass
         finally:
             if buf is not None:
                 self._free.append(buf)
-            self.active -= 1
+            if conn in self._conns:
+                self._conns.remove(conn)
             self.served += 1
             await self._close(writer)
 
-    async def _dispatch(self, reader, buf):
-        remote = None
+    @property
+    def active(self):
+        return len(self._conns)
+
+    async def _dispatch(self, reader, buf, conn):
         try:
-            head, extra = await self._read_head(reader, buf)
+            head, extra = await self._read_head(reader, buf, conn)
             if head is None:
                 return None
-            method, path, qs, headers = _split_head(head)
+            method, path, qs, headers = split_head(head)
             if "transfer-encoding" in headers:
                 raise HTTPError(411, "chunked bodies are not accepted; send Content-Length")
             cl = headers.get("content-length", "0")
@@ -371,7 +267,7 @@ class Server:
             route = self.find(method, path)
             if length > route.max_body:
                 raise HTTPError(413, "body is limited to %d bytes" % route.max_body)
-            req = Request(method, path, parse_qs(qs), headers, length, reader, extra, remote)
+            req = Request(method, path, parse_qs(qs), headers, length, reader, extra, conn)
             if self.before:
                 resp = await self.before(req, route)
                 if resp is not None:
@@ -387,6 +283,10 @@ class Server:
             return Response(error_body(400, "invalid request"), 400)
 
     async def _send(self, writer, resp, buf=None):
+        """Send `resp`; a client that does not take it within SEND_MS is dropped."""
+        await asyncio.wait_for_ms(self._write(writer, resp, buf), SEND_MS)
+
+    async def _write(self, writer, resp, buf):
         body = resp.body
         pieces = isinstance(body, list)
         length = 0
@@ -420,7 +320,7 @@ class Server:
 
     async def serve(self, host, port, ssl):
         """Listen on host:port with TLS (`ssl` is the server SSLContext)."""
-        return await asyncio.start_server(self.handle, host, port, backlog=MAX_CONNS,
+        return await asyncio.start_server(self.handle, host, port, backlog=2 * MAX_CONNS,
                                           ssl=_Tls(ssl))
 
 

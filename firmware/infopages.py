@@ -151,7 +151,7 @@ async def _security(ui, req, s, msg=None, ok=False):
 
 async def _security_post(ui, req, s, f):
     only(f, ("old", "new", "new2"))
-    change_password(ui.ctx, f, True)
+    change_password(ui.ctx, f, True, req.remote)
     return ui.html("Password changed", [
         '<div class="card"><p>Your new password is active. Log in again with it.</p><p><a '
         'href="/login">Log in</a></p></div>'], None,

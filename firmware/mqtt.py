@@ -199,13 +199,11 @@ def decode(buf, max_packet=MAX_PACKET):
 
 def tls_context(ca_der, cert_der, key_der):
     """A mutual-TLS client context: the broker's certificate must chain to `ca_der`, and
-    the device proves itself with its own certificate and key (all DER)."""
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default for a client context verifies nothing
-    ctx.load_verify_locations(cadata=ca_der)
-    ctx.load_cert_chain(cert_der, key_der)
-    return ctx
+    the device proves itself with its own certificate and key (all DER); AEAD suites only
+    (tlsctx.py). The update puller downloads through the same context."""
+    import tlsctx
+
+    return tlsctx.client(ca_der, cert_der, key_der)
 
 
 

@@ -24,7 +24,7 @@ async def _login_post(ui, req):
     try:
         f = await req.form(req.content_length, 4)
         only(f, ("password",))
-        sid, _ = ui.sessions.login(f.get("password", ""))
+        sid, _ = ui.sessions.login(f.get("password", ""), req)
     except HTTPError as e:
         return _login_page(ui, e.message, e.status, e.headers)
     return redirect("/", (("Set-Cookie", ui.sessions.cookie(sid)),))

@@ -81,8 +81,9 @@ def settings(ctx, patch):
         raise HTTPError(422, str(e))
 
 
-def change_password(ctx, f, required=False):
-    """Change the password when the form asks for it; True if changed. Checks all first."""
+def change_password(ctx, f, required=False, client=None):
+    """Change the password when the form asks for it; True if changed. Checks all first.
+    `client`: the address the throttle counts a wrong old password against."""
     old, new, new2 = f.get("old", ""), f.get("new", ""), f.get("new2", "")
     if not (old or new or new2 or required):
         return False
@@ -90,7 +91,7 @@ def change_password(ctx, f, required=False):
         raise HTTPError(422, "the two new passwords are not the same")
     try:
         ctx.credentials.check_new(new)
-        ctx.credentials.change(old, new, time.time())
+        ctx.credentials.change(old, new, time.time(), client)
     except CredentialError as e:
         if e.code == "THROTTLED":
             raise HTTPError(429, "too many wrong passwords; try again in %d s" % e.retry_after,

@@ -1,8 +1,9 @@
 # Post-update self-test: the new version must prove itself healthy before it is confirmed:
 # the control loop ticks, the sensor reads sanely, and the local API answers over TLS.
 import asyncio
-import ssl
 import time
+
+import tlsctx
 
 
 async def _control(thermostat, timeout_ms, ticks):
@@ -27,9 +28,7 @@ async def _api(dev, timeout_ms):
             ca = f.read()
     except OSError:
         return "no manufacturer CA in the factory data to check the API against"
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=ca)
+    ctx = tlsctx.client(ca)
     name = dev.identity.get("device_id")
     try:
         r, w = await asyncio.wait_for_ms(

@@ -44,7 +44,7 @@ async def _setup_post(ui, req, s, f):
         name = priv.check_name(f.get("name", ""))
     except ValueError as e:
         raise HTTPError(422, str(e))
-    changed = change_password(ctx, f)  # the last check and the first change
+    changed = change_password(ctx, f, False, req.remote)  # the last check, the first change
     ctx.thermostat.update(patch)
     priv.set_consents(choices)
     priv.set_profile(name, setup=True)

@@ -69,7 +69,7 @@ class Harness:
         if self.sid in s._s:
             return
         cred = self.dev.credentials
-        cred._failures, cred._until = 0, 0  # fuzzed wrong logins may have locked it
+        cred.throttle.clear()  # fuzzed wrong logins may have locked it
         self.sid, self.csrf = s.login(self.password)
 
     async def one(self, raw, chunk):

@@ -26,9 +26,23 @@ from .test_push import _read_all
 DEVICE = mpy.REPO / "tests" / "device"
 SID = "{SID" + "_" * 43 + "}"  # replaced by the harness with a live session's tokens
 CSRF = "{CSRF" + "_" * 42 + "}"
+# `make fuzz` runs the long version: FUZZ_SCALE multiplies every fuzzer's count, and each
+# adds what it ran to $FUZZ_REPORT (bench: fuzz_inputs_per_run).
+SCALE = max(1, int(os.environ.get("FUZZ_SCALE", "1")))
 DRAWN = 17  # requests hypothesis draws per example; each also goes out in 2 mutated variants
-EXAMPLES = 200  # x 3 x DRAWN = 10,200 requests
+EXAMPLES = 200 * SCALE  # x 3 x DRAWN = 10,200 requests (x FUZZ_SCALE)
 PURPOSES = ("history", "telemetry", "diagnostics")
+
+
+
+def record_inputs(name, n):
+    """Append `n` inputs run by fuzzer `name` to $FUZZ_REPORT (JSON lines), if set. One
+    short O_APPEND write per test: the xdist workers of a run do not overwrite each other."""
+    path = os.environ.get("FUZZ_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"fuzzer": name, "inputs": n}) + "\n")
+
 
 # --- what the endpoints take -----------------------------------------------------------------
 
@@ -333,6 +347,7 @@ def test_fuzz_every_endpoint(harness, bundles):
 
     run()
     total = sum(targets.values())
+    record_inputs("http", total)
     elapsed = time.monotonic() - t0
     print(f"\nfuzz: {total} requests in {elapsed:.1f} s ({spent[0]:.1f} s on the device); "
           f"statuses {dict(sorted(statuses.items(), key=str))}")

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_tools import sim
-from tests.e2e.test_fuzz import Harness, any_json, numbers, schedule
+from tests.e2e.test_fuzz import SCALE, Harness, any_json, numbers, record_inputs, schedule
 
-EXAMPLES = 150
+EXAMPLES = 150 * SCALE
 DRAWN = 20  # 3,000 messages a run
 _ID = re.compile(r"\A[A-Za-z0-9._-]{1,40}\Z")
 FIELDS = {"set": {"cmd", "settings", "id"}, "check_update": {"cmd", "id"},
@@ -126,6 +126,7 @@ def test_fuzz_mqtt_commands(harness):
     run()
     print(f"\nmqtt fuzz: {sum(outcomes.values())} commands in {time.monotonic() - t0:.1f} s "
           f"({spent[0]:.1f} s on the device): {dict(outcomes)}")
+    record_inputs("mqtt_commands", sum(outcomes.values()))
     assert sum(outcomes.values()) >= EXAMPLES * DRAWN
     # The generators reach both sides of the validator.
     assert outcomes[("set", True)] > 50 and outcomes[("set", False)] > 200

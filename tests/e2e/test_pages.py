@@ -233,7 +233,9 @@ def test_setup_consent_delete_and_reset(app_device, browser):
     owner.login(info["password"])
     assert page.url.endswith("/setup")
     owner.shows("after-reset", "Your own password", heading="Set up your thermostat")
-    assert flashimage.read_files(sim.image_path(d), "vfs", root="auth") == {}
+    auth = flashimage.read_files(sim.image_path(d), "vfs", root="auth")
+    assert set(auth) <= {"auth/throttle.json"}, auth  # no password record; the login
+    assert all(json.loads(v)["c"] == {} for v in auth.values())  # throttle's hour count only
     assert NEW_PASSWORD.encode() not in _image(d)
     st = wait_for(d, lambda s: s["mode"] == "normal")
     assert st["version"] == "1.0.0" and st["slot"] == "a"  # the software stayed
