@@ -31,6 +31,7 @@ def _e(name, description, facts):
 def _auth():
     p = cf.constants("host_tools/provision.py")
     c = cf.constants("firmware/credentials.py")
+    t = cf.constants("firmware/throttle.py")
     a = cf.constants("firmware/auth.py")
     bits = p["PASSWORD_GROUPS"].value * p["GROUP_LEN"].value \
         * math.log2(len(p["PASSWORD_ALPHABET"].value))
@@ -51,8 +52,14 @@ def _auth():
             ("salt bytes", p["SALT_BYTES"]),
             ("owner password length, minimum", c["MIN_LEN"]),
             ("owner password length, maximum", c["MAX_LEN"]),
-            ("delay after each failure (s)", c["DELAYS"]),
-            ("lock-out after failures", c["LOCKOUT_AFTER"]), ("lock-out (s)", c["LOCKOUT_S"]),
+            ("delay after each failure, per address (s)", t["DELAYS"]),
+            ("per-address lock-out after failures", t["LOCKOUT_AFTER"]),
+            ("per-address lock-out (s)", t["LOCKOUT_S"]),
+            ("failures an hour, all addresses together, at most", t["HOURLY_CEILING"]),
+            ("consecutive failures before password logins lock (NIST SP 800-63B)",
+             t["MAX_CONSECUTIVE"]),
+            ("presence window after a button press (s)", t["PRESENCE_S"]),
+            ("password checks per address in that window", t["PRESENCE_TRIES"]),
             ("session idle expiry (s)", a["SESSION_S"]), ("sessions at most", a["MAX_SESSIONS"])]),
         _e("AuthMech-Update-Signature",
            "Machine-to-machine: the device accepts an update only when signed by an update "
@@ -117,15 +124,19 @@ def _secboot():
 
 
 def _resilience():
-    h = cf.constants("firmware/httpd.py")
+    h = {**cf.constants("firmware/httpd.py"), **cf.constants("firmware/httpreq.py")}
     k = cf.constants("firmware/backoff.py")
     return [_e("ResMech-Local-Server",
                "The local HTTPS server bounds what a client controls; the thermostat's control "
                "loop never waits on the network.",
                [("request head bytes at most", h["MAX_HEAD"]), ("headers at most",
                                                                h["MAX_HEADERS"]),
-                ("connections at most", h["MAX_CONNS"]), ("read time-out (ms)",
-                                                         h["READ_TIMEOUT_MS"])]),
+                ("connections at most", h["MAX_CONNS"]),
+                ("accept to first request byte, TLS handshake included (ms)",
+                 h["FIRST_BYTE_MS"]),
+                ("accept to end of request head (ms)", h["HEAD_MS"]),
+                ("body read time-out (ms)", h["READ_TIMEOUT_MS"]),
+                ("response send time-out (ms)", h["SEND_MS"])]),
             _e("ResMech-Reconnect",
                "Reconnection to the maker's service after an outage: jittered exponential "
                "back-off, spread over an initial window, so a fleet does not return at once.",
