@@ -7,6 +7,7 @@ import ssl
 import time
 
 import api
+import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
@@ -26,6 +27,8 @@ class Device:
         self.data = boot.root
         self.factory = boot.cfg["factory"]
         self.capacity = boot.cfg["capacity"]
+        # Owner records on the data filesystem are sealed with the device's key (4.4-1).
+        store.use(sealed.from_factory(self.factory, self.data))
         store.makedirs(self.data + "/app")
         store.makedirs(self.data + "/auth")
         self.identity = store.load(self.factory + "/identity.json", {})

@@ -8,7 +8,6 @@
 # are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md.
 import binascii
 import hashlib
-import json
 import os
 
 from micropython import const
@@ -118,8 +117,7 @@ def check_record(record, password):
 
 def _read_json(path):
     try:
-        with open(path) as f:
-            return json.loads(f.read())
+        return store.read(path)  # sealed under the data root (sealed.py)
     except OSError:
         return None
     except ValueError:
