@@ -87,7 +87,7 @@ class Device:
             self.log("app: no device certificate in the factory data; local API disabled")
             return False
         self.server = api.build(self)
-        await self.server.serve("0.0.0.0", self.port, ctx)
+        await self.server.serve(getattr(self.hal, "api_host", "0.0.0.0"), self.port, ctx)
         self.log("app: API listening on port %d (TLS)" % self.port)
         return True
 
@@ -112,6 +112,10 @@ async def _main(boot):
         import cloud
 
         cloud.start(dev)  # sets dev.cloud; never waited on by the thermostat
+    if getattr(dev.hal, "network", None) is not None:
+        import setupap  # Wi-Fi: the station, and the set-up access point in its window
+
+        tasks.append(asyncio.create_task(setupap.Onboarding(dev).run()))
     for coro in dev.hal.services(boot):
         tasks.append(asyncio.create_task(coro))
     if boot.trial:

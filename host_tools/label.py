@@ -28,6 +28,13 @@ def setup_url(device_id):
     return f"https://{device_id}.local/setup?id={device_id}"
 
 
+def wifi_qr_text(rec):
+    """The second QR code: joins a phone to the device's set-up access point."""
+    from .onboarding import ap_ssid, wifi_qr
+
+    return wifi_qr(ap_ssid(rec["device_id"]), rec["ap_passphrase"])
+
+
 def qr_matrix(data):
     """The QR code of `data` as rows of booleans (True = dark), quiet zone included."""
     qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=QR_BORDER)
