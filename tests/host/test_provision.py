@@ -316,13 +316,21 @@ def test_label(factory, tmp_path):
     seen = [[img.getpixel((x0 + c * m + m // 2, y0 + r * m + m // 2)) < 128
              for c in range(len(matrix))] for r in range(len(matrix))]
     assert seen == matrix
+    # The second QR code, in the lower half, joins a phone to the set-up access point.
+    wifi = label.qr_matrix(label.wifi_qr_text(rec.for_label()))
+    x0, y0 = label.WIFI_ORIGIN_PX
+    seen = [[img.getpixel((x0 + c * m + m // 2, y0 + r * m + m // 2)) < 128
+             for c in range(len(wifi))] for r in range(len(wifi))]
+    assert seen == wifi and label.wifi_qr_text(rec.for_label()) == \
+        f"WIFI:T:WPA;S:setup-{rec.device_id};P:{rec.ap_passphrase};;"
+    assert len(rec.ap_passphrase) == 16 and rec.ap_passphrase not in repr(rec)
     try:
         import zxingcpp
     except ImportError:
         zxingcpp = None
     if zxingcpp is not None:
         texts = [b.text for b in zxingcpp.read_barcodes(Image.open(png))]
-        assert texts == [url]
+        assert sorted(texts) == sorted([url, label.wifi_qr_text(rec.for_label())])
     with pytest.raises(UsageError, match="refusing to overwrite a label"):
         label.write(rec.for_label(), tmp_path / "labels")
 
