@@ -5,7 +5,6 @@ code; the set-up page (TLS, device certificate) tries the home network, reports 
 only then closes the AP. The window and the button reopen it; nothing else does; a wrong
 passphrase and a second client are refused; only the set-up page listens on the AP."""
 
-import json
 import re
 import socket
 import ssl
