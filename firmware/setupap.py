@@ -13,6 +13,7 @@
 # The radio is the board's (`hal.network`, the ESP32 port's `network` API).
 import asyncio
 import binascii
+import json
 import os
 import time
 
@@ -104,7 +105,22 @@ class Onboarding:
         self.net.WLAN(self.net.AP_IF).active(False)
         self.log("setup: access point closed (%s)" % why)
 
+    def _migrate(self):
+        # Settings written over the console at the factory (docs/real-board.md section 7)
+        # move into the sealed record; the plaintext file goes.
+        legacy = self.dev.data + "/wifi.json"
+        try:
+            with open(legacy) as f:
+                conf = json.loads(f.read())
+            conf = {"ssid": conf["ssid"], "password": conf["password"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        store.save(self.path, conf)
+        os.remove(legacy)
+        self.log("wifi: settings moved into the sealed record")
+
     async def run(self):
+        self._migrate()  # before the board's own Wi-Fi service looks for the file
         conf = store.load(self.path)
         if isinstance(conf, dict) and conf.get("ssid"):
             self._keep(conf)
@@ -157,6 +173,12 @@ class Onboarding:
         # Keeps the device on its network; when the network is gone it retries with a growing
         # pause. It never opens the access point: only the button does.
         sta = self.net.WLAN(self.net.STA_IF)
+        name = self.dev.identity.get("device_id")
+        if name:  # DHCP and mDNS answer to <device id>.local: named before the interface is up
+            try:
+                self.net.hostname(name)
+            except (AttributeError, ValueError, OSError) as e:
+                self.log("wifi: hostname %s not set (%r)" % (name, e))
         pause, up = 2, False
         while True:
             if not sta.isconnected():
