@@ -330,5 +330,6 @@ class Esp32Hal:
             mode, boot.slot, boot.version, " (trial)" if boot.trial else ""))
 
     def services(self, boot):
-        """Board tasks the application runs beside its own."""
-        return [self.wifi.run()]
+        """Board tasks the application runs beside its own. Once the app has taken the radio
+        (`network`, for its onboarding and station), the board's own Wi-Fi task stays out."""
+        return [] if self._network is not None else [self.wifi.run()]

@@ -26,7 +26,9 @@ with open(cfg_path) as f:
     cfg = json.load(f)
 lines = []
 h = hal.Hal(cfg, log=lines.append)
+assert len(h.services(None)) == 1  # the board's own Wi-Fi task, until the app takes the radio
 assert h.network is network and h.setup_port == 443 and h.setup_window_s == 600
+assert h.services(None) == []
 DEV_ID = "th-4k9q2x7mzp3a"
 secret = bytes(range(32))
 for d in ("/data", "/data/app", "/factory"):
