@@ -29,6 +29,8 @@ class Device:
         self.capacity = boot.cfg["capacity"]
         # Owner records on the data filesystem are sealed with the device's key (4.4-1).
         store.use(sealed.from_factory(self.factory, self.data))
+        if store._seal is None:
+            self.log("app: no device secret in the factory record: records are not sealed")
         store.makedirs(self.data + "/app")
         store.makedirs(self.data + "/auth")
         self.identity = store.load(self.factory + "/identity.json", {})
