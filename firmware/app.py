@@ -28,8 +28,9 @@ class Device:
         self.factory = boot.cfg["factory"]
         self.capacity = boot.cfg["capacity"]
         # Owner records on the data filesystem are sealed with the device's key (4.4-1).
-        store.use(sealed.from_factory(self.factory, self.data))
-        if store._seal is None:
+        sealer = sealed.from_factory(self.factory, self.data)
+        store.use(sealer)
+        if sealer is None:
             self.log("app: no device secret in the factory record: records are not sealed")
         store.makedirs(self.data + "/app")
         store.makedirs(self.data + "/auth")
