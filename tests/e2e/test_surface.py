@@ -169,12 +169,13 @@ def test_security_txt_follows_rfc_9116(app_device, keydir):
 
 
 def test_setup_access_point_is_the_only_other_interface(tmp_path, keydir, bundles):
-    """A device with a radio: while its set-up window is open, the documented set-up port on
-    the access point's address is the only other listening socket, and it answers only the
-    documented routes (and 404 to every route of the API); when the window ends, it is gone."""
-    from .test_onboarding import AP_HOST, _listens, _radio_device, wait
+    """A device with a radio: while its set-up access point is open, the documented set-up port
+    on the access point's address is the only other listening socket, and it answers only the
+    documented routes (and 404 to every route of the API); once the home network is set, it
+    is gone."""
+    from .test_onboarding import AP_HOST, _configure, _listens, _radio_device, wait
 
-    d, info = _radio_device(tmp_path, keydir, bundles, window_s=12)
+    d, info = _radio_device(tmp_path, keydir, bundles)
     sim.start(d)
     try:
         cfg = sim.sim_config(d)
@@ -195,7 +196,8 @@ def test_setup_access_point_is_the_only_other_interface(tmp_path, keydir, bundle
         for m, p in sorted(_documented_routes()):
             if p != "/setup":
                 assert _unauthenticated(ctx, AP_HOST, setup, name, m, p)[0] == 404, (m, p)
-        wait(lambda: not _listens(setup), "the window to end", timeout=20, d=d)
+        assert _configure(d, info, keydir, setup)[0] == 200
+        wait(lambda: not _listens(setup), "the access point to close", timeout=20, d=d)
         assert _listening(pid)[0] == _documented_sockets(port) == {("tcp", port)}
     finally:
         sim.powercut(d)

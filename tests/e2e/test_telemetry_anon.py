@@ -30,7 +30,7 @@ def test_a_day_of_telemetry_from_two_devices_cannot_be_linked(tmp_path, keydir, 
     ids = [i["device_id"] for i in infos]
     t_start = time.time()
     capture.wait(lambda t, m: len(capture.tel()) >= 2, what="telemetry")
-    time.sleep(2.5 * DAY_S)  # two day boundaries at least
+    time.sleep(3 * DAY_S)  # two day boundaries at least
     # Remote access to one's own device: a read on its own topic answers on its own topic.
     capture.client.publish(f"dev/{ids[0]}/cmd", json.dumps({"cmd": "read", "id": "r9"}), qos=1)
     capture.wait(lambda t, m: t == f"dev/{ids[0]}/events" and m.get("id") == "r9", what="read")
@@ -48,7 +48,8 @@ def test_a_day_of_telemetry_from_two_devices_cannot_be_linked(tmp_path, keydir, 
         assert len(owners) == 1 and topic == "telemetry/iot-thermostat/" + m["p"], m
         assert by_day[day].setdefault(m["p"], owners[0]) == owners[0]
     days = sorted(by_day)
-    full = [d for d in days if d * DAY_S >= t_start and (d + 1) * DAY_S <= time.time() - 1]
+    # whole days, ended a few seconds ago (what a loaded device queued has arrived)
+    full = [d for d in days if d * DAY_S >= t_start and (d + 1) * DAY_S <= time.time() - 4]
     assert len(days) >= 3 and full, days
     for day in full:  # every device, one pseudonym a day
         assert sorted(by_day[day].values()) == [0, 1], by_day[day]
