@@ -20,7 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from littlefs import LittleFS
 from PIL import Image
 
-from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, provision
+from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, onboarding, \
+    provision
 from host_tools.errors import DeviceError, KeyError_, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +65,10 @@ def _secrets_of(records):
         scalar = key.private_numbers().private_value.to_bytes(32, "big")
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
+        secret = rec.files["secret.bin"]
         out += [pw, pw.replace(b"-", b""), der, pem, base64.b64encode(der), scalar,
-                scalar.hex().encode()]
+                scalar.hex().encode(), secret, secret.hex().encode(),
+                rec.ap_passphrase.encode()]
     return out
 
 
@@ -138,6 +141,10 @@ def test_thousand_devices(factory, tmp_path):
     for attr in ("device_id", "password", "cert_serial", "cert_sha256"):
         assert len({getattr(r, attr) for r in records}) == 1000, attr
     assert len({r.files["device.key.der"] for r in records}) == 1000
+    assert len({r.files["secret.bin"] for r in records}) == 1000
+    assert len({r.ap_passphrase for r in records}) == 1000
+    assert all(len(r.files["secret.bin"]) == 32 and r.ap_passphrase ==
+               onboarding.ap_passphrase(r.files["secret.bin"]) for r in records)
     ca_cert = ca.load(factory).cert
     anchors = json.dumps(keys.anchors(factory), sort_keys=True, separators=(",", ":")).encode()
     for i, rec in enumerate(records):
