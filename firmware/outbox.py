@@ -111,7 +111,7 @@ class Outbox:
         name = self._name(seq, kind)
         try:
             with open(name + _TMP, "wb") as f:
-                f.write(data)
+                f.write(store.seal(name, data))  # personal data: sealed like the records
             os.rename(name + _TMP, name)
         except OSError:
             self.dropped += 1
@@ -137,7 +137,7 @@ class Outbox:
             seq, kind = self._idx[0]
             try:
                 with open(self._name(seq, kind), "rb") as f:
-                    data = f.read()
+                    data = store.unseal(self._name(seq, kind), f.read())
                 nl = data.index(b"\n")
                 return seq, data[:nl].decode(), data[nl + 1:]
             except (OSError, ValueError):

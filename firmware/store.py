@@ -12,6 +12,17 @@ def use(sealer):
     _seal = sealer
 
 
+def seal(path, data):
+    """The bytes to store at `path` for `data`: sealed where the sealer covers the path (files
+    that are not JSON records, e.g. the cloud link's queue)."""
+    return _seal.seal(path, data) if _seal is not None and _seal.covers(path) else data
+
+
+def unseal(path, blob):
+    """`blob` read from `path`, opened where it is sealed; ValueError when it fails."""
+    return _seal.open(path, blob) if _seal is not None and _seal.covers(path) else blob
+
+
 def read(path):
     """The record at `path`; OSError when it is missing, ValueError when it is unreadable."""
     if _seal is not None and _seal.covers(path):

@@ -92,5 +92,17 @@ assert sealed.from_factory(work + "/factory", work + "/data") is None
 with open(work + "/factory/secret.bin", "wb") as f:
     f.write(secret)
 assert sealed.from_factory(work + "/factory", work + "/data").open(path, s.seal(path, "x")) == b"x"
+# The cloud link's queue (outbox.py) in the privacy directory: entries sealed, read back whole.
+from outbox import Outbox  # noqa: E402
+
+ob = Outbox(work + "/data/privacy/outbox")
+seq = ob.put("telemetry/p/x", {"temperature": 21.5, "target": 20.0}, "t")
+names = [n for n in os.listdir(work + "/data/privacy/outbox") if n.endswith(".t")]
+with open(work + "/data/privacy/outbox/" + names[0], "rb") as f:
+    raw = f.read()
+assert raw[:3] == sealed.MAGIC and b"temperature" not in raw and b"telemetry/" not in raw
+got = ob.peek()
+assert got[:2] == (seq, "telemetry/p/x") and json.loads(got[2]) == {
+    "temperature": 21.5, "target": 20.0, "seq": 1}, got
 print("AP", sealed.ap_passphrase(secret))
 print("SEALED-OK")
