@@ -304,6 +304,7 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
                           f"{c['outbox']['queued'] + c['telemetry_outbox']['queued']} queued, "
                           f"{c['outbox']['dropped'] + c['telemetry_outbox']['dropped']} dropped")
         th1 = dev.status()["thermostat"]
+        queued_t = dev.call("GET", "/api/cloud")[1]["telemetry_outbox"]["queued"]
         mark = len(seen)
         console.print("  [bold green]the broker is back[/]; the device reconnects (backoff with "
                       "full jitter) and empties its outbox")
@@ -312,8 +313,9 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
         while time.monotonic() < deadline:  # the outbox empty, and all of it at the monitor
             c = dev.call("GET", "/api/cloud")[1]
             last = c["outbox"]["next_seq"] - 1
+            anon = sum(1 for r in seen[mark:] if r["device_id"] is None)
             if c["connected"] and not c["outbox"]["queued"] and \
-                    not c["telemetry_outbox"]["queued"] and \
+                    not c["telemetry_outbox"]["queued"] and anon >= queued_t and \
                     any(r["data"].get("seq") == last for r in seen):
                 break
             time.sleep(0.5)
