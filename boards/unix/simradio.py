@@ -195,6 +195,7 @@ class Radio:
             pass
         _remove(self.air + "/ap.json")  # power-on: the radio starts with no AP
         self._ifs = {STA_IF: _Sta(self), AP_IF: _Ap(self)}
+        self._ifs[STA_IF]._publish()  # power-on: not associated
         self._hostname = "espressif"
 
     def WLAN(self, interface=STA_IF):  # noqa: N802  (the network module's name)

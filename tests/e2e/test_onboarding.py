@@ -167,6 +167,13 @@ def test_window_button_and_no_fallback_ap(tmp_path, keydir, bundles):
         simair.set_networks(d, {HOME: HOME_KEY})
         wait(lambda: simair.station(d)["status"] == 1010, "the reconnection", timeout=20, d=d)
         assert simair.access_point(d) is None
+        # A factory reset forgets the network: the device opens its set-up AP again.
+        boot = sim.read_status(d)["boot"]
+        assert dev.call("POST", "/api/reset", b'{"confirm": "RESET"}',
+                        {"Content-Type": "application/json"})[0] == 200
+        sim.wait_booted(d, after=boot)
+        wait(lambda: simair.access_point(d), "the AP after a factory reset", d=d)  # power-on
+        assert simair.station(d)["ssid"] is None  # cleared it: nothing to connect to
     finally:
         sim.powercut(d)
 
