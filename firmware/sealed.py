@@ -21,10 +21,11 @@ _BLOCK = const(64)
 _CBC = const(2)
 SECRET_LEN = const(32)
 _ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"  # 32 symbols: 5 bits each, no 0/o, 1/l
-# The directories of the data root whose records are sealed: settings and schedule, the
-# owner's password record and login throttle, personal data and consents, network settings.
-# Not the slots (signed code, read by the boot stage) nor the deletion marker.
-DIRS = ("app", "auth", "privacy", "net")
+# The directories of the data root whose records are sealed: settings, schedule and Wi-Fi
+# settings (app), the owner's password record and login throttle (auth), personal data,
+# consents and the cloud link's queues (privacy). Not the slots (signed code, read by the boot
+# stage) nor the deletion marker.
+DIRS = ("app", "auth", "privacy")
 
 
 class _Hmac:

@@ -75,7 +75,7 @@ store.save(plain, {"a": 1})
 with open(plain) as f:
     assert json.loads(f.read()) == {"a": 1}
 assert store.load(plain) == {"a": 1}
-assert not s.covers(work + "/data/.erase") and s.covers(work + "/data/net/wifi.json")
+assert not s.covers(work + "/data/.erase") and s.covers(work + "/data/app/wifi.json")
 
 # Lengths: every padding length round-trips.
 for n in range(0, 40):
