@@ -137,7 +137,8 @@ class Outbox:
             seq, kind = self._idx[0]
             try:
                 with open(self._name(seq, kind), "rb") as f:
-                    data = store.unseal(self._name(seq, kind), f.read())
+                    data = f.read()
+                data = store.unseal(self._name(seq, kind), data)
                 nl = data.index(b"\n")
                 return seq, data[:nl].decode(), data[nl + 1:]
             except (OSError, ValueError):

@@ -107,12 +107,12 @@ class Sealer:
         n = len(blob) - len(MAGIC) - _IV - _TAG
         if n <= 0 or n % 16 or blob[:len(MAGIC)] != MAGIC:
             raise ValueError("not a sealed record")
-        mv = memoryview(blob)
+        mv = memoryview(blob)  # views, no copies: a small heap stays in large pieces
         iv = mv[len(MAGIC):len(MAGIC) + _IV]
         ct = mv[len(MAGIC) + _IV:-_TAG]
         if not _equal(self._mac.digest(MAGIC, path.encode(), iv, ct), mv[-_TAG:]):
             raise ValueError("sealed record fails authentication")
-        pt = cryptolib.aes(self._enc, _CBC, bytes(iv)).decrypt(bytes(ct))
+        pt = cryptolib.aes(self._enc, _CBC, iv).decrypt(ct)
         pad = pt[-1]
         if not 1 <= pad <= 16:
             raise ValueError("sealed record has bad padding")
@@ -120,8 +120,11 @@ class Sealer:
 
     def read(self, path):
         """Read and open the record at `path` (OSError when missing, ValueError when bad)."""
+        # Exactly the file's size: read() without a size would start with a 2 KiB buffer.
+        blob = bytearray(os.stat(path)[6])
         with open(path, "rb") as f:
-            blob = f.read()
+            if f.readinto(blob) != len(blob):
+                raise ValueError("sealed record changed while read")
         return self.open(path, blob)
 
 
