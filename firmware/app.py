@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import api
+import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
@@ -25,6 +26,11 @@ class Device:
         self.data = boot.root
         self.factory = boot.cfg["factory"]
         self.capacity = boot.cfg["capacity"]
+        # Owner records on the data filesystem are sealed with the device's key (4.4-1).
+        sealer = sealed.from_factory(self.factory, self.data)
+        store.use(sealer)
+        if sealer is None:
+            self.log("app: no device secret in the factory record: records are not sealed")
         store.makedirs(self.data + "/app")
         store.makedirs(self.data + "/auth")
         self.identity = store.load(self.factory + "/identity.json", {})
@@ -94,7 +100,7 @@ class Device:
             self.log("app: no device certificate in the factory data; local API disabled")
             return False
         self.server = api.build(self)
-        await self.server.serve("0.0.0.0", self.port, ctx)
+        await self.server.serve(getattr(self.hal, "api_host", "0.0.0.0"), self.port, ctx)
         self.log("app: API listening on port %d (TLS)" % self.port)
         return True
 
@@ -121,6 +127,10 @@ async def _main(boot):
         import cloud
 
         cloud.start(dev)  # sets dev.cloud; never waited on by the thermostat
+    if getattr(dev.hal, "network", None) is not None:
+        import setupap  # Wi-Fi: the station, and the set-up access point in its window
+
+        tasks.append(asyncio.create_task(setupap.Onboarding(dev).run()))
     for coro in dev.hal.services(boot):
         tasks.append(asyncio.create_task(coro))
     if boot.trial:

@@ -5,11 +5,14 @@
 # Topics (<id> = the device id, also the certificate's CN and the MQTT client id):
 #   dev/<id>/state      device -> service, retained, QoS 1: {"online": true, "version", ...};
 #                       the will sets {"online": false} when the device vanishes
-#   dev/<id>/telemetry  device -> service, QoS 1 via the outbox, only with consent:
-#                       {"seq", "t", "temperature", "target", "heating"}
+#   telemetry/<product>/<pseudonym>  device -> service, QoS 1 via its own outbox, only with
+#                       consent, anonymous (telemetry.py): {"p", "t", "temperature", "target",
+#                       "heating"}: no device id, no seq, a per-day pseudonym, hour-coarse time
 #   dev/<id>/events     device -> service, QoS 1 via the outbox: {"seq", "t", "type", ...}
 #   dev/<id>/alert      device -> service: the boot stage's integrity alert (cloudalert.py)
-#   dev/<id>/cmd        service -> device, QoS 1: {"cmd": "set"|"check_update"|..., "id"}
+#   dev/<id>/cmd        service -> device, QoS 1: {"cmd": "set"|"read"|"check_update"|...,
+#                       "id"}; "read" answers on dev/<id>/events with the readings: the
+#                       owner's remote access, on the device's own authenticated topics
 #   fleet/<product>/<channel>  service -> devices, retained: the update announcement
 # docs/cloud-link.md has every payload. The thermostat never waits on any of this.
 import asyncio
@@ -20,6 +23,7 @@ from micropython import const
 
 import certrenew
 import mqtt
+import telemetry
 from backoff import Backoff
 from httpd import HTTPError, json_response
 from outbox import Outbox
@@ -33,7 +37,7 @@ RENEW_CHECK_S = const(3600)  # how often the link looks at its certificate's age
 CMD_PER_MIN = const(20)
 SECURITY_FLUSH_MS = const(5_000)  # at most one login-failure event per 5 s, with a count
 CHANNEL = "stable"
-COMMANDS = ("set", "check_update", "privacy_deleted", "cert")
+COMMANDS = ("set", "read", "check_update", "privacy_deleted", "cert")
 _BACKOFF_KEYS = ("base_ms", "cap_ms", "initial_window_ms", "stable_ms")
 
 
@@ -51,8 +55,9 @@ def config(identity):
     out = {"host": host, "port": port, "name": c.get("name") or host,
            "channel": c.get("channel") or CHANNEL, "telemetry_s": c.get("telemetry_s", TELEMETRY_S),
            "keepalive_s": c.get("keepalive_s", KEEPALIVE_S),
-           "renew_check_s": c.get("renew_check_s", RENEW_CHECK_S), "backoff": {}}
-    for k in ("telemetry_s", "keepalive_s", "renew_check_s"):
+           "renew_check_s": c.get("renew_check_s", RENEW_CHECK_S), "backoff": {},
+           "telemetry_day_s": c.get("telemetry_day_s", telemetry.DAY_S)}
+    for k in ("telemetry_s", "keepalive_s", "renew_check_s", "telemetry_day_s"):
         v = out[k]
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 86400:
             raise ValueError("cloud: %s must be 1..86400" % k)
@@ -103,7 +108,9 @@ class Cloud:
         ident = dev.identity
         self.id = ident["device_id"]
         base = "dev/" + self.id + "/"
-        self.t_state, self.t_telemetry = base + "state", base + "telemetry"
+        self.t_state = base + "state"
+        self.anon = telemetry.Telemetry(dev.factory, ident.get("product", "iot-thermostat"),
+                                        cfg["telemetry_day_s"])
         self.t_events, self.t_cmd = base + "events", base + "cmd"
         self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), cfg["channel"])
         self.renewal = certrenew.Renewal(self)
@@ -112,6 +119,9 @@ class Cloud:
         # Telemetry is personal data queued under a consent: it lives with the rest of it,
         # so "delete my data" erases it with the rest (privacy.py rebuilds that directory).
         self.outbox = Outbox(self.privacy.dir + "/outbox")
+        # Anonymous telemetry has its own outbox: its numbering never leaves the device, and
+        # the events' seq stays gap-free for the service's gap check.
+        self.t_outbox = Outbox(self.privacy.dir + "/telemetry", numbered=False)
         self.client = mqtt.Client(self.id, cfg["host"], cfg["port"], self.ssl,
                                   server_hostname=cfg["name"], keepalive_s=cfg["keepalive_s"],
                                   will=(self.t_state, b'{"online":false}', 1, True))
@@ -134,9 +144,9 @@ class Cloud:
         self.event({"type": "boot", "version": self.dev.boot.version, "slot": self.dev.boot.slot,
                     "trial": self.dev.boot.trial, "last": st["last"][:100]})
         self.puller.report_outcome()  # a pulled release confirmed or rolled back before
-        return [asyncio.create_task(c) for c in (self._run(), self._deliver(), self._telemetry(),
-                                                  self._receive(), self._security(),
-                                                  self.renewal.run())]
+        return [asyncio.create_task(c) for c in (
+            self._run(), self._deliver(self.outbox), self._deliver(self.t_outbox),
+            self._telemetry(), self._receive(), self._security(), self.renewal.run())]
 
     async def _run(self):
         await self.link.subscribe(self.t_cmd, 1)  # recorded now, renewed on every connect
@@ -190,10 +200,9 @@ class Cloud:
             except mqtt.MQTTError:
                 pass
 
-    async def _deliver(self):
+    async def _deliver(self, ob):
         # One entry in flight at a time: the order on the wire is the outbox's order, and
         # an entry is removed only once the broker acknowledged it (across reconnects).
-        ob = self.outbox
         while True:
             await ob.wait()
             await self.link.up.wait()
@@ -222,25 +231,26 @@ class Cloud:
     async def _telemetry(self):
         th = self.dev.thermostat
         while True:
-            await asyncio.sleep_ms(self.cfg["telemetry_s"] * 1000)
+            await asyncio.sleep_ms(self.anon.period_ms(self.cfg["telemetry_s"]))
             if th.temperature is None or not consent(self.dev, "telemetry"):
                 continue
-            doc = {"temperature": round(th.temperature, 1), "target": th.target(),
-                   "heating": th.heating}
-            t = device_time()
-            if t:
-                doc["t"] = t
-            self._queue(self.t_telemetry, doc, "t")
+            rec = self.anon.record(th.temperature, th.target(), th.heating, device_time())
+            if rec is not None:
+                try:
+                    self.t_outbox.put(rec[0], rec[1], "t")
+                except (OSError, ValueError) as e:
+                    self.log("cloud: telemetry not queued (%r)" % (e,))
 
     def _consent_changed(self, purpose, granted):
         try:
             if purpose == "telemetry" and not granted:
-                n = self.outbox.purge("t")  # withdrawn: what was kept under it goes too
+                n = self.t_outbox.purge("t")  # withdrawn: what was kept under it goes too
                 if n:
                     self.log("cloud: %d queued telemetry messages removed (consent withdrawn)"
                              % n)
             else:
                 self.outbox.reload()  # a deletion may have emptied the directory
+                self.t_outbox.reload()
         except OSError as e:
             self.log("cloud: outbox not updated after a consent change (%r)" % (e,))
         if purpose == "telemetry" and self.link.is_up:
@@ -338,6 +348,14 @@ class Cloud:
                 if not consent(self.dev, "telemetry"):
                     raise ValueError("remote access is off: the owner has not allowed it")
                 self.dev.thermostat.update(doc["settings"])  # validates, then persists
+            elif name == "read":  # the owner's remote view, on the device's own topic
+                _fields(doc, ("cmd",), ("id",))
+                if not consent(self.dev, "telemetry"):
+                    raise ValueError("remote access is off: the owner has not allowed it")
+                th = self.dev.thermostat
+                t = th.temperature
+                reading = {"temperature": None if t is None else round(t, 1), "target": th.target(),
+                           "heating": th.heating}
             elif name == "check_update":
                 _fields(doc, ("cmd",), ("id",))
                 self.puller.check()
@@ -356,7 +374,10 @@ class Cloud:
                         "ok": False, "error": str(e)[:160]})
             return False
         self.commands += 1
-        self.event({"type": "cmd", "id": cid, "cmd": name, "ok": True})
+        ev = {"type": "cmd", "id": cid, "cmd": name, "ok": True}
+        if name == "read":
+            ev["reading"] = reading
+        self.event(ev)
         return True
 
     def status(self):
@@ -365,7 +386,8 @@ class Cloud:
                 "connected": self.link.is_up, "connects": self.link.connects,
                 "attempts": self.link.attempts,
                 "last_error": repr(self.link.last_error) if self.link.last_error else None,
-                "outbox": self.outbox.stats(), "delivered": self.delivered,
+                "outbox": self.outbox.stats(), "telemetry_outbox": self.t_outbox.stats(),
+                "delivered": self.delivered,
                 "inflight": len(c.inflight), "commands": self.commands,
                 "telemetry": consent(self.dev, "telemetry"),
                 "telemetry_s": self.cfg["telemetry_s"], "channel": self.cfg["channel"],

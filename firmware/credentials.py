@@ -9,7 +9,6 @@
 # login throttle (per address, per device, per account, physical presence): throttle.py.
 import binascii
 import hashlib
-import json
 import os
 
 from micropython import const
@@ -114,8 +113,7 @@ def check_record(record, password):
 
 def _read_json(path):
     try:
-        with open(path) as f:
-            return json.loads(f.read())
+        return store.read(path)  # sealed under the data root (sealed.py)
     except OSError:
         return None
     except ValueError:

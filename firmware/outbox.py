@@ -26,8 +26,9 @@ class Outbox:
     kept in the file name, so that purge() can remove one kind (e.g. telemetry whose
     consent was withdrawn) without reading the entries."""
 
-    def __init__(self, path, capacity=CAPACITY, max_entry=MAX_ENTRY):
+    def __init__(self, path, capacity=CAPACITY, max_entry=MAX_ENTRY, numbered=True):
         self.path = path
+        self.numbered = numbered  # False: the seq stays local, never in the payload (telemetry)
         self.capacity = capacity
         self.max_entry = max_entry
         self._ev = asyncio.Event()
@@ -96,7 +97,8 @@ class Outbox:
         its seq. Drops the oldest entries to make room. Raises ValueError if it is larger
         than max_entry, OSError if the filesystem refuses it (counted as a drop)."""
         seq = self.next
-        doc["seq"] = seq
+        if self.numbered:
+            doc["seq"] = seq
         data = topic.encode() + b"\n" + json.dumps(doc).encode()
         if len(data) > self.max_entry:
             raise ValueError("outbox entry of %d bytes over %d" % (len(data), self.max_entry))
@@ -109,7 +111,7 @@ class Outbox:
         name = self._name(seq, kind)
         try:
             with open(name + _TMP, "wb") as f:
-                f.write(data)
+                f.write(store.seal(name, data))  # personal data: sealed like the records
             os.rename(name + _TMP, name)
         except OSError:
             self.dropped += 1
@@ -136,6 +138,7 @@ class Outbox:
             try:
                 with open(self._name(seq, kind), "rb") as f:
                     data = f.read()
+                data = store.unseal(self._name(seq, kind), data)
                 nl = data.index(b"\n")
                 return seq, data[:nl].decode(), data[nl + 1:]
             except (OSError, ValueError):

@@ -1,5 +1,7 @@
 """`iotctl monitor`: the service's view of the fleet (ETSI 4.10-1). Subscribes to every
-device's state, telemetry, events and alerts as the service, and flags security anomalies:
+device's state, events and alerts as the service, and to the anonymous telemetry
+(telemetry/<product>/<pseudonym>, firmware/telemetry.py: no device id, a pseudonym that
+changes every day; 4.10-2), and flags security anomalies:
 
 - integrity: any message on dev/<id>/alert (the boot stage found modified software);
 - login_burst: BURST_FAILURES or more failed logins on one device within BURST_WINDOW_S;
@@ -26,7 +28,7 @@ from collections import defaultdict, deque
 BURST_FAILURES, BURST_WINDOW_S = 5, 60
 LOOP_BOOTS, LOOP_WINDOW_S = 3, 600
 RATE_WINDOW_S, RATE_MIN, RATE_FACTOR = 60, 30, 10
-TOPICS = ("dev/+/state", "dev/+/telemetry", "dev/+/events", "dev/+/alert")
+TOPICS = ("dev/+/state", "dev/+/events", "dev/+/alert", "telemetry/+/+")
 
 
 class Monitor:
@@ -39,6 +41,7 @@ class Monitor:
         self.rollouts = rollouts  # a rollout.Store, or None
         self.renewer = renewer  # a renewal.Renewer: answers certificate renewal requests
         self.actions = []  # (topic, doc, retain) to publish: halted rollouts, certificates
+        self.telemetry = {"records": 0, "pseudonyms": set()}  # anonymous: counted, not per device
         self._fails = defaultdict(deque)  # id -> (time, count) of failed logins
         self._boots = defaultdict(deque)
         self._msgs = defaultdict(deque)
@@ -60,6 +63,19 @@ class Monitor:
         self.anomalies.append(a)
         return a
 
+    def _anonymous(self, pseudonym, payload, now):
+        # Telemetry names no device: it is shown and counted, never attached to one.
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            data = {"unreadable": True}
+        self.telemetry["records"] += 1
+        self.telemetry["pseudonyms"].add(pseudonym)
+        return {"time": now, "device_id": None, "pseudonym": pseudonym, "kind": "telemetry",
+                "data": data, "anomalies": []}
+
     @staticmethod
     def _window(q, now, span):
         while q and now - q[0][0] > span:
@@ -71,6 +87,8 @@ class Monitor:
         "kind", "data", "anomalies": [...]}, or None for a topic that is not a device's."""
         now = time.time() if now is None else now
         parts = topic.split("/")
+        if len(parts) == 3 and parts[0] == "telemetry":
+            return self._anonymous(parts[2], payload, now)
         if len(parts) != 3 or parts[0] != "dev":
             return None
         dev_id, kind = parts[1], parts[2]
@@ -192,7 +210,8 @@ def format_record(rec):
     else:
         text = " ".join("%s=%s" % (k, v) for k, v in sorted(d.items()) if k not in ("seq", "t"))
     seq = "#%d" % d["seq"] if isinstance(d.get("seq"), int) else ""
-    return "%s  %-16s %-9s %5s %s" % (when, rec["device_id"], kind, seq, text)
+    who = rec["device_id"] or "anon:" + str(rec.get("pseudonym"))[:11]
+    return "%s  %-16s %-9s %5s %s" % (when, who, kind, seq, text)
 
 
 def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotctl-monitor",
@@ -301,7 +320,7 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
     seen = []
 
     def show(rec):
-        if rec["device_id"] == info["device_id"]:
+        if rec["device_id"] in (info["device_id"], None):  # None: anonymous telemetry
             seen.append(rec)
             console.print("  [dim]monitor[/] " + format_record(rec))
             for a in rec["anomalies"]:
@@ -337,8 +356,10 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
             console.print(f"  offline {time.monotonic() - t0:4.0f} s: thermostat "
                           f"{th['temperature']:.2f} C, heater {'ON' if th['heating'] else 'off'}, "
                           f"{th['ticks'] - th0['ticks']} ticks since; outbox "
-                          f"{c['outbox']['queued']} queued, {c['outbox']['dropped']} dropped")
+                          f"{c['outbox']['queued'] + c['telemetry_outbox']['queued']} queued, "
+                          f"{c['outbox']['dropped'] + c['telemetry_outbox']['dropped']} dropped")
         th1 = dev.status()["thermostat"]
+        queued_t = dev.call("GET", "/api/cloud")[1]["telemetry_outbox"]["queued"]
         mark = len(seen)
         console.print("  [bold green]the broker is back[/]; the device reconnects (backoff with "
                       "full jitter) and empties its outbox")
@@ -347,15 +368,18 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
         while time.monotonic() < deadline:  # the outbox empty, and all of it at the monitor
             c = dev.call("GET", "/api/cloud")[1]
             last = c["outbox"]["next_seq"] - 1
+            anon = sum(1 for r in seen[mark:] if r["device_id"] is None)
             if c["connected"] and not c["outbox"]["queued"] and \
+                    not c["telemetry_outbox"]["queued"] and anon >= queued_t and \
                     any(r["data"].get("seq") == last for r in seen):
                 break
             time.sleep(0.5)
-        after = [r["data"]["seq"] for r in seen[mark:] if "seq" in r["data"]]
+        after = seen[mark:]
         allseq = [r["data"]["seq"] for r in seen if "seq" in r["data"]]
         in_order = allseq == list(range(allseq[0], allseq[0] + len(allseq))) if allseq else False
-        console.print(f"  delivered after the outage: {len(after)} messages (seq "
-                      f"{min(after, default='-')}..{max(after, default='-')}); all seqs "
+        anon = sum(1 for r in after if r["device_id"] is None)
+        console.print(f"  delivered after the outage: {len(after)} messages ({anon} anonymous "
+                      f"telemetry records, no device id, no seq); the device's events "
                       f"{'in order, once, no gap' if in_order else 'NOT in order'}; the "
                       f"longest gap between two control ticks: {th1['max_gap_ms']} ms")
         return {"delivered_after": len(after), "in_order": in_order,

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from littlefs import LittleFS, LittleFSError
 
 from . import ca as ca_mod
-from . import flashimage, keys, label, mpy
+from . import flashimage, keys, label, mpy, onboarding
 from .errors import DeviceError, Unreachable, UsageError
 from .ledger import Ledger
 
@@ -46,7 +46,7 @@ ID_PREFIX, ID_LEN = "th-", 12
 BLOCKLIST = Path(__file__).resolve().parent / "data" / "common-passwords.txt"
 DEVSCRIPT = Path(__file__).resolve().parent / "devscripts" / "factory_write.py"
 FACTORY_FILES = ("anchors.json", "password.json", "device.key.der", "device.crt.der",
-                 "ca.crt.der", "identity.json")  # the order they are written: identity last
+                 "ca.crt.der", "secret.bin", "identity.json")  # written in order: identity last
 
 
 def password_bits():
@@ -117,6 +117,7 @@ class DeviceRecord:
     labels: dict = field(default_factory=dict)
     target: str = ""
     replaced: str = ""  # with --force: the id of the device whose record this one replaced
+    ap_passphrase: str = field(default="", repr=False)  # the set-up AP's, on the label
 
     @property
     def setup_url(self):
@@ -138,7 +139,8 @@ class DeviceRecord:
 
     def for_label(self):
         """What the label printer needs (holds the password)."""
-        return {**self.public(), "password": self.password}
+        return {**self.public(), "password": self.password,
+                "ap_ssid": onboarding.ap_ssid(self.device_id), "ap_passphrase": self.ap_passphrase}
 
 
 def parse_cloud(text):
@@ -159,6 +161,7 @@ def make_device(ca, anchors, *, model=DEFAULT_MODEL, board="unix", station=None,
     now = int(time.time()) if now is None else int(now)
     device_id = device_id or generate_device_id()
     password = generate_password(blocklist)
+    secret = os.urandom(onboarding.SECRET_BYTES)  # seals the data at rest; the AP passphrase
     key = ec.generate_private_key(ec.SECP256R1())
     cert = ca_mod.issue_device(ca, device_id, key.public_key())
     cert_der = cert.public_bytes(serialization.Encoding.DER)
@@ -177,11 +180,12 @@ def make_device(ca, anchors, *, model=DEFAULT_MODEL, board="unix", station=None,
                                             serialization.NoEncryption()),
         "device.crt.der": cert_der,
         "ca.crt.der": ca.cert_der,
+        "secret.bin": secret,
         "identity.json": _json(identity),
     }
     return DeviceRecord(device_id, PRODUCT, model, board, station, now, password,
                         format(cert.serial_number, "x"), hashlib.sha256(cert_der).hexdigest(),
-                        files)
+                        files, ap_passphrase=onboarding.ap_passphrase(secret))
 
 
 def _json(doc):

@@ -97,7 +97,7 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=Non
         rec = provision.provision(keys_dir, sim=d, key_floor=key_floor, labels=labels,
                                   iterations=iterations or provision.DEFAULT_ITERATIONS,
                                   cloud=cloud)[0]
-        info = {**rec.public(), "password": rec.password}
+        info = rec.for_label()  # the label: password, set-up AP name and passphrase
     else:
         info = {"device_id": device_id or "sim-" + uuid.uuid4().hex[:12], "product": PRODUCT,
                 "model": MODEL, "board": BOARD}

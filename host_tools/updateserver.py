@@ -92,14 +92,16 @@ def ca_path(keys_dir):
 
 
 ACL = """# Devices (user = certificate CN = device id) use their own topics; the service sees all.
+# Telemetry is anonymous (firmware/telemetry.py): any device may write any pseudonym.
 pattern write dev/%u/state
-pattern write dev/%u/telemetry
+pattern write telemetry/+/+
 pattern write dev/%u/events
 pattern write dev/%u/alert
 pattern read dev/%u/cmd
 pattern read fleet/#
 user service
 topic read dev/#
+topic read telemetry/#
 topic write dev/+/cmd
 topic readwrite fleet/#
 """

@@ -289,7 +289,23 @@ class Esp32Hal:
         self.wifi = Wifi(cfg.get("data_mount", "/data") + "/wifi.json", log,
                          identity=cfg.get("factory_mount", "/factory") + "/identity.json")
         self.https_port = 443
+        # Owner onboarding (firmware/setupap.py): the set-up page on the access point's own
+        # address, 192.168.4.1:443. asyncio's listeners set SO_REUSEADDR, and lwIP hands a
+        # connection to the listener bound to the exact address before one bound to all.
+        self.setup_port = 443
+        self.setup_window_s = cfg.get("setup_window_s", 600)
+        self._network = None
         self._flash = None
+
+    @property
+    def network(self):
+        """The radio (the `network` module), imported on first use: the app's onboarding
+        runs its station and its set-up access point."""
+        if self._network is None:
+            import network
+
+            self._network = network
+        return self._network
 
     @property
     def flash(self):
@@ -314,5 +330,6 @@ class Esp32Hal:
             mode, boot.slot, boot.version, " (trial)" if boot.trial else ""))
 
     def services(self, boot):
-        """Board tasks the application runs beside its own."""
-        return [self.wifi.run()]
+        """Board tasks the application runs beside its own. Once the app has taken the radio
+        (`network`, for its onboarding and station), the board's own Wi-Fi task stays out."""
+        return [] if self._network is not None else [self.wifi.run()]

@@ -1,4 +1,5 @@
-# Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash.
+# Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash,
+# and (sim.json "radio": true) a Wi-Fi radio with station and access point (simradio.py).
 #
 # Nothing happens at import. `Hal(run_dir)` builds the board from a simulated device's run
 # directory, which holds the flash image, an optional sim.json ({"unique_id": hex,
@@ -189,6 +190,13 @@ class Hal:
         self.button = Button(self._path(sim["button"]))
         self._uid = cfg.get("unique_id")
         self._flash = None
+        # A Wi-Fi radio (simradio.py, the `network` API) only when sim.json asks for one:
+        # without it the simulated device is simply on the host's network, as before.
+        self.network = None
+        if cfg.get("radio"):
+            import simradio
+
+            self.network = simradio.Radio(self.run_dir)
 
     def _path(self, name):
         return self.run_dir + "/" + name

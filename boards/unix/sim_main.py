@@ -23,6 +23,12 @@ class SimBoard(Hal):
         self.channel = simctl.Channel(simdir + "/run")
         cfg = self._read_config(self._sim["config"])
         self.https_port = cfg.get("https_port", 8443)
+        if self.network is not None:
+            # Two interfaces, two addresses: the API on the station's (loopback), the set-up
+            # page alone on the access point's (simradio.AP_ADDRESS), as on a board.
+            self.api_host = "127.0.0.1"
+            self.setup_port = cfg.get("setup_port", self.https_port + 1)
+            self.setup_window_s = cfg.get("setup_window_s", 600)
         self.heap_sample_ms = cfg.get("heap_sample_ms", 0)
 
     def report(self, boot, mode):

@@ -17,6 +17,8 @@ certificate comes from the manufacturer CA (the CA the devices pin).
 Short reconnect timings come from the devices' factory records ("cloud": {"backoff"}).
 """
 
+import hashlib
+import hmac
 import json
 import re
 import socket
@@ -95,6 +97,15 @@ class Capture:
         with self.lock:
             self.msgs.append((msg.topic, data, msg.retain, time.monotonic()))
 
+    def tel(self, d=None):
+        """The anonymous telemetry records (topic, doc): all of them, or with `d` the ones
+        of the simulated device in `d`, picked by its pseudonyms (which only the holder of
+        its factory secret, here the test as the maker, can compute)."""
+        key = _telemetry_key(d) if d is not None else None
+        with self.lock:
+            return [(t, m) for t, m, _, _ in self.msgs if t.startswith("telemetry/")
+                    and (key is None or m.get("p") == _pseudonym(key, m["t"] // 86400))]
+
     def of(self, dev_id, kind=None):
         with self.lock:
             return [(t, d) for t, d, _, _ in self.msgs if t.startswith(f"dev/{dev_id}/")
@@ -148,6 +159,16 @@ def consent(dev, granted):
     assert status == 200 and doc["telemetry"]["granted"] is granted
 
 
+def _telemetry_key(d):
+    secret = flashimage.read_file(sim.image_path(d), "fctry", "secret.bin")
+    return hmac.new(secret, b"iot-secure-firmware/telemetry/day", hashlib.sha256).digest()
+
+
+def _pseudonym(key, day):
+    """firmware/telemetry.py's pseudonym of day number `day`."""
+    return hmac.new(key, b"day:%d" % day, hashlib.sha256).digest()[:8].hex()
+
+
 def seqs(msgs):
     return [d["seq"] for t, d in msgs if isinstance(d, dict) and "seq" in d]
 
@@ -171,14 +192,17 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
     capture.wait(lambda t, m: t == f"dev/{did}/state" and m["online"], what="online state")
     capture.wait(lambda t, m: t == f"dev/{did}/events" and m["type"] == "boot", what="boot")
     time.sleep(3)  # three telemetry periods without consent: nothing
-    assert capture.of(did, "telemetry") == []
+    assert capture.tel() == []
 
     consent(dev, True)
-    capture.wait(lambda t, m: t == f"dev/{did}/telemetry", what="telemetry")
-    tel = capture.of(did, "telemetry")[0][1]
-    assert set(tel) == {"seq", "t", "temperature", "target", "heating"}  # minimal (4.10-2)
-    # ... and the notice the owner consented to names every datum it carries (4.10-3); seq is
-    # the record's number, not a datum about the home.
+    capture.wait(lambda t, m: t.startswith("telemetry/"), what="telemetry")
+    topic, tel = capture.tel(d)[0]
+    # Minimal and anonymous (4.10-2): no device id, no seq; a pseudonym for the day.
+    assert set(tel) == {"p", "t", "temperature", "target", "heating"}
+    assert topic == f"telemetry/iot-thermostat/{tel['p']}" and did not in json.dumps(tel)
+    assert tel["t"] % 3600 == 0 and capture.of(did, "telemetry") == []
+    # ... and the notice the owner consented to names every datum it carries (4.10-3); the
+    # pseudonym is no datum about the home.
     notice = json.loads((REPO / "firmware" / "notice.json").read_text())
     said = next(text for key, _, text in notice["purposes"] if key == "telemetry")
     for field, words in {"temperature": "room temperature", "target": "target temperature",
@@ -186,8 +210,13 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
         assert words in said, (field, said)
     capture.wait(lambda t, m: t == f"dev/{did}/state" and m["telemetry"] is True)
 
-    # Commands, with remote access allowed: a valid one is applied and acknowledged.
+    # Commands, with remote access allowed: a valid one is applied and acknowledged; the
+    # owner's app reads the readings on the device's own topics.
     cmd = f"dev/{did}/cmd"
+    capture.client.publish(cmd, json.dumps({"cmd": "read", "id": "r1"}), qos=1)
+    capture.wait(lambda t, m: t.endswith("/events") and m.get("id") == "r1", what="r1 result")
+    r1 = [m for t, m in capture.of(did, "events") if m.get("id") == "r1"][0]
+    assert r1["ok"] is True and set(r1["reading"]) == {"temperature", "target", "heating"}
     capture.client.publish(cmd, json.dumps({"cmd": "set", "id": "c1",
                                             "settings": {"setpoint": 22.5}}), qos=1)
     capture.wait(lambda t, m: t.endswith("/events") and m.get("id") == "c1", what="c1 result")
@@ -218,14 +247,14 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
     # Withdrawn: telemetry stops, and remote control with it.
     consent(dev, False)
     time.sleep(1.5)
-    before = len(capture.of(did, "telemetry"))
+    before = len(capture.tel())
     capture.client.publish(cmd, json.dumps({"cmd": "set", "id": "c7",
                                             "settings": {"setpoint": 18}}), qos=1)
     capture.wait(lambda t, m: t.endswith("/events") and m.get("id") == "c7", what="c7 result")
     c7 = [m for t, m in capture.of(did, "events") if m.get("id") == "c7"][0]
     assert c7["ok"] is False and "remote access is off" in c7["error"]
     time.sleep(2.5)
-    assert len(capture.of(did, "telemetry")) == before
+    assert len(capture.tel()) == before
     assert dev.status()["thermostat"]["settings"]["setpoint"] == 22.5
 
     # "Delete my data" erases the outbox with the rest, and asks the service to delete its
@@ -243,7 +272,7 @@ def test_telemetry_only_with_consent_and_strict_commands(tmp_path, keydir, bundl
     assert priv["service_receipt"]["id"] == req["request"] and priv["service_receipt"]["confirmed"]
     status, page = dev.page("/privacy")
     assert status == 200 and b"confirmed on" in page and req["request"].encode() in page
-    all_seqs = seqs(capture.of(did, "telemetry") + capture.of(did, "events"))
+    all_seqs = seqs(capture.of(did, "events"))
     assert sorted(all_seqs) == list(range(1, len(all_seqs) + 1))  # in order, once, no gap
 
 
@@ -260,12 +289,12 @@ def test_broker_outage_and_kill_loses_nothing(tmp_path, keydir, bundles, broker,
     for dev in (a, b):
         consent(dev, True)
     ida, idb = ia["device_id"], ib["device_id"]
-    for did in (ida, idb):
-        capture.wait(lambda t, m: t == f"dev/{did}/telemetry", what="telemetry of " + did)
+    for d in (da, db):
+        capture.wait(lambda t, m: capture.tel(d), what=f"telemetry of {d.name}")
 
     # Stop right after a telemetry message, a second before the next one is due.
-    n = len(capture.of(ida, "telemetry"))
-    capture.wait(lambda t, m: len(capture.of(ida, "telemetry")) > n, what="next telemetry")
+    n = len(capture.tel(da))
+    capture.wait(lambda t, m: len(capture.tel(da)) > n, what="next telemetry")
     th0 = a.status()["thermostat"]
     t0 = time.monotonic()
     broker.stop()
@@ -273,26 +302,27 @@ def test_broker_outage_and_kill_loses_nothing(tmp_path, keydir, bundles, broker,
     time.sleep(OUTAGE_S / 3)
     cloud_b = call(b, "GET", "/api/cloud")[1]
     acked_b = cloud_b["outbox"]["next_seq"] - 1  # every seq below next_seq was acknowledged
-    assert not cloud_b["connected"] and cloud_b["outbox"]["queued"] >= 10
+    assert not cloud_b["connected"] and cloud_b["telemetry_outbox"]["queued"] >= 10
     sim.powercut(db)  # kill -9, whatever it was writing
     assert sim.start(db)["mode"] == "normal"
     sim.wait_api(db)
     b = login(db, ib, keydir)
-    assert call(b, "GET", "/api/cloud")[1]["outbox"]["queued"] >= cloud_b["outbox"]["queued"]
+    assert call(b, "GET", "/api/cloud")[1]["telemetry_outbox"]["queued"] >= \
+        cloud_b["telemetry_outbox"]["queued"]
 
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
     cloud_a = call(a, "GET", "/api/cloud")[1]
     th1 = a.status()["thermostat"]
     elapsed_ms = (time.monotonic() - t0) * 1000
-    assert not cloud_a["connected"] and cloud_a["outbox"]["queued"] >= OUTAGE_S - 5
-    assert cloud_a["outbox"]["dropped"] == 0
+    assert not cloud_a["connected"] and cloud_a["telemetry_outbox"]["queued"] >= OUTAGE_S - 8
+    assert cloud_a["outbox"]["dropped"] == cloud_a["telemetry_outbox"]["dropped"] == 0
     broker.start()
 
     for dev in (a, b):
         deadline = time.monotonic() + 30
         while True:
             c = call(dev, "GET", "/api/cloud")[1]
-            if c["connected"] and c["outbox"]["queued"] == 0:
+            if c["connected"] and c["outbox"]["queued"] == c["telemetry_outbox"]["queued"] == 0:
                 break
             assert time.monotonic() < deadline, c
             time.sleep(0.2)
@@ -305,14 +335,16 @@ def test_broker_outage_and_kill_loses_nothing(tmp_path, keydir, bundles, broker,
           f"up to seq {acked_b} when killed")
     assert ticks >= 0.95 * elapsed_ms / th1["tick_ms"], (ticks, elapsed_ms)
     assert th1["max_gap_ms"] < 2 * th1["tick_ms"], th1["max_gap_ms"]
-    # Everything consented reached the service, in order and once: seqs 1..N without a gap
-    # or a repeat, telemetry from before, during and after the outage.
-    for did in (ida, idb):
-        got = seqs(capture.of(did, "telemetry") + capture.of(did, "events"))
+    # Everything consented reached the service, once: the events as seqs 1..N without a gap
+    # or a repeat; the (anonymous, unnumbered) telemetry from before, during and after the
+    # outage, as many records as each device queued.
+    for did, d, dev in ((ida, da, a), (idb, db, b)):
+        got = seqs(capture.of(did, "events"))
         assert sorted(got) == list(range(1, max(got) + 1)), (did, got)
-        assert seqs(capture.of(did, "telemetry")) == sorted(seqs(capture.of(did, "telemetry")))
-    assert len(capture.of(ida, "telemetry")) >= OUTAGE_S
-    assert max(seqs(capture.of(idb, "telemetry") + capture.of(idb, "events"))) > acked_b
+        queued = call(dev, "GET", "/api/cloud")[1]["telemetry_outbox"]["next_seq"] - 1
+        assert len(capture.tel(d)) == queued, (did, len(capture.tel(d)), queued)
+    assert len(capture.tel(da)) >= OUTAGE_S
+    assert max(seqs(capture.of(idb, "events"))) > acked_b
     boots = [m for t, m in capture.of(idb, "events") if m["type"] == "boot"]
     assert len(boots) == 2  # B's restart, itself delivered after the outage
 
@@ -648,6 +680,10 @@ def test_monitor_rules_without_a_broker():
         m.feed("dev/noisy/telemetry", json.dumps({"t": now + i}), now + i)
     assert ("rate", "noisy") in {(a["anomaly"], a["device_id"]) for a in m.anomalies}
     assert m.feed("fleet/p/stable", b"{}") is None
+    # Anonymous telemetry is counted, never attached to a device.
+    rec = m.feed("telemetry/iot-thermostat/0123456789abcdef", json.dumps({"t": now}), now)
+    assert rec["device_id"] is None and rec["kind"] == "telemetry" and not rec["anomalies"]
+    assert m.telemetry["records"] == 1 and "0123456789abcdef" not in m.devices
 
 
 def test_cloud_commands_and_help():

@@ -28,8 +28,9 @@ def _documented_routes():
     return {(m, p): int(code) for m, p, code in ROW.findall(_table("## HTTP routes"))}
 
 
-def _documented_sockets(https_port):
-    """The network table's sockets that exist on the simulator, as (proto, port)."""
+def _documented_sockets(https_port, setup_port=None):
+    """The network table's sockets that exist on the simulator, as (proto, port); the set-up
+    page's only with `setup_port` (a device with a radio, its window open)."""
     out = set()
     for line in _table("## Network").splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -37,10 +38,13 @@ def _documented_sockets(https_port):
             continue
         proto = cells[0].strip("`").split("/")[0]
         sim_cell = cells[2]
-        if sim_cell.startswith("none"):
+        if sim_cell.startswith("none") or proto == "wifi":
             continue
-        if "`https_port`" in sim_cell:
-            out.add((proto, https_port))
+        if "`setup_port`" in sim_cell:
+            if setup_port is not None:
+                out.add((proto, setup_port))
+        elif "`https_port`" in sim_cell:
+            out.add(("tcp", https_port))
         else:
             raise AssertionError(f"cannot read the simulator column: {line}")
     return out
@@ -162,3 +166,38 @@ def test_security_txt_follows_rfc_9116(app_device, keydir):
     now = datetime.datetime.now(datetime.timezone.utc)
     assert now < expires <= now + datetime.timedelta(days=366), \
         f"security.txt Expires {expires:%Y-%m-%d}: renew firmware/disclosure.json"
+
+
+def test_setup_access_point_is_the_only_other_interface(tmp_path, keydir, bundles):
+    """A device with a radio: while its set-up access point is open, the documented set-up port
+    on the access point's address is the only other listening socket, and it answers only the
+    documented routes (and 404 to every route of the API); once the home network is set, it
+    is gone."""
+    from .test_onboarding import AP_HOST, _configure, _listens, _radio_device, wait
+
+    d, info = _radio_device(tmp_path, keydir, bundles)
+    sim.start(d)
+    try:
+        cfg = sim.sim_config(d)
+        port, setup = cfg["https_port"], cfg["setup_port"]
+        wait(lambda: _listens(setup), "the set-up page", d=d)
+        pid = int((sim.run_dir(d) / "device.pid").read_text())
+        assert _listening(pid)[0] == _documented_sockets(port, setup) == {
+            ("tcp", port), ("tcp", setup)}
+        assert not _listens(port, AP_HOST)  # the API is not on the access point
+        ctx = ssl.create_default_context(cafile=str(keydir / "ca.crt"))
+        name = info["device_id"] + ".local"
+        table = ROW.findall(_table("## HTTP routes on `tcp/setup`"))
+        assert {(m, p) for m, p, _ in table} == {("GET", "/setup"), ("POST", "/setup")}
+        for m, p, code in table:
+            status, head, body = _unauthenticated(ctx, AP_HOST, setup, name, m, p)
+            assert status == int(code), (m, p, status, body[:200])
+            assert "Set-Cookie" not in head and info["device_id"].encode() not in body
+        for m, p in sorted(_documented_routes()):
+            if p != "/setup":
+                assert _unauthenticated(ctx, AP_HOST, setup, name, m, p)[0] == 404, (m, p)
+        assert _configure(d, info, keydir, setup)[0] == 200
+        wait(lambda: not _listens(setup), "the access point to close", timeout=20, d=d)
+        assert _listening(pid)[0] == _documented_sockets(port) == {("tcp", port)}
+    finally:
+        sim.powercut(d)

@@ -280,10 +280,10 @@ def test_a_failing_or_missing_evidence_test_turns_its_row_into_fail(tmp_path, al
     # An N/A whose evidence fails is a failed claim too; an N's partial evidence never is.
     cases = dict(all_pass)
     cases["tests/e2e/test_sim.py::test_update_installs_into_b_and_confirms"] = "failed"
-    cases["tests/host/test_provision.py::test_label"] = "failed"  # partial evidence of 4.12-1
-    _, doc = _report(tmp_path, cases)
+    cases["tests/host/test_esp.py::test_plan_lists_steps_and_touches_nothing"] = "failed"
+    _, doc = _report(tmp_path, cases)  # ^ partial evidence of 4.6-2, an N
     assert doc["summary"]["failed"] == ["4.3-8", "4.3-9"]
-    assert _rows(doc)["4.12-1"]["verdict"] == "N"
+    assert _rows(doc)["4.6-2"]["verdict"] == "N"
     # The command writes the report, then exits non-zero and names the row.
     cases = dict(all_pass, **{first: "failed"})
     (tmp_path / "junit.xml").write_text(_junit(cases))

@@ -20,7 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from littlefs import LittleFS
 from PIL import Image
 
-from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, provision
+from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, onboarding, \
+    provision
 from host_tools.errors import DeviceError, KeyError_, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +65,10 @@ def _secrets_of(records):
         scalar = key.private_numbers().private_value.to_bytes(32, "big")
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
+        secret = rec.files["secret.bin"]
         out += [pw, pw.replace(b"-", b""), der, pem, base64.b64encode(der), scalar,
-                scalar.hex().encode()]
+                scalar.hex().encode(), secret, secret.hex().encode(),
+                rec.ap_passphrase.encode()]
     return out
 
 
@@ -138,6 +141,10 @@ def test_thousand_devices(factory, tmp_path):
     for attr in ("device_id", "password", "cert_serial", "cert_sha256"):
         assert len({getattr(r, attr) for r in records}) == 1000, attr
     assert len({r.files["device.key.der"] for r in records}) == 1000
+    assert len({r.files["secret.bin"] for r in records}) == 1000
+    assert len({r.ap_passphrase for r in records}) == 1000
+    assert all(len(r.files["secret.bin"]) == 32 and r.ap_passphrase ==
+               onboarding.ap_passphrase(r.files["secret.bin"]) for r in records)
     ca_cert = ca.load(factory).cert
     anchors = json.dumps(keys.anchors(factory), sort_keys=True, separators=(",", ":")).encode()
     for i, rec in enumerate(records):
@@ -316,13 +323,21 @@ def test_label(factory, tmp_path):
     seen = [[img.getpixel((x0 + c * m + m // 2, y0 + r * m + m // 2)) < 128
              for c in range(len(matrix))] for r in range(len(matrix))]
     assert seen == matrix
+    # The second QR code, in the lower half, joins a phone to the set-up access point.
+    wifi = label.qr_matrix(label.wifi_qr_text(rec.for_label()))
+    x0, y0 = label.WIFI_ORIGIN_PX
+    seen = [[img.getpixel((x0 + c * m + m // 2, y0 + r * m + m // 2)) < 128
+             for c in range(len(wifi))] for r in range(len(wifi))]
+    assert seen == wifi and label.wifi_qr_text(rec.for_label()) == \
+        f"WIFI:T:WPA;S:setup-{rec.device_id};P:{rec.ap_passphrase};;"
+    assert len(rec.ap_passphrase) == 16 and rec.ap_passphrase not in repr(rec)
     try:
         import zxingcpp
     except ImportError:
         zxingcpp = None
     if zxingcpp is not None:
         texts = [b.text for b in zxingcpp.read_barcodes(Image.open(png))]
-        assert texts == [url]
+        assert sorted(texts) == sorted([url, label.wifi_qr_text(rec.for_label())])
     with pytest.raises(UsageError, match="refusing to overwrite a label"):
         label.write(rec.for_label(), tmp_path / "labels")
 
