@@ -342,7 +342,10 @@ def test_broker_outage_and_kill_loses_nothing(tmp_path, keydir, bundles, broker,
         got = seqs(capture.of(did, "events"))
         assert sorted(got) == list(range(1, max(got) + 1)), (did, got)
         queued = call(dev, "GET", "/api/cloud")[1]["telemetry_outbox"]["next_seq"] - 1
-        assert len(capture.tel(d)) == queued, (did, len(capture.tel(d)), queued)
+        # QoS 1 is at least once: the one record in flight when B's power was cut (or when
+        # the broker went) may arrive twice, and anonymous telemetry has no seq to drop a
+        # repeat by. None may be missing.
+        assert queued <= len(capture.tel(d)) <= queued + 1, (did, len(capture.tel(d)), queued)
     assert len(capture.tel(da)) >= OUTAGE_S
     assert max(seqs(capture.of(idb, "events"))) > acked_b
     boots = [m for t, m in capture.of(idb, "events") if m["type"] == "boot"]

@@ -15,6 +15,7 @@ import pytest
 
 from host_tools import flashimage, mpy, sim
 
+from tests.sealed import open_record
 from tests.system import need
 
 from .conftest import wait_for
@@ -243,7 +244,9 @@ def test_setup_consent_delete_and_reset(app_device, browser):
     owner.shows("after-reset", "Your own password", heading="Set up your thermostat")
     auth = flashimage.read_files(sim.image_path(d), "vfs", root="auth")
     assert set(auth) <= {"auth/throttle.json"}, auth  # no password record; the login
-    assert all(json.loads(v)["c"] == {} for v in auth.values())  # throttle's hour count only
+    secret = flashimage.read_files(sim.image_path(d), "fctry")["secret.bin"]
+    assert all(json.loads(open_record(secret, "/data/" + k, v))["c"] == {}  # throttle's hour
+               for k, v in auth.items())  # count only, sealed like every owner record
     assert NEW_PASSWORD.encode() not in _image(d)
     st = wait_for(d, lambda s: s["mode"] == "normal")
     assert st["version"] == "1.0.0" and st["slot"] == "a"  # the software stayed

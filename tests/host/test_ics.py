@@ -125,7 +125,8 @@ def test_cra_map_and_psti_statement(tmp_path, all_pass, capsys):
     reqs = {r["ref"]: r for r in cra.cra_map(doc)["requirements"]}
     assert {"I.2(a)", "I.2(m)", "II.1", "II.8", "Art.13(8)"} <= set(reqs)
     assert reqs["I.2(a)"]["status"] == reqs["II.1"]["status"] == "met"
-    assert reqs["I.2(e)"]["status"] == "partial"  # 4.4-1 is N
+    assert reqs["I.2(e)"]["status"] == "met"  # 4.4-1: records sealed at rest
+    assert reqs["I.2(j)"]["status"] == "partial"  # 4.6-2 and 4.6-3 are N
     statement = cra.psti_statement(doc, prod)
     assert statement["issuable"] and statement["blocking"] == []
     text = cra.render_psti_md(statement, doc)
