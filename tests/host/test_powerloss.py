@@ -44,3 +44,10 @@ def test_every_cut_point_boots_a_verified_slot(template, tmp_path, kind):
         assert any(k.startswith("2.0.0") for k in result["outcomes"])
     else:
         assert result["final"] == "1.0.0"
+
+
+def test_nor_model_tears_every_shape_reproducibly(tmp_path):
+    from host_tools import flashimage
+    image = flashimage.create_blank(tmp_path / "flash.bin")
+    proc = mpy.run(mpy.REPO / "tests" / "device" / "nor_powercut.py", [image], timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout + proc.stderr
