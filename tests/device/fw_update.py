@@ -137,7 +137,6 @@ assert (r, fw.label) == ("rolled_back", "ota_1")
 assert "sensor driver missing" in fw.state()["last"], fw.state()
 
 # --- While an app slot is on trial, firmware waits (one trial at a time). ---
-os.mkdir("/data/slots")
 sst = slotstate.load("/data/slots/state.json")
 sst["pending"], sst["trials"] = "b", 3
 slotstate.save("/data/slots/state.json", sst)
