@@ -76,7 +76,7 @@ class Privacy:
     def _reload(self):
         # After a recovered rebuild the file may be back where the thermostat did not see it.
         from thermostat import DEFAULTS, validate
-        saved = store.load(self.thermostat.path)
+        saved = store.load_record(self.thermostat.path)[0]
         try:
             self.thermostat.settings = validate(saved, DEFAULTS) if saved else dict(DEFAULTS)
         except ValueError:

@@ -4,7 +4,6 @@
 # unconfirmed; the tamper matrix; a corrupted running image makes the bootloader fall back.
 # Usage: micropython fw_update.py WORK_IMAGE CASES.json
 import json
-import os
 import sys
 
 import bootstage
