@@ -51,3 +51,46 @@ def test_nor_model_tears_every_shape_reproducibly(tmp_path):
     image = flashimage.create_blank(tmp_path / "flash.bin")
     proc = mpy.run(mpy.REPO / "tests" / "device" / "nor_powercut.py", [image], timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout + proc.stderr
+
+
+# --- The findings of issue 21, one test each (tests/device/powerloss_findings.py) -----------
+
+FINDINGS = mpy.REPO / "tests" / "device" / "powerloss_findings.py"
+
+
+@pytest.fixture(scope="module")
+def findings_env(tmp_path_factory):
+    from host_tools import ca
+    d = tmp_path_factory.mktemp("findings")
+    k = d / "keys"
+    keys.init(k)
+    ca.init(k)
+    meta, files = bundle.collect_app()
+    files = bundle.compile_files(files, ["unix"])
+    b = {}
+
+    def build(name, version, sec, serial=None):
+        bundle.build(k, ["unix"], version, sec, out=d / f"{name}.bin", files=files,
+                     product=meta["product"], compile=False, serial=serial)
+        b[name] = str(d / f"{name}.bin")
+    for v in (1, 2, 3, 4, 5):
+        build(f"v{v}", f"{v}.0.0", v)
+    keys.rotate(k)  # update key serial 2
+    build("v2_key2", "2.0.0", 2)
+    build("v3_key2", "3.0.0", 3)
+    build("v2b_key2", "2.5.0", 2)
+    build("v4_key1", "4.0.0", 4, serial=1)
+    info = sim.create(d / "dev", k, d / "v1.bin", iterations=1000)
+    data_files = sorted(p for p in files if not p.endswith((".py", ".mpy")))
+    return {"template": str(d / "dev" / "flash.bin"), "bundles": b, "label": info["password"],
+            "data_files": data_files}
+
+
+@pytest.mark.parametrize("case", ["torn_suffix", "aged_erase", "bit_flips", "state_lost",
+                                  "crash_loop", "key_floor", "all_files_hashed"])
+def test_issue21_finding(findings_env, tmp_path, case):
+    conf = tmp_path / "case.json"
+    conf.write_text(json.dumps({**findings_env, "work": str(tmp_path / "flash.bin")}))
+    proc = mpy.run(FINDINGS, [case, conf], extra_path=[mpy.REPO / "firmware"], timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), \
+        proc.stdout[-3000:] + proc.stderr[-3000:]
