@@ -98,6 +98,8 @@ def main():
     fl = flash.Flash(work)
     scenario(fl)
     total = fl.ops
+    # Our raw writers (the firmware writer, otadata) never program over unerased bits.
+    assert flash.Flash.all_overprograms == 0, flash.Flash.all_overprograms
     fl.close()
     final = check()
     outcomes, failures = {}, []

@@ -178,4 +178,6 @@ assert fakepart.boot_log()[0] == label + " is not bootable: checksum mismatch", 
 
 fakepart.power_off()
 print(json.dumps({"verdicts": verdicts, "log": logs[-3:]}))
+# The firmware writer (and littlefs, uncut) never programmed over bits that were not erased.
+assert flash.Flash.all_overprograms == 0, flash.Flash.all_overprograms
 print("OK")

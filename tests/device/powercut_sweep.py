@@ -192,7 +192,7 @@ def sweep(job, base, old, new):
                 stats["shapes"][key] = stats["shapes"].get(key, 0) + 1
                 flash.unmount()
                 fl.close()
-                second = 1 + seed % 9 if cfg.get("second") and seed % 2 else None
+                second = 1 + seed % 9 if cfg.get("second") else None
                 out, fl = settle(WORK, kind, seed, allowed, floor, second)
                 if cfg.get("final"):
                     updatable(fl, cfg["last"])

@@ -72,6 +72,14 @@ def find_bytes(fl, part, needle, start=0):
     return -1
 
 
+def slot_has_prefix(slot):
+    try:
+        os.stat("/data/slots/%s.bnd" % slot)
+        return True
+    except OSError:
+        return False
+
+
 def settle_ok(fl, allowed):
     """Power on until no trial is open (confirming trials); every boot must decide."""
     for _ in range(6):
@@ -116,6 +124,25 @@ if case == "torn_suffix":
         assert b.version == "3.0.0" and not b.trial, (n, b.version, b.reasons)
         fl.close()
     assert hit > 10, hit
+
+# 1b. A state-record save that raises (here: /data refuses writes) while a trial is pending:
+#    the boot stage still decides. The trial is not run (its count could not be kept), the
+#    active slot boots, every time.
+elif case == "save_fails":
+    import vfs
+    fl = fresh()
+    install(power_on(fl), "v2")
+    for _ in range(3):
+        flash.unmount()
+        flash.mount_factory(fl)
+        fs = flash.mount_data(fl)
+        vfs.umount("/data")
+        vfs.mount(fs, "/data", readonly=True)
+        b = bootstage.start(NoHal(), simtool.sim_config(), lambda m: None)
+        assert (b.slot, b.version, b.trial) == ("a", "1.0.0", False), (b.version, b.reasons)
+        assert any("state record cannot be written" in r for r in b.reasons), b.reasons
+    b = power_on(fl)  # writable again: the trial runs
+    assert b.trial and b.version == "2.0.0", b.reasons
 
 # 2. Erases on an aged filesystem hit used blocks: torn there in every erase shape, the device
 #    boots a verified slot and takes the next update.
@@ -182,6 +209,8 @@ elif case == "bit_flips":
     label, owner = cfg["label"], "owner-pass-7731"
     fl = fresh()
     power_on(fl)
+    for d in ("/app", "/auth", "/app.1", "/auth.1"):  # as the app's first start does
+        store.makedirs("/data" + d)
     c = credentials.Credentials("/factory/password.json", "/data/auth/password.json")
     c.change(label, owner, 1000)
     Thermostat(None, "/data/app/settings.json").update({"setpoint": 23.5})
@@ -293,6 +322,8 @@ elif case == "crash_loop":
     assert "did not confirm itself" in b.state()["last"]
     b = power_on(fl)
     assert b.version == "1.0.0" and not b.trial
+    # The failed slot was invalidated: a later fallback can never boot it.
+    assert not slot_has_prefix("b")
 
 # 5b. After a rotated key's bundle is confirmed, a bundle from the old key is refused.
 elif case == "key_floor":
@@ -317,6 +348,56 @@ elif case == "all_files_hashed":
         b = power_on(fl)
         assert b.slot is None and any("BAD_FILE_HASH" in r for r in b.reasons), (name, b.reasons)
         fl.close()
+    # A pending slot is verified before its trial runs: a changed file rolls it back.
+    fl = fresh()
+    install(power_on(fl), "v2")
+    path = "/data/slots/b/" + cfg["data_files"][0]
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[0] ^= 1
+    with open(path, "wb") as f:
+        f.write(data)
+    b = power_on(fl)
+    assert (b.version, b.trial) == ("1.0.0", False), (b.version, b.reasons)
+    assert "failed verification" in b.state()["last"] and not slot_has_prefix("b")
+
+# The two copies of a record (bootloader/records.py): both written, the newest valid one wins,
+# a garbled copy is never used, and a record with no valid copy is reported as lost.
+elif case == "records":
+    import records
+    fl = fresh()
+    power_on(fl)
+    p = "/data/t/rec.json"
+    a, b2 = records.paths(p)
+    assert records.load(p) == (None, -1, records.MISSING)
+    assert records.save(p, {"n": 1}) == 0 and records.save(p, {"n": 2}) == 1
+    assert records.load(p) == ({"n": 2}, 1, records.OK)
+    assert open(a).read() == open(b2).read()  # both copies written
+    # A cut between the two writes: one copy newer; the newer one wins, whichever it is.
+    old = open(a).read()
+    records.save(p, {"n": 3})
+    for newer, older in ((a, b2), (b2, a)):
+        new = open(newer).read()
+        with open(older, "w") as f:
+            f.write(old)
+        assert records.load(p) == ({"n": 3}, 2, records.OK), newer
+        with open(older, "w") as f:
+            f.write(new)
+    # One byte changed in the newest copy: the CRC refuses it, the other copy is used.
+    for bad in (a, b2):
+        text = bytearray(open(bad, "rb").read())
+        text[text.find(b"3")] = ord("7")
+        good = open(bad, "rb").read()
+        with open(bad, "wb") as f:
+            f.write(text)
+        assert records.load(p) == ({"n": 3}, 2, records.REPAIRED), bad
+        with open(bad, "wb") as f:
+            f.write(good)
+    for q in (a, b2):
+        with open(q, "w") as f:
+            f.write("[9, {\"n\": 9}]\n00000000\n")
+    assert records.load(p) == (None, -1, records.LOST)
+    assert records.remove(p) and records.load(p)[2] == records.MISSING
 else:
     raise SystemExit("unknown case " + case)
 print("OK")
