@@ -42,3 +42,13 @@ hwtest: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache
+
+# Power-cut and bit-rot sweep of the simulated board (tools/powercut.py, docs/robustness.md):
+# every flash operation of update/confirm/rollback, young and aged, every tear shape, second
+# cuts, bit flips at rest; writes build/powercut.json.
+powercut: $(STAMP)
+	$(BIN)/python tools/powercut.py --jobs $(JOBS) -o build/powercut.json
+
+# Mutation catalog of the boot stage and installers (tools/mutants.py): build/mutants.json.
+mutants: $(STAMP)
+	$(BIN)/python tools/mutants.py -o build/mutants.json

@@ -234,13 +234,30 @@ def owner_check(label):
         raise Bad("the owner's setpoint is lost without a notice")
 
 
+# What may leave nothing valid to run: the factory record or trust anchors, the data
+# filesystem, or the slot that runs (the other one is below the floor after the updates).
+_DAMAGE = ("cannot be mounted", "unreadable", "BAD_",
+           "UNKNOWN_ROOT", "EMPTY_SLOT", "EXTRA_", "TRUNCATED")
+
+
+def _damage(reasons):
+    for r in reasons:
+        for d in _DAMAGE:
+            if d in r:
+                return d
+    return None
+
+
 def flips(base, floor, allowed, per_block):
     fl = flash.Flash(base)
     blocks = [("data", a, nz) for a, nz in used_blocks(fl, "vfs")] + \
         [("factory", a, nz) for a, nz in used_blocks(fl, "fctry")]
     fl.close()
     results = {"alert-only": 0}
-    for region, addr, nz in blocks:
+    every = cfg.get("flip_stride", 1)
+    for i, (region, addr, nz) in enumerate(blocks):
+        if (i + cfg.get("phase", 0)) % every:
+            continue
         for k in range(per_block):
             seed = addr // 4096 * 31 + k
             off = nz[seed % len(nz)] + (seed * 7) % 64
@@ -257,8 +274,12 @@ def flips(base, floor, allowed, per_block):
                     if b.slot is None:
                         # Alert-only is right only where nothing valid is left: the factory
                         # record, the filesystem or both slots damaged (reasons say which).
-                        if not b.reasons:
-                            raise Bad("alert-only without a reason")
+                        why = _damage(b.reasons)
+                        if not why:
+                            raise Bad("alert-only, but nothing valid was damaged: %s"
+                                      % "; ".join(b.reasons))
+                        al = stats.setdefault("alert_only", {})
+                        al[why] = al.get(why, 0) + 1
                         results["alert-only"] += 1
                         fl.close()
                         return "alert-only"

@@ -94,3 +94,19 @@ def test_issue21_finding(findings_env, tmp_path, case):
     proc = mpy.run(FINDINGS, [case, conf], extra_path=[mpy.REPO / "firmware"], timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), \
         proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_powercut_sweep_sample():
+    """A bounded sample of `make powercut` (tools/powercut.py): every 29th cut state of the four
+    jobs in the three tear shapes, every 5th used block flipped at rest; 0 bad outcomes."""
+    import sys
+    sys.path.insert(0, str(mpy.REPO / "tools"))
+    import powercut
+    s = powercut.run(stride=29, jobs=1, flips=1, flip_stride=5)
+    print(f"\npowercut sample: {s['powercut_states']} cut states ({s['second_cuts']} cut again),"
+          f" {s['biterr_states']} bit flips, {s['seconds']} s")
+    assert s["bad"] == [] and s["powercut_bad"] == 0 and s["biterr_bad"] == 0
+    assert s["powercut_states"] >= 60 and s["biterr_states"] >= 20
+    assert s["overprograms"] == 0  # uncut runs: nothing programmed over unerased bits
+    assert s["uncut_used_erases"] > 20  # the aged jobs erase used blocks
+    assert {k.split("/")[0] for k in s["shapes"]} == {"program", "erase"}
