@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import app, boot, crypto, fleet, mqtt, provision  # noqa: E402
+from bench import app, boot, crypto, fleet, mqtt, provision, robustness  # noqa: E402
 
 SUITES = {"crypto": crypto.run, "boot": boot.run, "provision": provision.run, "app": app.run,
-          "fleet": fleet.run, "mqtt": mqtt.run}
+          "fleet": fleet.run, "mqtt": mqtt.run, "robustness": robustness.run}
 
 
 def main():

@@ -269,3 +269,15 @@ def test_power_loss_at_every_flash_operation(fw_env, tmp_path, kind):
         # An unconfirmed image never survives: every cut ends in 1.0.0.
         assert result["final"].startswith("1.0.0")
         assert all(o.startswith("1.0.0") for o in result["outcomes"])
+
+
+def test_sign_binds_the_security_version_to_the_images_efuse_secure_version(keydir, tmp_path):
+    """An image built with ESP-IDF anti-rollback carries secure_version, which its bootloader
+    checks against the eFuse SECURE_VERSION: the bundle's security version must be the same."""
+    img = tmp_path / "ar.bin"
+    img.write_bytes(make_app_image("esp32", "1.24.1", 20000, seed=b"ar", secure_version=3))
+    with pytest.raises(UsageError, match="secure_version is 3 .* security version is 2"):
+        firmware.build(img, keydir, "esp32", "1.2.0", 2, out=tmp_path / "x.bnd")
+    assert not (tmp_path / "x.bnd").exists()
+    _blob, info = firmware.build(img, keydir, "esp32", "1.2.0", 3, out=tmp_path / "ok.bnd")
+    assert info["secure_version"] == 3 and info["security_version"] == 3
