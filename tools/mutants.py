@@ -34,12 +34,14 @@ CATALOG = [
      [f"{T}[crash_loop]"]),
     ("key-floor-not-raised", "bootloader/bootstage.py",
      "the key floor is not raised at confirm (a revoked key's bundles install again)",
-     '        st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)\n        st["last"]',
+     '        st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)\n'
+     '        st["last"]',
      '        st["last"]',
      [f"{T}[key_floor]"]),
     ("sec-floor-not-raised", "bootloader/bootstage.py",
      "the security floor is not raised at confirm (downgrades install)",
-     '        st["sec_floor"] = max(st["sec_floor"], self.verified.manifest["security_version"])\n',
+     '        st["sec_floor"] = max(st["sec_floor"], '
+     'self.verified.manifest["security_version"])\n',
      "",
      [f"{T}[state_lost]"]),
     ("only-code-hashed", "bootloader/slots.py",
@@ -51,19 +53,25 @@ CATALOG = [
      [f"{T}[all_files_hashed]"]),
     ("pending-not-verified", "bootloader/bootstage.py",
      "a pending slot that fails verification runs its trial all the same",
-     '                        self._rollback(st, "slot %s failed verification: %s" % (pending, e))\n',
-     "                        self.slot, self.trial = pending, True\n                        return True\n",
+     '                        self._rollback(st, "slot %s failed verification: %s" '
+     '% (pending, e))\n',
+     "                        self.slot, self.trial = pending, True\n"
+     "                        return True\n",
      [f"{T}[all_files_hashed]"]),
     ("rollback-keeps-slot", "bootloader/bootstage.py",
      "a rolled-back slot keeps its signed prefix (a later fallback boots a failed release)",
      "            slots.invalidate(self.root, failed)\n",
      "            pass\n",
      [f"{T}[crash_loop]"]),
-    ("confirm-keeps-pending", "bootloader/bootstage.py",
-     "confirm leaves the slot pending (its trial never ends: rolled back after 3 boots)",
-     '        st["active"] = self.slot\n        st["pending"] = None\n',
-     '        st["active"] = self.slot\n',
-     [f"{T}[key_floor]", SAMPLE]),
+    ("fallback-ignores-floor", "bootloader/bootstage.py",
+     "a fallback slot is verified without the security floor (a damaged release falls back "
+     "to an older, vulnerable one)",
+     "        v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), "
+     "self.buf)",
+     "        pol = self.policy(st)\n        if slot != st[\"active\"]:\n"
+     "            pol[\"sec_floor\"] = 0\n"
+     "        v = slots.verify_slot(self.root, slot, self.anchors, pol, self.buf)",
+     [f"{T}[fallback_floor]"]),
     ("save-raises", "bootloader/bootstage.py",
      "a state-record save that fails crashes the boot stage (no decision)",
      "        except OSError as e:\n            why = \"state record cannot be written",
@@ -110,8 +118,10 @@ CATALOG = [
      "",
      [f"{FW}::test_install_confirm_rollback_refuse_and_tamper"]),
 ]
-# Not counted: writing the state record in place instead of temp-then-rename. littlefs
-# commits a file at close, so on this filesystem the mutant is equivalent (no test can fail).
+# Not counted, equivalent on this design (no test can fail): writing the state record in place
+# instead of temp-then-rename (littlefs commits a file at close); confirm leaving the slot
+# pending (the record is then invalid, pending == active, and the boot stage rebuilds it from
+# the highest verified version: the same state a correct confirm writes).
 
 _COPY = ("bootloader", "boards", "firmware", "host_tools", "tests", "tools", "conformance",
          "pyproject.toml", "README.md", "SECURITY.md", "docs")
@@ -136,8 +146,9 @@ def run_tests(root, tests, timeout=900):
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, "timed out (a hang counts as caught)"
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
-    return proc.returncode == 0, tail[0]
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    why = [x.strip() for x in lines if x.startswith("E ") and "Error" in x][:1]
+    return proc.returncode == 0, " / ".join((lines[-1:] or [""]) + why)[:300]
 
 
 def apply(root, file, old, new):

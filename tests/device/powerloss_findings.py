@@ -332,6 +332,19 @@ elif case == "key_floor":
     assert b.state()["key_floor"] == 2, b.state()
     refused(b, "v4_key1", "KEY_REVOKED")
 
+# 5b'. A damaged release never falls back to an older one below the security floor: with
+#     nothing valid left, alert-only.
+elif case == "fallback_floor":
+    fl = fresh()
+    update(fl, "v2")
+    b = update(fl, "v3")
+    assert (b.slot, b.version) == ("a", "3.0.0"), (b.slot, b.version)
+    with open("/data/slots/a/" + cfg["data_files"][0], "ab") as f:
+        f.write(b"!")
+    b = power_on(fl)
+    assert b.slot is None and any("BAD_FILE_HASH" in r for r in b.reasons), b.reasons
+    assert any("DOWNGRADE" in r for r in b.reasons), b.reasons  # 2.0.0 in slot b: below 3
+
 # 5c. Every file kind in a slot is covered by the boot-time hash: a changed data file (the
 #     password blocklist, a static page asset) makes the slot refused.
 elif case == "all_files_hashed":

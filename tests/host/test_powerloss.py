@@ -86,8 +86,9 @@ def findings_env(tmp_path_factory):
             "data_files": data_files}
 
 
-@pytest.mark.parametrize("case", ["torn_suffix", "save_fails", "aged_erase", "bit_flips", "state_lost",
-                                  "crash_loop", "key_floor", "all_files_hashed", "records"])
+@pytest.mark.parametrize("case", ["torn_suffix", "save_fails", "aged_erase", "bit_flips",
+                                  "state_lost", "crash_loop", "key_floor", "fallback_floor",
+                                  "all_files_hashed", "records"])
 def test_issue21_finding(findings_env, tmp_path, case):
     conf = tmp_path / "case.json"
     conf.write_text(json.dumps({**findings_env, "work": str(tmp_path / "flash.bin")}))
