@@ -63,14 +63,15 @@ def _run_one(d, name, spec):
 
 
 def run(stride=1, jobs=2, flips=1, second=True, final=True, shapes=(0, 1, 2), phase=0,
-        workdir=None, flip_stride=1):
+        workdir=None, flip_stride=1, tail=0, tail_stride=1):
     """Run the sweep; returns the summary (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="powercut-", dir=workdir) as d:
         t0 = time.monotonic()
         template, paths, label = prepare(d)
         base = {"template": template, "bundles": paths, "young": list(YOUNG),
                 "aged": [AGED[0], AGED[1]], "last": LAST, "shapes": list(shapes),
-                "stride": stride, "phase": phase, "flip_stride": flip_stride, "second": second,
+                "stride": stride, "phase": phase, "flip_stride": flip_stride, "tail": tail,
+                "tail_stride": tail_stride, "second": second,
                 "final": final,
                 "owner": {"label": label, "owner": "owner-pass-7731", "setpoint": 23.5}}
         prep = _run_one(d, "prepare", {**base, "jobs": [], "prepare": True,

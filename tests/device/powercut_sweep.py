@@ -172,7 +172,8 @@ def sweep(job, base, old, new):
     stride, phase = cfg.get("stride", 1), cfg.get("phase", 0)
     for n in range(1, total + 1):
         for shape in cfg["shapes"]:
-            if (n + shape + phase) % stride:
+            tail = n > total - cfg.get("tail", 0)  # the trial and confirm: denser
+            if (n + shape + phase) % (cfg.get("tail_stride", 1) if tail else stride):
                 continue
             seed = cfg.get("seed", 1) * 100003 + n * 7 + shape
             label = "%s/%s cut %d/%d shape %d" % (job["age"], kind, n, total, shape)

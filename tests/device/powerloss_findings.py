@@ -106,7 +106,7 @@ if case == "torn_suffix":
     total = fl.ops
     fl.close()
     hit = 0
-    for n in list(range(after_install + 1, total + 1)) + list(range(start + 1, after_install, 9)):
+    for n in list(range(after_install + 1, total + 1)) + list(range(start + 1, after_install, 23)):
         fl = fresh()
         fl.cut_at(n, "suffix")
         try:
@@ -180,7 +180,7 @@ elif case == "aged_erase":
     b.confirm()
     fl.close()
     assert len(erases) >= 10, erases  # an aged filesystem erases used blocks
-    for i, n in enumerate(erases[::max(1, len(erases) // 12)]):
+    for i, n in enumerate(erases[::max(1, len(erases) // 6)]):
         for shape in ("half", "residual", "late"):
             flash.copy_image(aged, WORK)
             fl = flash.Flash(WORK, seed=n * 3 + i)
