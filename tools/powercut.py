@@ -4,7 +4,8 @@
     python tools/powercut.py [--stride N] [--jobs 2] [-o build/powercut.json]
 
 States: every flash operation of an update with its confirm and of an update with its
-rollback, on a young filesystem (first update after the factory) and an aged one (after three
+rollback (app slots; and the firmware-partition update, tests/device/fw_powerloss.py), on a
+young filesystem (first update after the factory) and an aged one (after three
 updates), each cut in the three tear shapes of boards/unix/flash.py (prefix, suffix, scattered
 bits for a program; half, 4.5 % and 0.35 % residual zeros for an erase), about half of them cut
 a second time during the recovery, every one followed by one more update that must succeed;
@@ -24,9 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host_tools import bundle, ca, keys, mpy, sim  # noqa: E402
+from host_tools import bundle, ca, firmware, flashimage, keys, mpy, sim  # noqa: E402
+from tests.fakes.appimage import make_app_image  # noqa: E402
 
 SCRIPT = mpy.REPO / "tests" / "device" / "powercut_sweep.py"
+FW_SCRIPT = mpy.REPO / "tests" / "device" / "fw_powerloss.py"
 YOUNG = ("1.0.0", "2.0.0")
 AGED = (["2.0.0", "3.0.0", "4.0.0"], "5.0.0")
 LAST = "9.0.0"
@@ -49,6 +52,42 @@ def prepare(d):
     return str(d / "dev" / "flash.bin"), paths, info["password"]
 
 
+def prepare_firmware(d):
+    """A unix flash image with a factory-flashed MicroPython 1.0.0 in ota_0 (fake ESP app
+    images), and a signed firmware bundle of 2.0.0 whose last sector is partial."""
+    d = Path(d) / "fw"
+    d.mkdir()
+    keys.init(d / "keys")
+    img = d / "flash.bin"
+    flashimage.create_blank(img, board="unix")
+    flashimage.write_partition(img, "ota_0", make_app_image("esp32", "1.0.0", 20000, b"old"),
+                               board="unix")
+    flashimage.write_files(img, "fctry", {
+        "anchors.json": json.dumps(keys.anchors(d / "keys")).encode(),
+        "identity.json": json.dumps({"device_id": "fw-sweep", "product": sim.PRODUCT,
+                                     "model": sim.MODEL, "board": "esp32"}).encode()})
+    new = d / "new.bin"
+    new.write_bytes(make_app_image("esp32", "2.0.0", 23000, b"new"))
+    firmware.build(new, d / "keys", "esp32", "2.0.0", 2, out=d / "v2.bnd", product=sim.PRODUCT)
+    return img, d / "v2.bnd"
+
+
+def _run_fw(d, kind, shapes):
+    img, bnd = d
+    work = img.parent / f"work-{kind}.bin"
+    proc = mpy.run(FW_SCRIPT, [img, work, bnd, kind, "2.0.0", "1.0.0",
+                               ",".join(str(x) for x in shapes)], timeout=3600)
+    try:
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"states": 0, "bad_count": 1,
+                "bad": [f"firmware {kind}: sweep crashed: {(proc.stderr or proc.stdout)[-1500:]}"]}
+    return {"states": r["states"], "bad_count": len(r["failures"]),
+            "bad": [f"firmware {kind}: {f}" for f in r["failures"]],
+            "ops": {f"firmware/{kind}": r["cut_points"]}, "outcomes": {
+                f"firmware {k}": v for k, v in r["outcomes"].items()}}
+
+
 def _run_one(d, name, spec):
     conf = Path(d) / f"{name}.json"
     conf.write_text(json.dumps(spec))
@@ -63,7 +102,7 @@ def _run_one(d, name, spec):
 
 
 def run(stride=1, jobs=2, flips=1, second=True, final=True, shapes=(0, 1, 2), phase=0,
-        workdir=None, flip_stride=1, tail=0, tail_stride=1):
+        workdir=None, flip_stride=1, tail=0, tail_stride=1, firmware_sweep=True):
     """Run the sweep; returns the summary (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="powercut-", dir=workdir) as d:
         t0 = time.monotonic()
@@ -87,8 +126,13 @@ def run(stride=1, jobs=2, flips=1, second=True, final=True, shapes=(0, 1, 2), ph
             parts["flips"] = {**base, "jobs": [], "flips": flips}
         for name, spec in parts.items():
             spec["work"] = str(Path(d) / f"{name}.bin")
+        fw = prepare_firmware(d) if firmware_sweep else None
         with ThreadPoolExecutor(jobs) as ex:
-            results = dict(zip(parts, ex.map(lambda kv: _run_one(d, *kv), parts.items())))
+            futures = {name: ex.submit(_run_one, d, name, spec) for name, spec in parts.items()}
+            if fw:
+                for kind in ("update", "rollback"):
+                    futures[f"firmware-{kind}"] = ex.submit(_run_fw, fw, kind, shapes)
+            results = {name: f.result() for name, f in futures.items()}
     summary = {"powercut_states": 0, "powercut_bad": 0, "biterr_states": 0, "biterr_bad": 0,
                "second_cuts": 0, "used_erases": 0, "overprograms": 0, "uncut_used_erases": 0,
                "second_missed": 0, "shapes": {},
