@@ -94,7 +94,7 @@ async def delete(priv, wipe):
     rid = (priv.service_request() or priv.pending() or {}).get("id") \
         or binascii.hexlify(os.urandom(8)).decode()
     # Owner records keep a second copy in the directory beside theirs (store.save_record).
-    wipe = tuple(wipe) + tuple(d + ".1" for d in wipe if exists(d + ".1"))
+    wipe = tuple(wipe) + tuple(d + ".1" for d in (priv.dir,) + tuple(wipe) if exists(d + ".1"))
     store.save(priv.mark, {"wipe": list(wipe), "id": rid})
     th = priv.thermostat
     keep = [d for d in priv.keep_dirs if d not in wipe]
