@@ -214,12 +214,14 @@ elif case == "bit_flips":
     c = credentials.Credentials("/factory/password.json", "/data/auth/password.json")
     c.change(label, owner, 1000)
     Thermostat(None, "/data/app/settings.json").update({"setpoint": 23.5})
+    from privacy import Privacy
+    Privacy("/data").set_consents({"telemetry": True})
     flash.unmount()
     fl.close()
     base = WORK + ".owner"
     flash.copy_image(WORK, base)
     # In every copy of each owner record, one bit at a time.
-    for needle in (b'"pbkdf2-sha256"', b'"setpoint": 23.5'):
+    for needle in (b'"pbkdf2-sha256"', b'"setpoint": 23.5', b'"telemetry": {"granted": true'):
         fl = flash.Flash(base)
         addrs = []
         a = find_bytes(fl, "vfs", needle)
@@ -242,6 +244,7 @@ elif case == "bit_flips":
                 assert e.code == "RECORD_LOST", e.code  # refused, and said so
             th = Thermostat(None, "/data/app/settings.json")
             assert th.settings["setpoint"] == 23.5 or th.notice, th.settings
+            assert Privacy("/data").allowed("telemetry"), needle  # the other copy holds
             fl.close()
     # Both copies garbled: the login says so, the label password does not come back.
     flash.copy_image(base, WORK)
