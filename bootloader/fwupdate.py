@@ -27,6 +27,7 @@ _VALID = const(2)
 _INVALID = const(3)
 _ABORTED = const(4)
 IMAGE_MAGIC = const(0xE9)
+_APP_DESC_MAGIC = 0xABCD5432  # a long int on a 32-bit port: no const()
 # The chip id in an app image's extended header (esptool's IMAGE_CHIP_ID).
 CHIP_IDS = {"esp32": 0, "esp32s3": 9, "esp32c3": 5}
 
@@ -338,6 +339,14 @@ class Installer:
         if want is not None and got != want:
             raise Reject("BAD_IMAGE", "image is for chip id %d, this board is %s"
                          % (got, self.fw.cfg["chip"]))
+        # ESP-IDF anti-rollback: the image's esp_app_desc_t.secure_version is what the
+        # bootloader compares with the eFuse SECURE_VERSION (docs/secure-boot.md). When the
+        # build sets one, it must be the bundle's security version: one floor, not two.
+        if self._fill >= 40 and struct.unpack_from("<I", buf, 32)[0] == _APP_DESC_MAGIC:
+            sv = struct.unpack_from("<I", buf, 36)[0]
+            if sv and sv != self.verified.manifest["security_version"]:
+                raise Reject("BAD_IMAGE", "image secure_version %d is not the bundle's security "
+                             "version %d" % (sv, self.verified.manifest["security_version"]))
 
     def finish(self):
         """Check the whole image arrived and reads back intact, record it, make it boot next."""

@@ -208,6 +208,11 @@ def _tamper_cases(env):
         "BAD_MANIFEST")
     add("not_an_image", Path(_raw_bundle(k, d / "n.bnd", {"micropython.bin": b"\0" * 9000}))
         .read_bytes(), "BAD_IMAGE")
+    # Built with ESP-IDF anti-rollback for another security version than the bundle's (9).
+    ar = image(d, "ar.bin", version="3.0.1", secure_version=5)
+    add("secure_version_mismatch",
+        Path(_raw_bundle(k, d / "sv.bnd", {"micropython.bin": ar.read_bytes()})).read_bytes(),
+        "BAD_IMAGE")
     c3 = image(d, "c3.bin", "esp32c3", "3.0.1")
     add("wrong_chip", Path(_raw_bundle(k, d / "c.bnd", {"micropython.bin": c3.read_bytes()}))
         .read_bytes(), "BAD_IMAGE")
