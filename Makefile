@@ -79,3 +79,14 @@ fuzz: bootstrap $(STAMP)
 	    -n $(JOBS) -q tests/e2e/test_fuzz.py tests/e2e/test_mqtt_fuzz.py \
 	    tests/e2e/test_byte_fuzz.py
 	$(BIN)/python -m bench.fuzz build/fuzz.jsonl
+
+# Power-cut and bit-rot sweep of the simulated board (tools/powercut.py, docs/robustness.md):
+# every flash operation of update/confirm/rollback, young and aged, every tear shape, second
+# cuts, bit flips at rest; writes build/powercut.json.
+powercut: bootstrap $(STAMP)
+	$(BIN)/python tools/powercut.py --jobs $(JOBS) -o build/powercut.json
+
+# Mutation catalog of the boot stage and installers (tools/mutants.py): build/mutants.json.
+mutants: bootstrap $(STAMP)
+	$(BIN)/python tools/mutants.py -o build/mutants.json
+.PHONY: powercut mutants

@@ -9,11 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import app, attack, boot, crypto, fleet, fuzz, mqtt, provision, rollout  # noqa: E402
+from bench import (app, attack, boot, crypto, fleet, fuzz, mqtt, provision,  # noqa: E402
+                   robustness, rollout)
 
 SUITES = {"crypto": crypto.run, "boot": boot.run, "provision": provision.run, "app": app.run,
           "fleet": fleet.run, "mqtt": mqtt.run, "rollout": rollout.run, "attack": attack.run,
-          "fuzz": fuzz.run}
+          "fuzz": fuzz.run, "robustness": robustness.run}
 
 
 def main():

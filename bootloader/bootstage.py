@@ -47,9 +47,55 @@ class Boot:
         self.verified = None
         self.trial = False
         self.reasons = []
+        self._recovered = None  # the state rebuilt by recover() when it could not be saved
 
     def state(self):
-        return slotstate.load(self.state_path, self.factory_key_floor)
+        st = slotstate.load(self.state_path, self.factory_key_floor)
+        if st.get("lost") and self._recovered is not None:
+            return dict(self._recovered)
+        return st
+
+    def _save(self, st):
+        """Persist the record; False (logged, in reasons) if the data filesystem refuses."""
+        try:
+            slotstate.save(self.state_path, st)
+            return True
+        except OSError as e:
+            why = "state record cannot be written (%r)" % (e,)
+            self.reasons.append(why)
+            self.log("boot: " + why)
+            return False
+
+    def recover(self, st):
+        """No copy of the state record is readable: run the highest version that verifies
+        (checked against the factory floors) and take its security version and key serial
+        as the floors, never the defaults. With no slot verifying, nothing is decided here
+        (alert-only follows). Returns the record to boot from."""
+        best = None
+        for slot in slotstate.SLOTS:
+            try:
+                v = self._verify(slot, st)
+            except Reject:
+                continue
+            if best is None or _rank(v) > _rank(best[1]):
+                best = (slot, v)
+        if best is None:
+            return st
+        slot, v = best
+        st.pop("lost", None)
+        st["active"], st["pending"], st["trials"] = slot, None, 0
+        st["sec_floor"] = v.manifest["security_version"]
+        st["key_floor"] = max(st["key_floor"], v.cert.serial)
+        self.recover_firmware(st)
+        st["last"] = "state record unreadable: floors taken from %s in slot %s" % (
+            v.manifest["version"], slot)
+        self.log("boot: " + st["last"])
+        self._recovered = dict(st)
+        self._save(st)
+        return st
+
+    def recover_firmware(self, st):
+        """Boards with a firmware image put its floor back into a recovered record."""
 
     def policy(self, st=None, now=0):
         st = st or self.state()
@@ -63,26 +109,35 @@ class Boot:
         return v
 
     def choose(self):
-        """Pick and verify the slot to run. Returns True, or False for alert-only mode."""
+        """Pick and verify the slot to run. Returns True, or False for alert-only mode.
+        Always decides: a state record that cannot be written costs the trial (a trial whose
+        count is not kept could crash forever), never the boot."""
         st = self.state()
+        if st.get("lost"):
+            st = self.recover(st)
         pending = st["pending"]
         if pending:
             if st["trials"] > 0:
                 st["trials"] -= 1  # persisted before the trial runs: a crash still counts
-                slotstate.save(self.state_path, st)
-                try:
-                    self.verified = self._verify(pending, st)
-                    self.slot, self.trial = pending, True
-                    self.log("boot: trial of slot %s (%s), %d boots left to confirm"
-                             % (pending, self.version, st["trials"]))
-                    return True
-                except Reject as e:
-                    self._rollback(st, "slot %s failed verification: %s" % (pending, e))
+                if self._save(st):
+                    try:
+                        self.verified = self._verify(pending, st)
+                        self.slot, self.trial = pending, True
+                        self.log("boot: trial of slot %s (%s), %d boots left to confirm"
+                                 % (pending, self.version, st["trials"]))
+                        return True
+                    except Reject as e:
+                        self._rollback(st, "slot %s failed verification: %s" % (pending, e))
+                else:
+                    self.log("boot: trial of slot %s not run: its boot count cannot be kept"
+                             % pending)
             else:
                 self._rollback(st, "slot %s did not confirm itself within %d boots"
                                % (pending, slotstate.TRIALS))
         active = st["active"]
         for slot in (active, slotstate.other(active)):
+            if slot == st["pending"]:
+                continue  # its trial is not run (above)
             try:
                 self.verified = self._verify(slot, st)
             except Reject as e:
@@ -94,7 +149,7 @@ class Boot:
                 st["active"] = slot
                 st["last"] = "slot %s refused (%s); fell back to slot %s" % (
                     active, self.reasons[-1], slot)
-                slotstate.save(self.state_path, st)
+                self._save(st)
             self.log("boot: slot %s verified (%s)" % (slot, self.version))
             return True
         return False
@@ -104,10 +159,12 @@ class Boot:
         st["pending"] = None
         st["trials"] = 0
         st["last"] = "rolled back: " + reason
-        slotstate.save(self.state_path, st)
-        # The failed slot still carries a valid signature: remove its signed prefix so that a
-        # later fallback can never boot a version that already failed its trial.
-        slots.invalidate(self.root, failed)
+        if self._save(st):
+            # The failed slot still carries a valid signature: remove its signed prefix so
+            # that a later fallback can never boot a version that already failed its trial.
+            slots.invalidate(self.root, failed)
+        else:
+            st["pending"] = failed  # still recorded: not a fallback candidate either
         self.log("boot: " + st["last"])
 
     @property
@@ -128,7 +185,8 @@ class Boot:
         st["sec_floor"] = max(st["sec_floor"], self.verified.manifest["security_version"])
         st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
         st["last"] = "confirmed %s in slot %s" % (self.version, self.slot)
-        slotstate.save(self.state_path, st)
+        if not self._save(st):
+            return False  # still a trial: the next boots count down and roll it back
         self.trial = False
         self.log("boot: " + st["last"])
         return True
@@ -171,6 +229,17 @@ class Boot:
         return app.main(self)
 
 
+def _rank(v):
+    # Which of two verified slots is newer: security version, then key serial, then version.
+    ver = []
+    for part in v.manifest["version"].split("."):
+        try:
+            ver.append(int(part))
+        except ValueError:
+            ver.append(0)
+    return (v.manifest["security_version"], v.cert.serial, ver)
+
+
 def buffers():
     """The two buffers that live as long as the device runs, made first, while the heap is in
     one piece: one for reading files, one for an update's signed prefix (Boot.space). From
@@ -184,9 +253,17 @@ def buffers():
     return buf, space
 
 
-def start(hal, cfg, log=print):
-    """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only)."""
+def start(hal, cfg, log=print, mounted=None):
+    """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only).
+    `mounted`: (cfg, problems) from a board's power-on; any problem (factory data or /data
+    that cannot be mounted) means alert-only with the problems as reasons."""
     buf, space = buffers()
+    if mounted is not None:
+        cfg, problems = mounted
+        if problems:
+            b = Boot(hal, cfg, [], 1, buf, log, space)
+            b.reasons.extend(problems)
+            return b
     try:
         anchors, key_floor = load_anchors(cfg["anchors"])
     except (OSError, ValueError, KeyError) as e:

@@ -3,9 +3,10 @@
 # is confirmed only after the self-test. An image that restarts unconfirmed is rolled back by
 # the ESP-IDF bootloader (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE, on in MicroPython's builds).
 #
-# Records on the data filesystem, under ROOT/fw/: <label>.bnd, the signed prefix of the bundle
-# an OTA partition was installed from (so the image can be verified again later), and
-# state.json {pending, sec_floor, last, reason}, replaced atomically.
+# Records on the data filesystem: ROOT/fw/<label>.bnd, the signed prefix of the bundle an OTA
+# partition was installed from (so the image can be verified again later); the firmware's
+# trial state {pending, sec_floor, last, reason} is the "fw" part of the one boot state record
+# (slotstate.py), which also holds the key floor both kinds share.
 import binascii
 import hashlib
 import json
@@ -26,6 +27,7 @@ _VALID = const(2)
 _INVALID = const(3)
 _ABORTED = const(4)
 IMAGE_MAGIC = const(0xE9)
+_APP_DESC_MAGIC = 0xABCD5432  # a long int on a 32-bit port: no const()
 # The chip id in an app image's extended header (esptool's IMAGE_CHIP_ID).
 CHIP_IDS = {"esp32": 0, "esp32s3": 9, "esp32c3": 5}
 
@@ -53,10 +55,6 @@ def otadata_state(part_cls):
     return (best[0] - 1) % len(apps), best[1]
 
 
-def _default_state():
-    return {"pending": None, "sec_floor": 0, "last": "", "reason": ""}
-
-
 class Firmware:
     """The firmware side of the boot stage. `part_cls` is esp32.Partition (or the unix fake),
     `cfg` the boot configuration (board, product, root, chip)."""
@@ -65,7 +63,6 @@ class Firmware:
         self.Partition = part_cls
         self.cfg = cfg
         self.dir = cfg["root"] + "/fw"
-        self.state_path = self.dir + "/state.json"
         self.slots_state = cfg["root"] + "/slots/state.json"
         self.anchors = anchors
         self.factory_key_floor = key_floor
@@ -78,16 +75,9 @@ class Firmware:
     # --- records ---------------------------------------------------------------------
 
     def state(self):
-        try:
-            with open(self.state_path) as f:
-                st = json.loads(f.read())
-        except (OSError, ValueError):
-            return _default_state()
-        if not (isinstance(st, dict) and all(k in st for k in ("pending", "sec_floor", "last"))
-                and isinstance(st["sec_floor"], int)):
-            return _default_state()
-        st.setdefault("reason", "")
-        return st
+        """The firmware part of the boot state record (defaults when the record is lost: the
+        boot stage rebuilds it, see bootstage.Boot.recover)."""
+        return slotstate.load(self.slots_state, self.factory_key_floor)["fw"]
 
     def _mkdir(self):
         try:
@@ -95,12 +85,30 @@ class Firmware:
         except OSError:
             pass  # exists
 
-    def _save(self, st):
-        self._mkdir()
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(st))
-        os.rename(tmp, self.state_path)
+    def _save(self, fst):
+        st = slotstate.load(self.slots_state, self.factory_key_floor)
+        if st.get("lost") == "unreadable":
+            # Not written over a lost record with default floors: the boot stage rebuilds
+            # the record first (Boot.recover), and a firmware trial the record cannot keep
+            # is simply not confirmed (the bootloader rolls it back).
+            raise OSError(5)
+        st["fw"] = fst
+        slotstate.save(self.slots_state, st)
+
+    def _try_save(self, fst):
+        try:
+            self._save(fst)
+        except OSError as e:
+            self.log("firmware: state record cannot be written (%r)" % (e,))
+
+    def running_floor(self, buf):
+        """The security version of the running image if it verifies under the factory floors
+        (0 otherwise): the firmware floor of a rebuilt state record."""
+        try:
+            v = self.verify_running(buf, 0)
+        except Reject:
+            return 0
+        return v.manifest["security_version"]
 
     def record_path(self, label):
         return self.dir + "/" + label + ".bnd"
@@ -111,12 +119,12 @@ class Firmware:
         except OSError:
             pass
 
-    def policy(self, st=None, now=0, capacity=0):
-        st = st or self.state()
-        key_floor = slotstate.load(self.slots_state, self.factory_key_floor)["key_floor"]
+    def policy(self, st=None, now=0, capacity=0, sec_floor=None):
+        full = slotstate.load(self.slots_state, self.factory_key_floor)
+        st = st or full["fw"]
         return {"kind": "firmware", "product": self.cfg["product"], "board": self.cfg["board"],
-                "sec_floor": st["sec_floor"], "key_floor": key_floor, "capacity": capacity,
-                "now": now}
+                "sec_floor": st["sec_floor"] if sec_floor is None else sec_floor,
+                "key_floor": full["key_floor"], "capacity": capacity, "now": now}
 
     def unconfirmed(self):
         """True while the running image is on trial (otadata NEW or PENDING_VERIFY)."""
@@ -125,7 +133,7 @@ class Firmware:
 
     # --- verification ------------------------------------------------------------------
 
-    def verify_running(self, buf):
+    def verify_running(self, buf, sec_floor=None):
         """Authenticate the running image's stored bundle prefix and hash the image against
         it; returns bundle.Verified or raises Reject (NO_RECORD for a factory-flashed image)."""
         try:
@@ -133,8 +141,8 @@ class Firmware:
         except OSError:
             raise Reject("NO_RECORD", "%s was not installed from a bundle" % self.label)
         with f:
-            v = bundle.authenticate(f, self.anchors,
-                                    self.policy(capacity=self.running.info()[3]))
+            v = bundle.authenticate(f, self.anchors, self.policy(
+                capacity=self.running.info()[3], sec_floor=sec_floor))
             if f.readinto(buf):
                 raise Reject("EXTRA_BYTES", "stored prefix of %s has trailing bytes" % self.label)
         entry = v.manifest["files"][0]
@@ -158,7 +166,7 @@ class Firmware:
             st["last"] = "firmware in %s did not confirm itself%s; running %s" % (
                 pending, ": " + st["reason"] if st["reason"] else "", self.label)
             st["reason"] = ""
-            self._save(st)
+            self._try_save(st)
             self._forget(pending)  # it failed its trial: never verify or boot it again
             self.log("firmware: " + st["last"])
             return "rolled_back"
@@ -168,7 +176,11 @@ class Firmware:
             self.rollback("the running image does not verify: %s" % e)
             return "failed"
         if otadata_state(self.Partition)[1] == _VALID:
-            self._finish(st)
+            try:
+                self._finish(st)
+            except OSError as e:  # the floors rise on a later boot that can write
+                self.log("firmware: state record cannot be written (%r)" % (e,))
+                return "none"
             return "confirmed"
         self.trial = True
         self.log("firmware: trial of %s in %s" % (self.version, self.label))
@@ -187,26 +199,26 @@ class Firmware:
         except OSError as e:  # e.g. a build without app rollback: the trial stays open
             self.log("firmware: cannot confirm %s: %r" % (self.label, e))
             return False
-        self._finish(self.state())
         self.trial = False
+        try:
+            self._finish(self.state())
+        except OSError as e:  # the bootloader has it as valid: the next boot finishes
+            self.log("firmware: state record cannot be written (%r)" % (e,))
         return True
 
     def _finish(self, st):
         v = self.verified
+        full = slotstate.load(self.slots_state, self.factory_key_floor)
+        if full.get("lost") == "unreadable":
+            raise OSError(5)  # see _save
         # The key floor is shared with the app slots: one revocation for both kinds.
-        sst = slotstate.load(self.slots_state, self.factory_key_floor)
-        if v.cert.serial > sst["key_floor"]:
-            sst["key_floor"] = v.cert.serial
-            try:
-                os.mkdir(self.cfg["root"] + "/slots")
-            except OSError:
-                pass  # exists
-            slotstate.save(self.slots_state, sst)
+        full["key_floor"] = max(full["key_floor"], v.cert.serial)
         st["pending"] = None
         st["reason"] = ""
         st["sec_floor"] = max(st["sec_floor"], v.manifest["security_version"])
         st["last"] = "confirmed firmware %s in %s" % (v.manifest["version"], self.label)
-        self._save(st)
+        full["fw"] = st
+        slotstate.save(self.slots_state, full)  # key floor and firmware floor in one write
         self.log("firmware: " + st["last"])
 
     def rollback(self, reason):
@@ -215,7 +227,7 @@ class Firmware:
         st = self.state()
         if st["pending"] == self.label:
             st["reason"] = reason
-            self._save(st)
+            self._try_save(st)
         self.trial = False
         self.log("firmware: rolling back %s: %s" % (self.label, reason))
 
@@ -327,6 +339,14 @@ class Installer:
         if want is not None and got != want:
             raise Reject("BAD_IMAGE", "image is for chip id %d, this board is %s"
                          % (got, self.fw.cfg["chip"]))
+        # ESP-IDF anti-rollback: the image's esp_app_desc_t.secure_version is what the
+        # bootloader compares with the eFuse SECURE_VERSION (docs/secure-boot.md). When the
+        # build sets one, it must be the bundle's security version: one floor, not two.
+        if self._fill >= 40 and struct.unpack_from("<I", buf, 32)[0] == _APP_DESC_MAGIC:
+            sv = struct.unpack_from("<I", buf, 36)[0]
+            if sv and sv != self.verified.manifest["security_version"]:
+                raise Reject("BAD_IMAGE", "image secure_version %d is not the bundle's security "
+                             "version %d" % (sv, self.verified.manifest["security_version"]))
 
     def finish(self):
         """Check the whole image arrived and reads back intact, record it, make it boot next."""

@@ -277,7 +277,9 @@ class Installer:
         st = self.state
         version = self.verified.manifest["version"]
         if self.factory:
+            fw = st["fw"]
             st = slotstate.default(st["key_floor"])
+            st["fw"] = fw
             st["sec_floor"] = self.verified.manifest["security_version"]
             st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
             st["last"] = "factory install of %s into slot a" % version

@@ -1,21 +1,29 @@
-# The boot state record (active slot, pending trial, anti-rollback floors), replaced atomically.
-import json
-import os
-
+# The boot state record, one home for the app slots and the firmware image: active slot,
+# pending trial, trials left, the anti-rollback floors, and the firmware image's own trial
+# ("fw"). Kept by records.py in two copies with a sequence number and a CRC each, so that no
+# single lost or garbled copy can lower a floor. When no copy is readable, load() says so
+# ("lost"): the boot stage then takes the floors from the highest version that verifies
+# (bootstage.Boot.recover), never from the factory defaults.
+import records
 from micropython import const
 
 TRIALS = const(3)  # boots a pending slot gets to confirm itself before it is rolled back
 SLOTS = ("a", "b")
-_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last")
+_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last", "fw")
+_FW = ("pending", "sec_floor", "last", "reason")
 
 
 def other(slot):
     return "b" if slot == "a" else "a"
 
 
+def default_fw():
+    return {"pending": None, "sec_floor": 0, "last": "", "reason": ""}
+
+
 def default(key_floor=1):
     return {"active": "a", "pending": None, "trials": 0, "sec_floor": 0,
-            "key_floor": key_floor, "last": ""}
+            "key_floor": key_floor, "last": "", "fw": default_fw()}
 
 
 def _valid(st):
@@ -25,29 +33,29 @@ def _valid(st):
             and isinstance(st["trials"], int) and 0 <= st["trials"] <= TRIALS
             and isinstance(st["sec_floor"], int) and st["sec_floor"] >= 0
             and isinstance(st["key_floor"], int) and st["key_floor"] >= 1
-            and isinstance(st["last"], str))
+            and isinstance(st["last"], str) and isinstance(st["fw"], dict)
+            and all(k in st["fw"] for k in _FW) and isinstance(st["fw"]["sec_floor"], int))
 
 
 def load(path, key_floor=1):
-    """Read the state record; a missing or unreadable record gives the default (never raises).
-
-    The floors never drop below the factory key floor, so losing the record cannot
-    re-admit a revoked key; the slots themselves are still verified before use."""
-    try:
-        with open(path) as f:
-            st = json.loads(f.read())
-    except (OSError, ValueError):
-        st = None
+    """The newest valid copy of the record (never raises). With none readable: the defaults
+    with "lost" ("missing": no copy at all, or
+    "unreadable"), whose floors must not be used as they are (see the module header).
+    The key floor never drops below the factory key floor."""
+    st, _seq, status = records.load(path)
+    if isinstance(st, dict) and "fw" not in st:
+        st["fw"] = default_fw()  # a record from before the firmware trial moved in here
     if not _valid(st):
         st = default(key_floor)
-        st["last"] = "state record missing or unreadable; using defaults"
+        st["lost"] = "missing" if status == records.MISSING else "unreadable"
+        st["last"] = "no state record yet" if status == records.MISSING else \
+            "state record unreadable"
+    elif status == records.REPAIRED:
+        st["last"] = "one copy of the state record was garbled; the other was used"
     st["key_floor"] = max(st["key_floor"], key_floor)
     return st
 
 
 def save(path, st):
-    """Write the record to a temporary file, then rename it over the old one (atomic on littlefs)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({k: st[k] for k in _FIELDS}))
-    os.rename(tmp, path)
+    """Write the record (both copies, a new sequence number). Raises OSError if it cannot."""
+    records.save(path, {k: st[k] for k in _FIELDS})

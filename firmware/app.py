@@ -31,8 +31,8 @@ class Device:
         store.use(sealer)
         if sealer is None:
             self.log("app: no device secret in the factory record: records are not sealed")
-        store.makedirs(self.data + "/app")
-        store.makedirs(self.data + "/auth")
+        for d in ("/app", "/auth", "/app.1", "/auth.1"):  # .1: second copies (store.py)
+            store.makedirs(self.data + d)
         self.identity = store.load(self.factory + "/identity.json", {})
         self.thermostat = Thermostat(self.hal, self.data + "/app/settings.json")
         self.credentials = Credentials(self.factory + "/password.json",

@@ -29,7 +29,8 @@ _MAX_ITERATIONS = const(10000000)  # a record asking for more is refused, not co
 
 class CredentialError(Exception):
     """A refused request; `code` is one of TOO_SHORT, TOO_LONG, BLOCKLISTED, WRONG_PASSWORD,
-    THROTTLED, BAD_RECORD. For THROTTLED `retry_after` gives the seconds to wait."""
+    THROTTLED, BAD_RECORD, RECORD_LOST (the owner's record is unreadable: a factory reset
+    brings the label password back). For THROTTLED `retry_after` gives the seconds to wait."""
 
     def __init__(self, code, retry_after=0):
         super().__init__(code)
@@ -146,7 +147,9 @@ class Credentials:
     # --- records ---------------------------------------------------------------------
 
     def _record(self):
-        rec = _read_json(self.owner_path)
+        rec, status = store.load_record(self.owner_path)
+        if status == store.LOST:
+            raise CredentialError("RECORD_LOST")  # never the label password in silence
         if rec is None:
             rec = _read_json(self.factory_path)
         if rec is None:
@@ -155,7 +158,7 @@ class Credentials:
 
     def owner_set(self):
         """True once the owner has replaced the factory password."""
-        return _read_json(self.owner_path) is not None
+        return store.load_record(self.owner_path)[1] != store.MISSING
 
     def verify(self, password):
         """Check `password` against the record in force (no throttling: see login)."""
@@ -226,12 +229,11 @@ class Credentials:
         if not self._gate(old, now, client):
             raise CredentialError("WRONG_PASSWORD")
         n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
-        _write_json(self.owner_path, make_record(new, n))
+        store.save_record(self.owner_path, make_record(new, n))
 
     def factory_reset(self):
         """Forget the owner's password and the failure counters: the device's own factory
         password (the one on its label) applies again."""
-        store.remove(self.owner_path + ".tmp")
-        removed = store.remove(self.owner_path)
+        removed = store.remove_record(self.owner_path)
         self.throttle.clear()
         return removed

@@ -93,15 +93,18 @@ async def delete(priv, wipe):
     t0 = time.ticks_ms()
     rid = (priv.service_request() or priv.pending() or {}).get("id") \
         or binascii.hexlify(os.urandom(8)).decode()
+    # Owner records keep a second copy in the directory beside theirs (store.save_record).
+    wipe = tuple(wipe) + tuple(d + ".1" for d in (priv.dir,) + tuple(wipe) if exists(d + ".1"))
     store.save(priv.mark, {"wipe": list(wipe), "id": rid})
     th = priv.thermostat
     keep = [d for d in priv.keep_dirs if d not in wipe]
     if th is not None and th.path:
         settings_dir = th.path.rsplit("/", 1)[0]
         if settings_dir not in wipe:
-            if th.settings.get("schedule"):
-                th.settings = dict(th.settings, schedule=[])
-                store.save(th.path, th.settings)
+            # Always written (both copies): a cut may have left the older copy with the
+            # schedule in it.
+            th.settings = dict(th.settings, schedule=[])
+            store.save_record(th.path, th.settings)
             keep.append(settings_dir)
     for d in (priv.dir,) + tuple(wipe):
         rmtree(d)
@@ -110,6 +113,8 @@ async def delete(priv, wipe):
         rebuild(d, False)
     for d in keep:
         rebuild(d, True)
+        if exists(d + ".1"):  # the second copy of its owner records (store.save_record)
+            rebuild(d + ".1", True)
     store.save(priv.path("service-delete"), {"id": rid, "requested": int(priv.clock())})
     blocks += await fill(priv.root)
     return {"deleted": ["schedule", "name", "history", "consents"], "service": "queued",

@@ -64,6 +64,7 @@ class Privacy:
             erase.recover(root)
             sys.modules.pop("erase", None)
         store.makedirs(self.dir)
+        store.makedirs(self.dir + ".1")  # the second copy of the consents
         if thermostat is not None and thermostat.path:
             self._reload()
         h, raw = self.history(), store.load(self.path("history"))
@@ -76,7 +77,7 @@ class Privacy:
     def _reload(self):
         # After a recovered rebuild the file may be back where the thermostat did not see it.
         from thermostat import DEFAULTS, validate
-        saved = store.load(self.thermostat.path)
+        saved = store.load_record(self.thermostat.path)[0]
         try:
             self.thermostat.settings = validate(saved, DEFAULTS) if saved else dict(DEFAULTS)
         except ValueError:
@@ -86,7 +87,8 @@ class Privacy:
 
     def consents(self):
         """{purpose: {"granted": bool, "time": seconds or None}} for every purpose."""
-        saved = store.load(self.path("consents"), {})
+        # Two copies (store.save_record); none readable: no consent, processing stops.
+        saved = store.load_record(self.path("consents"), {})[0]
         out = {}
         for key in KEYS:
             rec = saved.get(key) if isinstance(saved, dict) else None
@@ -120,7 +122,7 @@ class Privacy:
             now = int(self.clock())
             for k in changed:
                 cur[k] = {"granted": choices[k], "time": now}
-            store.save(self.path("consents"), cur)
+            store.save_record(self.path("consents"), cur)
             for k in changed:
                 if not choices[k] and k == "history":
                     store.remove(self.path("history"))

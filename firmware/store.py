@@ -1,7 +1,15 @@
 # Small JSON records on the data filesystem, replaced atomically (write temp, then rename).
 # Once the app calls use(sealer) (sealed.py), records under the data root are sealed at rest.
+# The owner's records (password, settings) go through load_record/save_record: two copies with
+# a sequence number and a CRC each (the boot stage's records.py, frozen on a board), so that a
+# flipped bit costs one copy, never the record; a record that is lost all the same is reported
+# (LOST), so that the caller tells the owner instead of silently applying a default. Each copy
+# is sealed on its own, bound to its own path.
 import json
 import os
+
+import records
+from records import LOST, MISSING, OK, REPAIRED  # noqa: F401  (the statuses, for callers)
 
 _seal = None
 
@@ -31,6 +39,13 @@ def read(path):
         return json.load(f)  # parsed as it is read: no copy of the whole file
 
 
+def _codec(path):
+    # (seal, open) for both copies of the owner record at `path`, or (None, None) when plain.
+    if _seal is not None and _seal.covers(path):
+        return _seal.seal, _seal.open
+    return None, None
+
+
 def load(path, default=None):
     """The record at `path`, or `default` when it is missing or unreadable."""
     try:
@@ -49,6 +64,24 @@ def save(path, obj):
         with open(tmp, "w") as f:
             f.write(json.dumps(obj))
     os.rename(tmp, path)
+
+
+def load_record(path, default=None):
+    """(value, status) of an owner record: the newest valid copy, or `default` with status
+    MISSING (never written) or LOST (written, but no copy is readable)."""
+    value, _seq, status = records.load(path, _codec(path)[1])
+    return (default, status) if value is None else (value, status)
+
+
+def save_record(path, obj):
+    """Write an owner record: both copies, each write-temp-then-rename."""
+    seal_, open_ = _codec(path)
+    records.save(path, obj, seal=seal_, unseal=open_)
+
+
+def remove_record(path):
+    """Remove both copies of an owner record; True if one existed."""
+    return records.remove(path)
 
 
 def remove(path):

@@ -81,7 +81,10 @@ class Thermostat:
         self.hal = hal
         self.path = path
         self.clock = clock
-        saved = store.load(path) if path else None
+        saved, status = store.load_record(path) if path else (None, store.MISSING)
+        # A record written but unreadable: defaults apply, and the owner is told (state()).
+        self.notice = "saved settings were unreadable; defaults apply" \
+            if status == store.LOST else None
         try:
             self.settings = validate(saved, DEFAULTS) if saved else dict(DEFAULTS)
         except ValueError:
@@ -97,8 +100,9 @@ class Thermostat:
         """Validate and apply a settings change; persisted before it takes effect."""
         new = validate(patch, self.settings)
         if self.path:
-            store.save(self.path, new)
+            store.save_record(self.path, new)
         self.settings = new
+        self.notice = None
         return new
 
     def target(self):
@@ -154,10 +158,13 @@ class Thermostat:
         return max(self.max_gap_ms, time.ticks_diff(time.ticks_ms(), self.last_tick))
 
     def state(self):
-        return {"temperature": self.temperature, "target": self.target(),
-                "heating": self.heating, "sensor_error": self.sensor_error,
-                "ticks": self.ticks, "tick_ms": TICK_MS,
-                "max_gap_ms": self.max_gap_ms, "settings": self.settings}
+        st = {"temperature": self.temperature, "target": self.target(),
+              "heating": self.heating, "sensor_error": self.sensor_error,
+              "ticks": self.ticks, "tick_ms": TICK_MS,
+              "max_gap_ms": self.max_gap_ms, "settings": self.settings}
+        if self.notice:
+            st["notice"] = self.notice
+        return st
 
     async def run(self):
         while True:

@@ -152,6 +152,12 @@ def build(image, keys_dir, board, version, security_version, out=None, secure_bo
         info = check_image(data, board, flash_size)
         if not info["signed"]:
             raise UsageError("espsecure did not append a Secure Boot v2 signature block")
+    if info["secure_version"] and info["secure_version"] != security_version:
+        # Built with ESP-IDF anti-rollback: the bootloader compares this field with the eFuse
+        # SECURE_VERSION, which confirming the image raises. One floor: they must agree.
+        raise UsageError(f"the image's secure_version is {info['secure_version']} (ESP-IDF "
+                         f"anti-rollback) but the bundle's security version is "
+                         f"{security_version}: they must be the same")
     key, cert, _serial = keymod.current_update_key(keys_dir, serial)
     files = {IMAGE_FILE: data}
     manifest = bundle.make_manifest("firmware", product, [board], version, security_version,

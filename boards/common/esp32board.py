@@ -19,6 +19,11 @@ class BoardBoot(bootstage.Boot):
 
     firmware = None
 
+    def recover_firmware(self, st):
+        # A rebuilt state record: the firmware floor is the running image's security version.
+        if self.firmware is not None:
+            st["fw"]["sec_floor"] = self.firmware.running_floor(self.buf)
+
     def confirm(self):
         app = super().confirm()
         fw = self.firmware is not None and self.firmware.trial and self.firmware.confirm()

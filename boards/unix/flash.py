@@ -1,10 +1,18 @@
 # Simulated NOR flash of the `unix` board: an image file, its partitions as block devices.
 #
-# NOR rules are enforced, not assumed: an erase sets a 4096-byte sector to 0xFF, and a
-# program may only touch bytes that are 0xFF (anything else raises OSError(EIO) and
-# changes nothing). Every program and erase is counted so that tests can cut the power
-# at any one of them (mcuboot simulator style): the cut operation is torn, then the
-# flash is dead until the image is reopened.
+# The cells behave as NOR cells do: an erase sets a 4096-byte sector to 0xFF, and a program
+# can only clear bits (the new content is old AND new). A program over bits that are not
+# erased is allowed, as on the chip, but counted (`overprograms`): littlefs does it only after
+# a torn program, and our own raw writers must never do it (their tests assert 0).
+# Every program and erase is counted so that tests can cut the power at any one of them
+# (mcuboot simulator style): the cut operation is torn in the shape asked for, then the flash
+# is dead until the image is reopened. Shapes (cut_at), all drawn from a seeded generator:
+#   program: "prefix" (the first k bytes reached the cells), "suffix" (the last k bytes),
+#            "scatter" (any subset of the bits that were due to clear);
+#   erase:   "half" (the first half erased), "residual" (stopped at once: 4.5 % of the old 0
+#            bits still 0, scattered, as measured on a chip), "late" (15 us later: 0.35 %).
+# An erase cut with a program shape takes the erase shape at the same index, and the other
+# way round, so one shape index sweeps both kinds. `flip()` models bit rot at rest.
 #
 # The block-device callbacks (readblocks, writeblocks, ioctl) allocate nothing: they
 # work through the caller's buffer and buffers made once in Flash(), so they may run
@@ -17,6 +25,10 @@ from micropython import const
 
 SECTOR = const(4096)
 _HALF = const(2048)
+PROGRAM_SHAPES = ("prefix", "suffix", "scatter")
+ERASE_SHAPES = ("half", "residual", "late")
+# Residual 0 bits of a torn erase, out of 2**16: 4.5 % and 0.35 %.
+_RESIDUAL = {"residual": 2949, "late": 229}
 _EIO = const(5)
 _EROFS = const(30)
 
@@ -49,6 +61,15 @@ def _erased(buf: ptr8, n: int) -> int:
     return 1
 
 
+@micropython.viper
+def _and(dst: ptr8, src: ptr8, off: int, n: int):
+    # dst[i] &= src[off + i]: what the cells hold after a program over old content.
+    i = 0
+    while i < n:
+        dst[i] = dst[i] & src[off + i]
+        i += 1
+
+
 def _num(text):
     text = text.strip()
     mult = 1
@@ -77,11 +98,18 @@ def read_table(path):
 class Flash:
     """NOR flash over an image file (opened r+b, read on demand, never loaded whole)."""
 
-    def __init__(self, path, table=None):
+    all_overprograms = 0  # over every Flash of the process: tests of raw writers assert 0
+
+    def __init__(self, path, table=None, seed=1):
         self._f = open(path, "r+b")
         self.size = self._f.seek(0, 2)
         self.ops = 0  # programs + erases since the image was opened
+        self.overprograms = 0  # programs that covered bits which were not erased
+        self.used_erases = 0  # erases of sectors that held data (what an aged fs does)
+        self.torn = None  # (kind, shape) of the torn operation
         self._cut = 0  # 0: no cut armed
+        self._shape = None
+        self._rng = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
         self._dead = False
         # Raised instead of a new PowerCut when the heap is locked; typically the caller
         # is the GC finaliser of a littlefs file left open by the cut, which prints it.
@@ -94,15 +122,43 @@ class Flash:
     def close(self):
         self._f.close()
 
-    def cut_at(self, n):
+    def cut_at(self, n, shape=None):
         """Tear the n-th program/erase since the image was opened, then die: so
-        `cut_at(flash.ops + 1)` tears the next one. None disarms."""
+        `cut_at(flash.ops + 1)` tears the next one. None disarms. `shape`: a name or index of
+        PROGRAM_SHAPES / ERASE_SHAPES; None is the legacy tear (half a program, half an erase)."""
+        if isinstance(shape, str):
+            if shape in PROGRAM_SHAPES:
+                shape = PROGRAM_SHAPES.index(shape)
+            elif shape in ERASE_SHAPES:
+                shape = ERASE_SHAPES.index(shape)
+            else:
+                raise ValueError("unknown tear shape " + shape)
         if n is None:
             self._cut = 0
         elif n <= self.ops:
             raise ValueError("cut_at: operation already done")
         else:
             self._cut = n
+            self._shape = shape
+
+    def rand(self, n):
+        """The model's seeded generator (xorshift32): an int in [0, n)."""
+        x = self._rng
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._rng = x
+        return x % n
+
+    def flip(self, addr, bit):
+        """Bit rot at rest: invert one bit of the byte at addr (device off; not an operation)."""
+        self._check(addr, 1)
+        b = bytearray(1)
+        self._f.seek(addr)
+        self._f.readinto(b)
+        b[0] ^= 1 << (bit & 7)
+        self._f.seek(addr)
+        self._f.write(b)
 
     @property
     def dead(self):
@@ -138,28 +194,57 @@ class Flash:
             raise OSError(_EIO)
 
     def program(self, addr, buf):
-        """Write buf at addr; every byte it covers must be erased (0xFF)."""
+        """Program buf at addr: each cell keeps old AND new (bits only go 1 -> 0)."""
         n = len(buf)
         self._check(addr, n)
         if not n:
             return
         f = self._f
         old = self._old
+        if self._tick():
+            self._tear_program(addr, buf, n)
+            self._die()
+        over = False
         done = 0
-        f.seek(addr)
         while done < n:
             k = n - done
             if k > SECTOR:
                 k = SECTOR
+            f.seek(addr + done)
             f.readinto(old, k)
-            if not _erased(old, k):
-                raise OSError(_EIO)
+            if _erased(old, k):
+                f.seek(addr + done)
+                f.write(buf, done, k)
+            else:
+                over = True
+                _and(old, buf, done, k)
+                f.seek(addr + done)
+                f.write(old, 0, k)
             done += k
-        f.seek(addr)
-        if self._tick():
-            f.write(buf, 0, n // 2)  # torn: only a prefix reaches the cells
-            self._die()
-        f.write(buf)
+        if over:
+            self.overprograms += 1
+            Flash.all_overprograms += 1
+
+    def _tear_program(self, addr, buf, n):
+        # Cut during a program: some of the bits due to clear reached the cells.
+        shape = None if self._shape is None else PROGRAM_SHAPES[self._shape % 3]
+        self.torn = ("program", shape or "legacy")
+        lo, hi = 0, n // 2  # legacy: the first half
+        if shape == "prefix":
+            hi = self.rand(n)
+        elif shape == "suffix":
+            lo, hi = n - self.rand(n), n
+        f, cell = self._f, bytearray(1)
+        for i in range(lo, n if shape == "scatter" else hi):
+            f.seek(addr + i)
+            f.readinto(cell)
+            new = cell[0] & buf[i]
+            if shape == "scatter":  # a random subset of the bits that were due to clear
+                new = cell[0] & ~((cell[0] & ~buf[i]) & self.rand(256))
+            if new != cell[0]:
+                cell[0] = new
+                f.seek(addr + i)
+                f.write(cell)
 
     def erase(self, addr):
         """Erase the 4096-byte sector at addr (sector aligned) to 0xFF."""
@@ -167,11 +252,37 @@ class Flash:
         if addr % SECTOR:
             raise ValueError("erase address not sector aligned")
         f = self._f
+        old = self._old
+        f.seek(addr)
+        f.readinto(old)
+        if not _erased(old, SECTOR):
+            self.used_erases += 1
         f.seek(addr)
         if self._tick():
-            f.write(self._ff, 0, _HALF)  # torn: only the first half is erased
+            self._tear_erase(addr)
             self._die()
         f.write(self._ff)
+
+    def _tear_erase(self, addr):
+        # Cut during an erase. "half": the first half erased, the rest as it was. "residual",
+        # "late": every cell went towards 1, but some old 0 bits are still 0, scattered.
+        shape = None if self._shape is None else ERASE_SHAPES[self._shape % 3]
+        self.torn = ("erase", shape or "half")
+        f, old = self._f, self._old
+        if shape in _RESIDUAL:
+            odds = _RESIDUAL[shape]
+            for i in range(SECTOR):
+                zeros = ~old[i] & 0xFF
+                keep = 0
+                while zeros:
+                    low = zeros & -zeros
+                    if self.rand(65536) < odds:
+                        keep |= low
+                    zeros ^= low
+                old[i] = 0xFF & ~keep
+            f.write(old)
+        else:
+            f.write(self._ff, 0, _HALF)
 
     def table(self):
         """The partition table: {name: (type, subtype, offset, size)}."""

@@ -10,7 +10,7 @@ import bootstage
 import flash
 import simctl
 from hal import Hal
-from simtool import sim_config
+from simtool import power_on
 
 
 class SimBoard(Hal):
@@ -101,9 +101,7 @@ def main(simdir, boot_number):
     fl = board.flash  # the simulated NOR chip's buffers are hardware, not firmware heap
     free_kib = board._read_config(board._sim["config"]).get("free_heap_kib")
     ballast = reserve_heap(free_kib) if free_kib else None  # noqa: F841  (kept alive)
-    flash.mount_factory(fl)
-    flash.mount_data(fl)
-    boot = bootstage.start(board, sim_config(), log)
+    boot = bootstage.start(board, None, log, power_on(fl))
     if boot.slot is None:
         alertmode.run(boot, board.channel)
     board.report(boot, "normal")

@@ -43,6 +43,27 @@ def sim_config():
             "factory": board["factory_mount"]}
 
 
+def power_on(fl):
+    """Mount /factory and /data and read the boot configuration. Returns (cfg, problems):
+    what cannot be mounted or read is a problem the boot stage turns into alert-only mode
+    (never a crash before it runs, never a format of data that cannot be read)."""
+    problems = []
+    for what, mount in (("factory data", flash.mount_factory), ("data filesystem",
+                                                                 flash.mount_data)):
+        try:
+            mount(fl)
+        except OSError as e:
+            problems.append("%s cannot be mounted (%r)" % (what, e))
+    try:
+        return sim_config(), problems
+    except (OSError, ValueError, KeyError) as e:
+        problems.append("factory record unreadable (%r)" % (e,))
+        board = flash.board_config()
+        return {"board": board["board"], "product": "", "capacity": 0,
+                "root": board["data_mount"], "anchors": board["factory_mount"] + "/anchors.json",
+                "factory": board["factory_mount"]}, problems
+
+
 if __name__ == "__main__":
     try:
         result = main(sys.argv)

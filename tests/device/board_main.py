@@ -160,6 +160,19 @@ for slot in ("a", "b"):
 boot = power_on()
 assert boot.slot == "b" and not boot.trial
 
+# --- Both copies of the state record garbled: the floors come back from what still verifies
+# (the app slot that runs, the running MicroPython image), never the factory defaults. ---
+before = boot.state()
+for p in ("/data/slots/state.json", "/data/slots.1/state.json"):
+    with open(p, "w") as f:
+        f.write("garbled")
+boot = power_on()
+after = boot.state()
+assert boot.slot == "b" and not after.get("lost"), (boot.reasons, after)
+for k in ("active", "sec_floor", "key_floor"):
+    assert after[k] == before[k], (k, before, after)
+assert after["fw"]["sec_floor"] == before["fw"]["sec_floor"] > 0, (before, after)
+
 # --- The serial console: a provisioned production board never offers the REPL. ---
 
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 import credentials as cr
+import store
 from credentials import CredentialError, Credentials
 
 work, blocklist = sys.argv[1], sys.argv[2]
@@ -80,14 +81,12 @@ assert c.verify("y" * 128)
 c.change("y" * 128, "\u00e9t\u00e9 \u00e0 la plage", T)  # 12 characters, 16 bytes
 assert c.verify("\u00e9t\u00e9 \u00e0 la plage")
 assert not c.verify("x" * 100000)  # oversized input: refused before hashing
-with open(owner) as f:
-    rec = json.loads(f.read())
+rec = store.load_record(owner)[0]  # kept in two copies (store.save_record)
 assert rec["alg"] == "pbkdf2-sha256" and rec["iterations"] == ITER and len(rec["salt"]) == 32
 assert len(rec["hash"]) == 64
 first_salt = rec["salt"]
 c.change("\u00e9t\u00e9 \u00e0 la plage", "abcdefgh", T)
-with open(owner) as f:
-    assert json.loads(f.read())["salt"] != first_salt  # a fresh salt each time
+assert store.load_record(owner)[0]["salt"] != first_salt  # a fresh salt each time
 assert c.factory_reset() and c.verify(FACTORY_PW) and not c.verify("abcdefgh")
 assert not c.factory_reset()  # nothing left to remove; still the factory password
 assert c.verify(FACTORY_PW)

@@ -5,7 +5,8 @@
 # old or the new one, and that the boot stage then reaches a consistent state.
 #   update:   install, restart into the trial, confirm
 #   rollback: install, restart into the trial, restart without confirming (bootloader rollback)
-# Usage: micropython fw_powerloss.py BASE_IMAGE WORK_IMAGE BUNDLE update|rollback NEW OLD
+# Usage: micropython fw_powerloss.py BASE_IMAGE WORK_IMAGE BUNDLE update|rollback NEW OLD [SHAPES]
+#   SHAPES: comma-separated tear shapes of flash.cut_at, "legacy" (the default) or 0, 1, 2
 import json
 import sys
 
@@ -19,6 +20,8 @@ from flash import PowerCut
 
 CFG = {"board": "esp32", "product": "iot-thermostat", "root": "/data", "chip": "esp32"}
 base, work, bundle_path, kind, new, old = sys.argv[1:7]
+SHAPES = [None if x == "legacy" else int(x)
+          for x in (sys.argv[7] if len(sys.argv) > 7 else "legacy").split(",")]
 template = work + ".template"
 buf = bytearray(4096)
 
@@ -98,26 +101,29 @@ def main():
     fl = flash.Flash(work)
     scenario(fl)
     total = fl.ops
+    # Our raw writers (the firmware writer, otadata) never program over unerased bits.
+    assert flash.Flash.all_overprograms == 0, flash.Flash.all_overprograms
     fl.close()
     final = check()
     outcomes, failures = {}, []
-    for n in range(1, total + 1):
-        flash.copy_image(template, work)
-        fl = flash.Flash(work)
-        fl.cut_at(n)
-        try:
-            scenario(fl)
-            failures.append("cut %d: the scenario finished without the power cut" % n)
-        except PowerCut:
-            pass
-        flash.unmount()
-        fl.close()
-        outcome = check()
-        if outcome.split(" ")[0] not in (old, new) or outcome.endswith("failed"):
-            failures.append("cut %d: %s" % (n, outcome))
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return {"kind": kind, "cut_points": total, "final": final, "outcomes": outcomes,
-            "failures": failures}
+    for shape in SHAPES:
+        for n in range(1, total + 1):
+            flash.copy_image(template, work)
+            fl = flash.Flash(work, seed=n * 3 + (shape or 0))
+            fl.cut_at(n, shape)
+            try:
+                scenario(fl)
+                failures.append("cut %d: the scenario finished without the power cut" % n)
+            except PowerCut:
+                pass
+            flash.unmount()
+            fl.close()
+            outcome = check()
+            if outcome.split(" ")[0] not in (old, new) or outcome.endswith("failed"):
+                failures.append("cut %d shape %s: %s" % (n, shape, outcome))
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"kind": kind, "cut_points": total, "states": total * len(SHAPES), "final": final,
+            "outcomes": outcomes, "failures": failures}
 
 
 print(json.dumps(main()))

@@ -82,11 +82,16 @@ for bad in ({"setpoint": 4.9}, {"setpoint": 30.1}, {"setpoint": True}, {"setpoin
     else:
         raise AssertionError("accepted %r" % (bad,))
     assert t.settings == before, bad
-# settings survive a restart; a damaged record falls back to defaults without stopping
+# settings survive a restart; one damaged copy costs nothing; both damaged fall back to
+# defaults without stopping, and the owner is told (state()["notice"])
 t2 = Thermostat(hal, path, clock=lambda: clock[0])
-assert t2.settings == t.settings
-with open(path, "w") as f:
-    f.write("{not json")
-t3 = Thermostat(hal, path)
-assert t3.settings == thermostat.DEFAULTS
+assert t2.settings == t.settings and "notice" not in t2.state()
+copy2 = sys.argv[2] + ".1/settings.json"
+for p in (path, copy2):
+    with open(p, "w") as f:
+        f.write("{not json")
+    t3 = Thermostat(hal, path)
+    if p == path:
+        assert t3.settings == t.settings and t3.notice is None
+assert t3.settings == thermostat.DEFAULTS and "unreadable" in t3.state()["notice"]
 print("THERMOSTAT-OK")

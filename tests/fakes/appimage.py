@@ -24,7 +24,8 @@ def app_desc(version, project="micropython", secure_version=0):
                        b"v5.2.2", bytes(32)).ljust(256, b"\0")
 
 
-def make_app_image(chip="esp32", version="1.24.1", size=16384, seed=b"", irom=False):
+def make_app_image(chip="esp32", version="1.24.1", size=16384, seed=b"", irom=False,
+                   secure_version=0):
     """Bytes of a valid app image of about `size` bytes. `irom` adds a code segment in the
     flash-mapped instruction range (the image then grows to the next 64 KiB mapping)."""
     cls = CLASSES[chip]
@@ -32,7 +33,7 @@ def make_app_image(chip="esp32", version="1.24.1", size=16384, seed=b"", irom=Fa
     img = cls()
     filler = hashlib.shake_256(b"drom" + seed + version.encode()).digest(max(size - 512, 0))
     img.segments = [ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20,
-                               app_desc(version) + filler, 0)]
+                               app_desc(version, secure_version=secure_version) + filler, 0)]
     if irom:
         code = hashlib.shake_256(b"irom" + seed).digest(4096)
         img.segments.append(ELFSection(b".flash.text", rom.IROM_MAP_START + 0x10020, code, 0))

@@ -280,6 +280,7 @@ def test_micropython_board_definition(board):
     prod = (COMMON / "sdkconfig.production").read_text()
     assert "CONFIG_SECURE_BOOT_V2_ENABLED=y" in prod
     assert "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y" in prod
+    assert "CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK=y" in prod  # the floor bound to the eFuse
     # hal.py and the frozen entry points are device code: they compile for the board's arch
     for path in (d / "hal.py", COMMON / "esp32hal.py", COMMON / "esp32board.py",
                  COMMON / "main.py", COMMON / "boot.py"):

@@ -194,6 +194,11 @@ def _tamper_cases(env):
         "BAD_MANIFEST")
     add("not_an_image", Path(_raw_bundle(k, d / "n.bnd", {"micropython.bin": b"\0" * 9000}))
         .read_bytes(), "BAD_IMAGE")
+    # Built with ESP-IDF anti-rollback for another security version than the bundle's (9).
+    ar = image(d, "ar.bin", version="3.0.1", secure_version=5)
+    add("secure_version_mismatch",
+        Path(_raw_bundle(k, d / "sv.bnd", {"micropython.bin": ar.read_bytes()})).read_bytes(),
+        "BAD_IMAGE")
     c3 = image(d, "c3.bin", "esp32c3", "3.0.1")
     add("wrong_chip", Path(_raw_bundle(k, d / "c.bnd", {"micropython.bin": c3.read_bytes()}))
         .read_bytes(), "BAD_IMAGE")
@@ -238,15 +243,16 @@ def test_install_confirm_rollback_refuse_and_tamper(fw_env, tmp_path, run_mpy):
 def test_power_loss_at_every_flash_operation(fw_env, tmp_path, kind):
     env = fw_env
     work = tmp_path / "flash.bin"
+    # The legacy tear and the suffix/residual-erase shape (`make powercut` runs all three).
     proc = mpy.run(DEVICE / "fw_powerloss.py", [env["flash"], work, env["bundles"]["v2"], kind,
-                                                "2.0.0", "1.0.0"], timeout=600)
+                                                "2.0.0", "1.0.0", "legacy,1"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"\nfirmware power-loss sweep ({kind}): {result['cut_points']} cut points, "
           f"outcomes {result['outcomes']}", file=sys.stderr)
     assert result["failures"] == []
     assert result["cut_points"] > 20
-    assert sum(result["outcomes"].values()) == result["cut_points"]
+    assert sum(result["outcomes"].values()) == result["states"] == 2 * result["cut_points"]
     assert any(o.startswith("1.0.0") for o in result["outcomes"])  # cuts before the switch
     if kind == "update":
         # Cuts after the confirmation reached otadata keep 2.0.0 (completed at the next boot).
@@ -255,3 +261,15 @@ def test_power_loss_at_every_flash_operation(fw_env, tmp_path, kind):
         # An unconfirmed image never survives: every cut ends in 1.0.0.
         assert result["final"].startswith("1.0.0")
         assert all(o.startswith("1.0.0") for o in result["outcomes"])
+
+
+def test_sign_binds_the_security_version_to_the_images_efuse_secure_version(keydir, tmp_path):
+    """An image built with ESP-IDF anti-rollback carries secure_version, which its bootloader
+    checks against the eFuse SECURE_VERSION: the bundle's security version must be the same."""
+    img = tmp_path / "ar.bin"
+    img.write_bytes(make_app_image("esp32", "1.24.1", 20000, seed=b"ar", secure_version=3))
+    with pytest.raises(UsageError, match="secure_version is 3 .* security version is 2"):
+        firmware.build(img, keydir, "esp32", "1.2.0", 2, out=tmp_path / "x.bnd")
+    assert not (tmp_path / "x.bnd").exists()
+    _blob, info = firmware.build(img, keydir, "esp32", "1.2.0", 3, out=tmp_path / "ok.bnd")
+    assert info["secure_version"] == 3 and info["security_version"] == 3
