@@ -66,9 +66,9 @@ def _machine(tmp_path, have=(), apt=True, uid=0, sudo=False):
     return env, root, calls
 
 
-def _run(env):
-    return subprocess.run(["/bin/sh", str(SCRIPT)], env=env, capture_output=True, text=True,
-                          timeout=60)
+def _run(env, *args):
+    return subprocess.run(["/bin/sh", str(SCRIPT), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_refuses_without_apt_get_and_names_the_command(tmp_path):
@@ -109,6 +109,18 @@ def test_installs_what_is_missing_one_line_each(tmp_path, uid, sudo):
     again = _run(env)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     assert not calls.exists()
+
+
+def test_help_and_check_install_nothing(tmp_path):
+    env, root, calls = _machine(tmp_path, have=["chromium"])
+    proc = _run(env, "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: tools/bootstrap")
+    proc = _run(env, "--check")
+    assert proc.returncode == 1 and "  mosquitto: " in proc.stderr
+    assert "apt-get install -y --no-install-recommends mosquitto libnss3-tools" in proc.stderr
+    proc = _run(env, "--install-everything")
+    assert proc.returncode == 2 and "unknown argument" in proc.stderr
+    assert not calls.exists() and not (root / "usr/sbin/mosquitto").exists()
 
 
 def test_reports_a_package_that_installs_but_is_not_usable(tmp_path):
