@@ -68,7 +68,8 @@ def load(path, unseal=None):
     return best[1], best[0], REPAIRED if bad else OK
 
 
-def _mkdir(d):
+def makedirs(d):
+    """Make folder `d` and its parents (the app's store.makedirs is this one)."""
     cur = ""
     for seg in d.split("/"):
         if seg:
@@ -87,7 +88,7 @@ def save(path, value, seq=None, seal=None, unseal=None):
     line = json.dumps([seq, value])
     text = (line + "\n" + _crc(line) + "\n").encode()
     for p in paths(path):
-        _mkdir(p.rsplit("/", 1)[0])
+        makedirs(p.rsplit("/", 1)[0])
         tmp = p + ".tmp"
         with open(tmp, "wb") as f:
             f.write(seal(p, text) if seal else text)

@@ -10,6 +10,7 @@ import os
 
 import records
 from records import LOST, MISSING, OK, REPAIRED  # noqa: F401  (the statuses, for callers)
+from records import makedirs  # noqa: F401  (one folder helper, frozen with the boot stage)
 
 _seal = None
 
@@ -91,13 +92,3 @@ def remove(path):
     except OSError:
         return False
 
-
-def makedirs(path):
-    cur = ""
-    for seg in path.split("/"):
-        if seg:
-            cur += "/" + seg
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass

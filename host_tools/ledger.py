@@ -4,9 +4,8 @@ SQLite (one file) by default; the schema is plain SQL (VARCHAR, CHAR, BIGINT, PR
 UNIQUE, CREATE TABLE IF NOT EXISTS) so the same statements run on PostgreSQL, given a
 `postgresql://` URL and psycopg installed."""
 
-import sqlite3
-from pathlib import Path
 
+from . import sqldb
 from .errors import LedgerError, UsageError
 
 TABLE = "devices"
@@ -51,25 +50,12 @@ class Ledger:
     @classmethod
     def open(cls, where):
         """A path (SQLite) or a postgresql:// URL."""
-        where = str(where)
-        if where.startswith(("postgresql://", "postgres://")):
-            try:
-                import psycopg
-            except ImportError:
-                raise UsageError("a PostgreSQL ledger needs psycopg (pip install psycopg)") from None
-            try:
-                conn = psycopg.connect(where)
-            except psycopg.Error as e:
-                raise LedgerError(f"cannot open the ledger: {e}") from None
-            return cls(conn, "format", (psycopg.IntegrityError,))
-        path = Path(where)
-        if not path.parent.is_dir():
-            raise UsageError(f"ledger folder {path.parent} does not exist")
+        db = sqldb.connect(where, "the ledger", LedgerError)
         try:
-            conn = sqlite3.connect(path, timeout=30)
-            return cls(conn, "qmark", (sqlite3.IntegrityError,))
-        except sqlite3.Error as e:
-            raise LedgerError(f"cannot open the ledger {path}: {e}") from None
+            return cls(db.conn, "qmark" if db.ph == "?" else "format", (db.integrity,))
+        except db.error as e:
+            db.conn.close()
+            raise LedgerError(f"cannot use the ledger {where}: {e}") from None
 
     def __enter__(self):
         return self

@@ -23,10 +23,10 @@ The state lives in SQLite (a file, by default KEYS/service/rollouts.sqlite) or P
 
 import hashlib
 import json
-import sqlite3
 import time
 from pathlib import Path
 
+from . import sqldb
 from .errors import IotctlError, UsageError
 
 HALT_FAILURES = 20  # percent of the devices that tried
@@ -134,25 +134,12 @@ class Store:
     @classmethod
     def open(cls, where):
         """A path (SQLite) or a postgresql:// URL."""
-        where = str(where)
-        if where.startswith(("postgresql://", "postgres://")):
-            try:
-                import psycopg
-            except ImportError:
-                raise UsageError("a PostgreSQL rollout store needs psycopg "
-                                 "(pip install psycopg)") from None
-            try:
-                return cls(psycopg.connect(where), "format", (psycopg.Error,))
-            except psycopg.Error as e:
-                raise RolloutError(f"cannot open the rollout store: {e}") from None
-        path = Path(where)
-        if not path.parent.is_dir():
-            raise UsageError(f"rollout store folder {path.parent} does not exist")
+        db = sqldb.connect(where, "the rollout store", RolloutError)
         try:
-            return cls(sqlite3.connect(path, timeout=30, check_same_thread=False), "qmark",
-                       (sqlite3.Error,))
-        except sqlite3.Error as e:
-            raise RolloutError(f"cannot open the rollout store {path}: {e}") from None
+            return cls(db.conn, "qmark" if db.ph == "?" else "format", (db.error,))
+        except db.error as e:
+            db.conn.close()
+            raise RolloutError(f"cannot use the rollout store {where}: {e}") from None
 
     def __enter__(self):
         return self

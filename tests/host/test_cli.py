@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from host_tools import ca, cli, flashimage, keys, provision
+from host_tools import ca, cli, flashimage, provision
 from host_tools.errors import EXIT_CODES
 from host_tools.ledger import Ledger
 
@@ -35,14 +35,6 @@ def _commands():
             for name, sub in sorted(cmd.commands.items()):
                 yield from walk(sub, [*path, name])
     return list(walk(cli.cli, []))
-
-
-@pytest.fixture
-def factory(tmp_path):
-    k = tmp_path / "keys"
-    keys.init(k)
-    ca.init(k)
-    return k
 
 
 # --- help --------------------------------------------------------------------------------

@@ -1,93 +1,22 @@
 """The factory ledger on both of its back ends: SQLite (a file, the default) and PostgreSQL (a
-throw-away server started by this module: Debian's `postgresql`, `initdb` into a temporary
+throw-away server, tests/host/conftest.py: Debian's `postgresql`, `initdb` into a temporary
 folder as a non-root user, listening on a free loopback port). The same tests run on each."""
 
-import itertools
-import os
-import pwd
-import shutil
 import socket
-import subprocess
-import tempfile
-from pathlib import Path
 
-import psycopg
 import pytest
 
-from host_tools import ca, keys, ledger, provision
+from host_tools import ledger, provision
 from host_tools.errors import DeviceError, LedgerError, UsageError
-from tests.system import need
+from tests.host.conftest import new_database
 
 ITER = 1000
-_db_names = itertools.count()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    """A PostgreSQL server for this module; yields (host, port, user). The server refuses to
-    run as root, so as root it runs as Debian's `postgres` user (runuser)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
-    initdb = need(str(found[-1]) if found else "/usr/lib/postgresql/15/bin/initdb", "postgresql")
-    pg_ctl = str(Path(initdb).parent / "pg_ctl")
-    prefix, owner = [], None
-    if os.geteuid() == 0:
-        need("/usr/sbin/runuser", "util-linux")
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.fail("no `postgres` user: apt-get install --reinstall postgresql", pytrace=False)
-        prefix = ["/usr/sbin/runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
-    data = base / "data"
-    if owner:
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-    try:
-        subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "ledger",
-                                 "--no-sync"], check=True, capture_output=True, timeout=120)
-        for attempt in range(3):  # another process may take the free port first
-            port = _free_port()
-            proc = subprocess.run(
-                prefix + [pg_ctl, "-D", str(data), "-w", "-t", "60", "-l", str(base / "log"),
-                          "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -F", "start"],
-                capture_output=True, text=True, timeout=120)
-            if proc.returncode == 0:
-                break
-        else:
-            pytest.fail(f"PostgreSQL did not start: {proc.stderr}\n"
-                        f"{(base / 'log').read_text(errors='replace')[-2000:]}", pytrace=False)
-        yield "127.0.0.1", port, "ledger"
-    finally:
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def where(request, tmp_path):
     """Where a fresh, empty ledger lives: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.sqlite")
-    host, port, user = request.getfixturevalue("postgres_server")
-    name = f"ledger_{os.getpid()}_{next(_db_names)}"
-    with psycopg.connect(host=host, port=port, user=user, dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://{user}@{host}:{port}/{name}"
-
-
-@pytest.fixture
-def factory(tmp_path):
-    d = tmp_path / "keys"
-    keys.init(d)
-    ca.init(d)
-    return d
+    return new_database(request, tmp_path, "ledger")
 
 
 ROW = {"device_id": "th-x", "product": "p", "model": "m", "board": "unix", "cert_serial": "1",
@@ -150,3 +79,9 @@ def test_unreachable_ledger_is_a_clear_error(tmp_path):
         ledger.Ledger.open(tmp_path / "no" / "such" / "ledger.sqlite")
     with pytest.raises(LedgerError, match="cannot open the ledger"):
         ledger.Ledger.open(f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -32,15 +32,6 @@ ITER = 1000  # low: these tests are about correctness, not the cost of a guess
 PW_RE = re.compile(rb"[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}")
 
 
-@pytest.fixture
-def factory(tmp_path):
-    """A key folder with signing keys and the manufacturer CA."""
-    d = tmp_path / "keys"
-    keys.init(d)
-    ca.init(d)
-    return d
-
-
 def _cli():
     group = click.Group()
     for command in cmd_provision.COMMANDS:

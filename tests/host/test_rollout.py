@@ -2,12 +2,9 @@
 (firmware/pullstate.py), without a broker: the end-to-end run with six simulated devices is
 tests/e2e/test_rollout.py."""
 
-import itertools
 import json
-import os
 from pathlib import Path
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -15,7 +12,7 @@ from host_tools import mpy, rollout
 from host_tools.cmd_rollout import COMMANDS, rollout_group
 from host_tools.errors import UsageError
 from host_tools.monitor import Monitor
-from tests.host.test_ledger import postgres_server  # noqa: F401 (fixture)
+from tests.host.conftest import new_database
 
 REPO = Path(__file__).resolve().parents[2]
 ANN = {"url": "https://u.example/p-2.1.0.bin", "sha256": "ab" * 32, "size": 4096,
@@ -26,21 +23,11 @@ def devices(n, prefix="sim"):
     return [f"{prefix}-{i:04d}" for i in range(n)]
 
 
-_db_names = itertools.count()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def where(request, tmp_path):
-    """A fresh rollout store: a SQLite file, or a new database on a throw-away PostgreSQL
-    server (the ledger tests' fixture)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "r.sqlite")
-    host, port, user = request.getfixturevalue("postgres_server")
-    name = f"rollouts_{os.getpid()}_{next(_db_names)}"
-    with psycopg.connect(host=host, port=port, user=user, dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://{user}@{host}:{port}/{name}"
+    """A fresh rollout store: a SQLite file, or a new database on the throw-away PostgreSQL
+    server of tests/host/conftest.py."""
+    return new_database(request, tmp_path, "rollouts")
 
 
 @pytest.fixture

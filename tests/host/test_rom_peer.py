@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import ca, keys
 from host_tools.ledger import Ledger
 from tests.fakes.appimage import make_app_image, make_bootloader_image
 
@@ -40,14 +39,6 @@ def rom_board(tmp_path):
 def iotctl(*args, timeout=120):
     return subprocess.run([str(BIN / "iotctl"), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout)
-
-
-@pytest.fixture
-def factory(tmp_path):
-    k = tmp_path / "keys"
-    keys.init(k)
-    ca.init(k)
-    return k
 
 
 def test_flash_refuses_what_sign_refuses_and_writes_what_it_checked(rom_board, tmp_path):
