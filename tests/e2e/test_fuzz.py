@@ -323,9 +323,11 @@ def test_fuzz_every_endpoint(harness, bundles):
     spent = [0.0]
     prefix = bundles["v1"].read_bytes()[:4096]
 
-    # Reproducible in CI (a failure there can be replayed); varied on developers' machines.
+    # Reproducible everywhere, so that `make test` on a user's clone is the run CI made (a
+    # random draw can miss a rarely drawn route and fail the coverage check below by chance);
+    # FUZZ_RANDOM=1 varies it. test_byte_fuzz.py adds a random-seed run to every `make test`.
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              derandomize=bool(os.environ.get("CI")),
+              derandomize=not os.environ.get("FUZZ_RANDOM"),
               suppress_health_check=list(HealthCheck))
     @given(st.lists(all_requests(prefix), min_size=DRAWN, max_size=DRAWN), st.randoms())
     def run(drawn, rnd):
