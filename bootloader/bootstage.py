@@ -2,12 +2,14 @@
 import json
 import sys
 
+import romslots
 import slots
 import slotstate
 from bundle import ALG_ED25519, ALG_P256, MAX_PREFIX, Reject
 
 _ALGS = {"ed25519": ALG_ED25519, "ecdsa-p256": ALG_P256}
-BUF_SIZE = 4096
+BUF_SIZE = 4096  # one flash sector: the swap of ROMFS slots moves sectors through it
+APP_MOUNT = "/rom"
 GC_MIN = 2048
 
 
@@ -48,6 +50,10 @@ class Boot:
         self.trial = False
         self.reasons = []
         self._recovered = None  # the state rebuilt by recover() when it could not be saved
+        # ROMFS slots (romslots.py) when the board has the regions: "a" is the primary region
+        # (mapped, runs), "b" the secondary; else directories on the data filesystem.
+        self.regions = cfg.get("regions")
+        self._image = None  # (offset, size) of the verified image in the primary region
 
     def state(self):
         st = slotstate.load(self.state_path, self.factory_key_floor)
@@ -99,12 +105,20 @@ class Boot:
 
     def policy(self, st=None, now=0):
         st = st or self.state()
+        cap = romslots.capacity(self.regions) if self.regions else self.cfg["capacity"]
         return {"kind": "app", "product": self.cfg["product"], "board": self.cfg["board"],
                 "sec_floor": st["sec_floor"], "key_floor": st["key_floor"],
-                "capacity": self.cfg["capacity"], "now": now}
+                "capacity": cap, "now": now}
 
-    def _verify(self, slot, st):
-        v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
+    def _verify(self, slot, st, legacy=False):
+        if self.regions and not legacy:
+            part = self.regions.primary if slot == "a" else self.regions.secondary
+            v = romslots.verify(part, self.anchors, self.policy(st), self.buf, self.space(),
+                                name=slot)
+            if slot == "a":
+                self._image = (romslots.image_offset(len(v.prefix)), v.header.payload_len)
+        else:
+            v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
         v.compact()
         return v
 
@@ -113,6 +127,8 @@ class Boot:
         Always decides: a state record that cannot be written costs the trial (a trial whose
         count is not kept could crash forever), never the boot."""
         st = self.state()
+        if self.regions:
+            return self._rom_choose(st)
         if st.get("lost"):
             st = self.recover(st)
         pending = st["pending"]
@@ -154,7 +170,126 @@ class Boot:
             return True
         return False
 
+    def _rom_choose(self, st):
+        """choose() for ROMFS slots: the image that runs is always the primary's. A new image
+        waits in the secondary ("b" pending) until it verifies and is swapped in; its trial
+        then runs from the primary ("a" pending) with the confirmed image in the secondary,
+        so a rollback is a swap back."""
+        self._settle(st)
+        if st.get("lost"):
+            st = self.recover(st)
+        if st["pending"] == "b":
+            try:
+                v = self._verify("b", st)  # nothing is swapped in that does not verify
+                st["last"] = "swapping in %s from slot b" % v.manifest["version"]
+                self._swap(st)
+            except Reject as e:
+                self._rollback(st, "slot b failed verification: %s" % (e,))
+        if st["pending"] == "a":
+            if st["trials"] > 0:
+                st["trials"] -= 1  # persisted before the trial runs: a crash still counts
+                if self._save(st):
+                    try:
+                        self.verified = self._verify("a", st)
+                        self.slot, self.trial = "a", True
+                        self.log("boot: trial of %s, %d boots left to confirm"
+                                 % (self.version, st["trials"]))
+                        return True
+                    except Reject as e:
+                        self._rollback(st, "slot a failed verification: %s" % (e,))
+                else:
+                    self._rollback(st, "its boot count cannot be kept")
+            elif st["last"].startswith("self-test"):
+                self._rollback(st, st["last"])
+            else:
+                self._rollback(st, "slot a did not confirm itself within %d boots"
+                               % slotstate.TRIALS)
+        if st["active"] == "b":
+            self._swap(st)  # after a rollback: the confirmed image goes back to the primary
+        for attempt in (0, 1):
+            try:
+                self.verified = self._verify("a", st)
+                self.slot = "a"
+                self.log("boot: slot a verified (%s)" % self.version)
+                if st["legacy"] is None:
+                    self._drop_legacy()
+                return True
+            except Reject as e:
+                self.reasons.append("a: %s" % (e,))
+                self.log("boot: slot a refused: %s" % (e,))
+            if attempt:
+                break
+            try:  # bit rot in the primary: the secondary's image, if it verifies, runs instead
+                self._verify("b", st)
+            except Reject as e:
+                self.reasons.append("b: %s" % (e,))
+                break
+            st["last"] = "slot a refused (%s); fell back to slot b" % self.reasons[-1]
+            self._swap(st)
+        return self._legacy(st)
+
+    def _legacy(self, st):
+        """A device that migrated from directory slots: its last directory slot runs until a
+        ROMFS image confirms itself (also when no record says so: the first boot of this
+        boot stage on such a device)."""
+        for slot in ((st["legacy"],) if st["legacy"] else slotstate.SLOTS):
+            if not slots.exists(slots.prefix_path(self.root, slot)):
+                continue
+            try:
+                self.verified = self._verify(slot, st, legacy=True)
+            except Reject as e:
+                self.reasons.append("directory %s: %s" % (slot, e))
+                continue
+            self.slot, self._image = slot, None
+            if st["legacy"] != slot:
+                st["legacy"] = slot
+                self._save(st)
+            self.log("boot: directory slot %s verified (%s)" % (slot, self.version))
+            return True
+        return False
+
+    def _drop_legacy(self):
+        # littlefs keeps only data once a ROMFS image is confirmed: the directory slots go.
+        for slot in slotstate.SLOTS:
+            if slots.exists(slots.prefix_path(self.root, slot)):
+                slots.invalidate(self.root, slot)
+            if slots.exists(slots.slot_dir(self.root, slot)):
+                slots.rmtree(slots.slot_dir(self.root, slot))
+
+    def _swap(self, st):
+        """Exchange the regions (romslots.Swap, logged, resumable), then account for it."""
+        gen = st["swaps"] + 1
+        romslots.Swap(self.regions, self.buf).start(gen)
+        self._account(st, gen)
+
+    def _account(self, st, gen):
+        st["active"] = slotstate.other(st["active"])
+        if st["pending"]:
+            st["pending"] = slotstate.other(st["pending"])
+        st["swaps"] = gen
+        self._save(st)  # if it fails, the log still says so: the next boot accounts again
+
+    def _settle(self, st):
+        """Finish an exchange a power cut interrupted, and account for one the record does not
+        know of yet (the record is saved after the log says DONE)."""
+        sw = romslots.Swap(self.regions, self.buf)
+        first = sw.first()
+        if first is None or first[0] != romslots._BEGIN:
+            return
+        gen = first[1]
+        if st.get("lost"):
+            sw.resume()  # the regions must be whole before recover() verifies them
+            st["swaps"] = gen
+            return
+        if gen != (st["swaps"] + 1) & 0xFF:
+            return  # accounted for already
+        sw.resume()
+        self.log("boot: finished and accounted swap %d" % gen)
+        self._account(st, st["swaps"] + 1)
+
     def _rollback(self, st, reason):
+        if self.regions:
+            return self._rom_rollback(st, reason)
         failed = st["pending"]
         st["pending"] = None
         st["trials"] = 0
@@ -166,6 +301,20 @@ class Boot:
         else:
             st["pending"] = failed  # still recorded: not a fallback candidate either
         self.log("boot: " + st["last"])
+
+    def _rom_rollback(self, st, reason):
+        failed = st["pending"]
+        # The failed image loses its header first: a cut before the record repeats this.
+        romslots.invalidate(self.regions.primary if failed == "a" else self.regions.secondary)
+        st["pending"] = None
+        st["trials"] = 0
+        st["last"] = "rolled back: " + reason
+        if failed == "a":
+            st["active"] = "b"
+        self._save(st)
+        self.log("boot: " + st["last"])
+        if failed == "a":
+            self._swap(st)
 
     @property
     def version(self):
@@ -185,28 +334,64 @@ class Boot:
         st["sec_floor"] = max(st["sec_floor"], self.verified.manifest["security_version"])
         st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
         st["last"] = "confirmed %s in slot %s" % (self.version, self.slot)
+        legacy = st.get("legacy")
+        st["legacy"] = None
         if not self._save(st):
             return False  # still a trial: the next boots count down and roll it back
         self.trial = False
         self.log("boot: " + st["last"])
+        if legacy and self.regions:
+            self._drop_legacy()
         return True
 
     def rollback(self, reason):
         """Called by the application when its self-test failed: give up the trial and restart."""
         st = self.state()
         if self.trial and st["pending"] == self.slot:
-            self._rollback(st, "self-test of %s failed: %s" % (self.version, reason))
+            why = "self-test of %s failed: %s" % (self.version, reason)
+            if self.regions:  # the image runs from the primary: the boot stage swaps it out
+                st["trials"] = 0
+                st["last"] = why
+                self._save(st)
+            else:
+                self._rollback(st, why)
         self.hal.reset()
 
-    def installer(self, progress=None, now=0, resume=None):
-        """A slots.Installer for the inactive slot under the current rules (`resume`: see
-        slots.Installer: keep what a download cut by a power loss wrote)."""
+    def installer(self, progress=None, now=0, resume=None, at=0, factory=False):
+        """An installer for the inactive slot under the current rules: romslots.Installer
+        into the secondary region, or slots.Installer into a directory (`resume`, `at`: keep
+        what a download cut by a power loss wrote, see both)."""
         st = self.state()
         if self._inst is not None and not self._inst.closed:  # they would share the space
             raise Reject("BUSY", "another update is being installed")
-        self._inst = slots.Installer(self.root, self.state_path, self.anchors,
-                                     self.policy(st, now), progress, space=self.space(),
-                                     resume=resume)
+        if not self.regions:
+            self._inst = slots.Installer(self.root, self.state_path, self.anchors,
+                                         self.policy(st, now), progress, factory=factory,
+                                         space=self.space(), resume=resume)
+            return self._inst
+        if st["pending"] and not factory:
+            raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
+                         % st["pending"])
+        target = "a" if factory else "b"
+
+        def publish(v):
+            s = self.state()
+            version = v.manifest["version"]
+            if factory:
+                new = slotstate.default(s["key_floor"])
+                new["fw"], new["swaps"] = s["fw"], s["swaps"]  # the swap log stays consistent
+                new["sec_floor"] = v.manifest["security_version"]
+                new["key_floor"] = max(s["key_floor"], v.cert.serial)
+                new["last"] = "factory install of %s into slot a" % version
+                s = new
+            else:
+                s["pending"], s["trials"] = "b", slotstate.TRIALS
+                s["last"] = "installed %s into slot b" % version
+            slotstate.save(self.state_path, s)
+
+        part = self.regions.primary if factory else self.regions.secondary
+        self._inst = romslots.Installer(part, target, self.anchors, self.policy(st, now),
+                                        publish, progress, self.space(), resume, at)
         return self._inst
 
     def space(self):
@@ -218,13 +403,28 @@ class Boot:
         return self._space
 
     def install_stream(self, stream, progress=None, now=0, factory=False):
-        st = self.state()
-        return slots.install_stream(stream, self.buf, self.root, self.state_path, self.anchors,
-                                    self.policy(st, now), progress, factory)
+        return slots.pump(stream, self.buf, self.installer(progress, now, factory=factory))
+
+    @property
+    def app_dir(self):
+        """Where the running application's files are: the mounted ROMFS image, or its
+        directory slot."""
+        if self._image is not None:
+            return APP_MOUNT
+        return slots.slot_dir(self.root, self.slot)
+
+    def mount_app(self):
+        """Mount the verified image from where the board maps it (vfs.VfsRom: its bytecode
+        runs in place, not copied into the heap), or take its directory, as the import path."""
+        if self._image is not None:
+            import vfs
+            off, n = self._image
+            vfs.mount(vfs.VfsRom(self.regions.window(off + n)[off:off + n]), APP_MOUNT)
+        sys.path.insert(0, self.app_dir)
 
     def run_app(self):
         """Import the verified slot's application and hand it control."""
-        sys.path.insert(0, slots.slot_dir(self.root, self.slot))
+        self.mount_app()
         import app
         return app.main(self)
 

@@ -9,7 +9,12 @@ from micropython import const
 
 TRIALS = const(3)  # boots a pending slot gets to confirm itself before it is rolled back
 SLOTS = ("a", "b")
-_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last", "fw")
+_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last", "fw", "swaps",
+           "legacy")
+# ROMFS slots (romslots.py): "a" is the primary region, "b" the secondary; "swaps" counts the
+# exchanges of the two that the record accounts for (the swap log's generation); "legacy":
+# the directory slot of a device that migrated, kept as its last fallback until the first
+# ROMFS image confirms itself (None otherwise).
 _FW = ("pending", "sec_floor", "last", "reason")
 
 
@@ -23,7 +28,7 @@ def default_fw():
 
 def default(key_floor=1):
     return {"active": "a", "pending": None, "trials": 0, "sec_floor": 0,
-            "key_floor": key_floor, "last": "", "fw": default_fw()}
+            "key_floor": key_floor, "last": "", "fw": default_fw(), "swaps": 0, "legacy": None}
 
 
 def _valid(st):
@@ -34,7 +39,8 @@ def _valid(st):
             and isinstance(st["sec_floor"], int) and st["sec_floor"] >= 0
             and isinstance(st["key_floor"], int) and st["key_floor"] >= 1
             and isinstance(st["last"], str) and isinstance(st["fw"], dict)
-            and all(k in st["fw"] for k in _FW) and isinstance(st["fw"]["sec_floor"], int))
+            and all(k in st["fw"] for k in _FW) and isinstance(st["fw"]["sec_floor"], int)
+            and isinstance(st["swaps"], int) and st["legacy"] in (None, "a", "b"))
 
 
 def load(path, key_floor=1):
@@ -45,6 +51,9 @@ def load(path, key_floor=1):
     st, _seq, status = records.load(path)
     if isinstance(st, dict) and "fw" not in st:
         st["fw"] = default_fw()  # a record from before the firmware trial moved in here
+    if isinstance(st, dict) and "swaps" not in st:
+        st["swaps"] = 0  # a record of directory slots (before ROMFS slots): carried over
+        st["legacy"] = None
     if not _valid(st):
         st = default(key_floor)
         st["lost"] = "missing" if status == records.MISSING else "unreadable"

@@ -46,7 +46,7 @@ class Device:
         self.port = getattr(self.hal, "https_port", 443)
 
     def _slot_file(self, name):
-        path = self.boot.root + "/slots/" + self.boot.slot + "/" + name
+        path = self.boot.app_dir + "/" + name
         try:
             open(path).close()
             return path

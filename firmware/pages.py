@@ -59,7 +59,7 @@ def _on_demand(ctx, name):
 
 def slot_path(ctx, name):
     """A file of the running slot (verified at boot with the rest of the app)."""
-    return ctx.boot.root + "/slots/" + str(ctx.boot.slot) + "/" + name
+    return ctx.boot.app_dir + "/" + name
 
 
 def slot_json(ctx, name):

@@ -87,6 +87,28 @@ def compile_files(files, boards):
     return out
 
 
+ROMFS_IMAGE = "app.romfs"  # the one file of a ROMFS app bundle (bootloader/romslots.py)
+LAYOUTS = ("romfs", "dir")
+
+
+def romfs_image(files):
+    """The app's files ({path: bytes}, already compiled) as one ROMFS image, made by
+    MicroPython's own builder (mpremote.romfs, what `mpremote romfs build` runs)."""
+    import contextlib
+    import io
+    import tempfile
+
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory(prefix="iotctl-romfs-") as tmp:
+        for path, data in files.items():
+            dest = Path(tmp, path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree it builds
+            return bytes(make_romfs(tmp, mpy_cross=False))
+
+
 def check_version(version):
     m = _VERSION.match(version or "")
     if not m or any(int(x) > 65535 for x in m.groups()):
@@ -140,9 +162,11 @@ def bind_sbom(manifest, files):
 
 def build(keys_dir, boards, version, security_version, out=None, source=FIRMWARE_DIR,
           notes="", security_fix=False, expires=None, files=None, product=None, kind="app",
-          serial=None, compile=True, sbom_out=None):
+          serial=None, compile=True, sbom_out=None, layout="romfs"):
     """Build a signed app bundle; returns its bytes (and writes `out` when given, its SBOM
-    to `sbom_out`). Python sources are shipped precompiled unless `compile` is False."""
+    to `sbom_out`). Python sources are shipped precompiled unless `compile` is False. An app
+    is one ROMFS image (`layout` "romfs", the default: docs/FORMAT.md) or, for devices that
+    still boot directory slots' boot stage, its files one by one ("dir")."""
     if files is None:
         meta, files = collect_app(source)
         product = product or meta["product"]
@@ -153,6 +177,10 @@ def build(keys_dir, boards, version, security_version, out=None, source=FIRMWARE
         boards = [boards]
     if compile:
         files = compile_files(files, boards)
+    if layout not in LAYOUTS:
+        raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}")
+    if kind == "app" and layout == "romfs":
+        files = {ROMFS_IMAGE: romfs_image(files)}
     manifest = make_manifest(kind, product, boards, version, security_version, files, notes,
                              security_fix, expires=expires)
     sbom_data = bind_sbom(manifest, files)

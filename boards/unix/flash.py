@@ -379,6 +379,46 @@ class Partition:
         return True
 
 
+class RomWindow:
+    """The primary ROMFS region as the board maps it. On an ESP32 the MMU maps the `romfs`
+    partition into the address space (vfs.rom_ioctl, esp_partition_mmap) and bytecode runs
+    from there; the unix port has neither, so the map is a buffer that the board allocates at
+    power-on, before the heap budget of a benchmark is set (sim_main.reserve_heap): like the
+    flash of a board, it is not part of the heap the application can use. It holds what the
+    region holds once the boot stage has settled the slots (fill()); only the primary region
+    is ever mapped, the other two partitions can only be read block by block, as on a board."""
+
+    def __init__(self, part):
+        self.part = part
+        self._buf = None
+
+    def reserve(self, size):
+        """Allocate the map (size: the largest image either region can bring into it)."""
+        size = (size + SECTOR - 1) // SECTOR * SECTOR or SECTOR
+        if self._buf is None or len(self._buf) < size:
+            self._buf = None
+            self._buf = bytearray(size)
+
+    def __call__(self, size):
+        """The first `size` bytes of the primary region, mapped (read now, read-only use)."""
+        if self._buf is None or len(self._buf) < size:
+            self.reserve(size)
+        mv = memoryview(self._buf)[:size]
+        self.part.readblocks(0, mv)
+        return mv
+
+
+def rom_regions(flash):
+    """The ROMFS regions of the board (romslots.Regions), or None if its table has none."""
+    import romslots
+    t = flash.table()
+    if "romfs" not in t:
+        return None
+    p = flash.partition("romfs")
+    return romslots.Regions(p, flash.partition("romfs_b"), flash.partition("romfs_s"),
+                            RomWindow(p))
+
+
 def _lfs(part, small=False):
     # small: the factory data, read a few times at start and kept mounted: littlefs's caches
     # (4 x the read size, two per mount and one per open file) at their least. The program
@@ -389,9 +429,19 @@ def _lfs(part, small=False):
                        lookahead=32 if small else c["lookahead_size"])
 
 
+_mounted = None  # the Flash whose data filesystem is mounted: its ROMFS regions boot
+
+
+def mounted_regions():
+    """The ROMFS regions (rom_regions) of the flash mounted last, or None."""
+    return rom_regions(_mounted) if _mounted is not None else None
+
+
 def mount_data(flash, mountpoint="/data", name=None):
     """Mount the data filesystem. Formats it only if the partition is blank (all 0xFF);
     a partition that holds data littlefs cannot mount raises OSError, untouched."""
+    global _mounted
+    _mounted = flash
     part = flash.partition(name or board_config()["data_partition"])
     try:
         fs = _lfs(part)

@@ -40,7 +40,7 @@ def sim_config():
     return {"board": board["board"], "product": ident["product"],
             "capacity": board["slot_capacity"], "root": board["data_mount"],
             "anchors": board["factory_mount"] + "/anchors.json",
-            "factory": board["factory_mount"]}
+            "factory": board["factory_mount"], "regions": flash.mounted_regions()}
 
 
 def power_on(fl):

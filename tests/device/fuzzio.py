@@ -3,7 +3,6 @@
 # input changed anything.
 import hashlib
 import os
-import sys
 
 import bootstage
 import flash
@@ -21,7 +20,7 @@ def device(simdir):
     flash.mount_data(fl)
     boot = bootstage.start(hal, sim_config(), lambda m: None)
     assert boot.slot, boot.reasons
-    sys.path.insert(0, "/data/slots/" + boot.slot)
+    boot.mount_app()
     import app
 
     return app.Device(boot), fl
