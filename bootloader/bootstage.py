@@ -274,7 +274,7 @@ class Boot:
         know of yet (the record is saved after the log says DONE)."""
         sw = romslots.Swap(self.regions, self.buf)
         first = sw.first()
-        if first is None or first[0] != romslots._BEGIN:
+        if first is None or first[0] != romslots.BEGIN:
             return
         gen = first[1]
         if st.get("lost"):

@@ -19,7 +19,7 @@ from bundle import HEADER_LEN, Reject
 SECTOR = const(4096)
 IMAGE = "app.romfs"  # the one file of a ROMFS app bundle: the image itself
 _REC = const(8)
-_BEGIN = const(0xB0)
+BEGIN = const(0xB0)
 _STEP = const(0x10)  # + 1, 2, 3: the three moves of one sector
 _DONE = const(0xD0)
 _SLACK = const(64)  # log cells kept for records torn by power cuts
@@ -264,7 +264,7 @@ class Swap:
             if bytes(rec) == self._ff:
                 break
             got = _parse(rec)
-            if got is not None and (gen is None and got[0] == _BEGIN or got[1] == gen):
+            if got is not None and (gen is None and got[0] == BEGIN or got[1] == gen):
                 gen = got[1]
                 last = got
             i += 1
@@ -273,7 +273,7 @@ class Swap:
         kind, gen, idx = last
         if kind == _DONE:
             return gen, None, i
-        if kind == _BEGIN:
+        if kind == BEGIN:
             return gen, (idx - 1, 1) if idx else None, i
         s = kind - _STEP
         if s < 3:
@@ -295,7 +295,7 @@ class Swap:
         n = max(1, (n + SECTOR - 1) // SECTOR)
         for s in range(1, _blocks(self.r.swap)):
             erase(self.r.swap, s)
-        cell = self._log(0, _BEGIN, gen & 0xFF, n)
+        cell = self._log(0, BEGIN, gen & 0xFF, n)
         self._run(gen & 0xFF, (n - 1, 1), cell)
 
     def resume(self):
@@ -335,6 +335,6 @@ def _parse(rec):
     if binascii.crc32(bytes(rec[:4])) & 0xFFFFFFFF != struct.unpack_from("<I", rec, 4)[0]:
         return None
     kind, gen, idx = struct.unpack_from("<BBH", rec, 0)
-    if kind not in (_BEGIN, _DONE, _STEP + 1, _STEP + 2, _STEP + 3):
+    if kind not in (BEGIN, _DONE, _STEP + 1, _STEP + 2, _STEP + 3):
         return None
     return kind, gen, idx
