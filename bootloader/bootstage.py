@@ -103,9 +103,14 @@ class Boot:
     def recover_firmware(self, st):
         """Boards with a firmware image put its floor back into a recovered record."""
 
+    @property
+    def capacity(self):
+        """The largest app payload a slot takes (the ROMFS image, or the files of a directory)."""
+        return romslots.capacity(self.regions) if self.regions else self.cfg["capacity"]
+
     def policy(self, st=None, now=0):
         st = st or self.state()
-        cap = romslots.capacity(self.regions) if self.regions else self.cfg["capacity"]
+        cap = self.capacity
         return {"kind": "app", "product": self.cfg["product"], "board": self.cfg["board"],
                 "sec_floor": st["sec_floor"], "key_floor": st["key_floor"],
                 "capacity": cap, "now": now}

@@ -3,10 +3,9 @@
 import time
 
 import pages
+from bundle import MAX_PREFIX
 from credentials import CredentialError
 from httpd import HTTPError, Server, json_response
-
-MAX_BUNDLE_PREFIX = 64 + 8192 + 160 + 64  # header, manifest, certificate, signature
 
 
 def build(ctx):
@@ -66,7 +65,7 @@ def build(ctx):
         return json_response({"installed": ctx.updater.installed(), "upload": ctx.updater.state,
                               "last": ctx.boot.state()["last"]})
 
-    @srv.route("POST", "/api/update", max_body=ctx.capacity + MAX_BUNDLE_PREFIX)
+    @srv.route("POST", "/api/update", max_body=ctx.capacity + MAX_PREFIX)
     @authed
     async def update_post(req):
         ctype = (req.header("content-type") or "").split(";")[0].strip()

@@ -25,7 +25,7 @@ class Device:
         self.log = boot.log
         self.data = boot.root
         self.factory = boot.cfg["factory"]
-        self.capacity = boot.cfg["capacity"]
+        self.capacity = boot.capacity
         # Owner records on the data filesystem are sealed with the device's key (4.4-1).
         sealer = sealed.from_factory(self.factory, self.data)
         store.use(sealer)

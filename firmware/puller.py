@@ -14,7 +14,7 @@ from micropython import const
 import pullstate
 import store
 from backoff import Backoff, system_rng, uniform_ms
-from bundle import Reject
+from bundle import MAX_PREFIX, Reject
 from updater import device_time
 
 POLICIES = ("auto", "disabled", "postpone")
@@ -28,7 +28,6 @@ PROGRESS_STEPS = const(4)  # "downloading" events at 0, 25, 50 and 75 %
 _MAX_HEAD = const(2048)
 _TIMEOUT_MS = const(15_000)  # connect, handshake, each read
 _MAX_URL = const(256)
-_MAX_PREFIX = const(64 + 8192 + 160 + 64)  # header, manifest, certificate, signature
 
 
 class HTTPFail(Exception):
@@ -130,7 +129,7 @@ def check_offer(doc, capacity):
         raise ValueError("sha256 must be 64 lower-case hex digits")
     size = doc["size"]
     if isinstance(size, bool) or not isinstance(size, int) or \
-            not 64 < size <= capacity + _MAX_PREFIX:
+            not 64 < size <= capacity + MAX_PREFIX:
         raise ValueError("size out of range")
     version_tuple(doc["version"])
     spread = doc.get("spread_s", SPREAD_S)
@@ -315,15 +314,17 @@ class Puller:
     async def install(self, offer):
         """Download `offer` with resume, streaming it into the installer; on success the
         device restarts into the new version (its self-test then confirms it)."""
-        dev = self.dev
-        up = dev.updater
-        if up.busy:
+        session = self.dev.updater.session()
+        if session is None:
             self.log("update: a push is in progress; the pulled update waits")
             return None
-        up.busy = True
+        with session:
+            return await self._install(offer, session)
+
+    async def _install(self, offer, session):
+        dev = self.dev
+        up = dev.updater
         self._active = True
-        if up.thermostat:
-            up.thermostat.reset_gap()
         version = offer["version"]
         dl = None
         keep = False  # a network failure keeps the partial slot for the next try
@@ -331,8 +332,7 @@ class Puller:
                    "total": offer["size"], "resumed": 0})
         try:
             # After a power cut in the middle, the download goes on from what the flash holds.
-            dl = pullstate.Download(dev.boot, self.root, offer["sha256"], device_time(),
-                                    self.log)
+            dl = pullstate.Download(session, self.root, offer["sha256"], self.log)
             dl.conns = 0
             dl.step = dl.got * PROGRESS_STEPS // offer["size"]
             self.state["received"] = self.state["from"] = dl.got
@@ -373,7 +373,6 @@ class Puller:
         finally:
             if dl is not None:
                 dl.close(keep)
-            up.busy = False
             self._active = False
         inst = dl.inst
         resumed = self.state.get("resumed", 0)

@@ -24,7 +24,7 @@ class Download:
     `got` is where the next request starts; `resumed_from` is what the flash already held
     (0 for a fresh start). Raises Reject("BUSY") while the last update is on trial."""
 
-    def __init__(self, boot, root, sha256, now=0, log=None):
+    def __init__(self, session, root, sha256, log=None):
         self.root = root
         self.sha = sha256
         self.hash = hashlib.sha256()
@@ -35,14 +35,16 @@ class Download:
         self._saved = False
         rec = store.load(root + CKPT_FILE)
         prefix = None
+        at = 0
         if isinstance(rec, dict) and rec.get("sha256") == sha256:
+            at = rec.get("at", 0) if isinstance(rec.get("at"), int) else 0
             try:
                 with open(root + PREFIX_FILE, "rb") as f:
                     prefix = f.read()
             except OSError:
                 prefix = None
         if prefix:
-            self.inst = boot.installer(now=now, resume=self.hash.update)
+            self.inst = session.installer(resume=self.hash.update, at=at)
             try:
                 self.hash.update(prefix)
                 self.inst.feed(prefix)  # authenticated again; the slot's files re-hashed
@@ -57,7 +59,7 @@ class Download:
                 self.hash = hashlib.sha256()
                 self.got = self._synced = 0
         forget(root)
-        self.inst = boot.installer(now=now)
+        self.inst = session.installer()
 
     def feed(self, chunk):
         """The next bytes of the bundle (from offset `got`)."""
@@ -72,7 +74,9 @@ class Download:
             store.save(self.root + CKPT_FILE, {"sha256": self.sha})
             self._saved = True
         if self.got - self._synced >= SYNC_BYTES:
-            self.inst.sync()
+            at = self.inst.sync()
+            if at:  # a raw region: what a resume keeps is recorded with the checkpoint
+                store.save(self.root + CKPT_FILE, {"sha256": self.sha, "at": at})
             self._synced = self.got
 
     def finish(self):

@@ -14,6 +14,28 @@ def device_time():
     return now if now >= _PLAUSIBLE_EPOCH else 0
 
 
+class Session:
+    """One install at a time, pushed (receive) or pulled (puller.Puller.install): while it
+    runs the updater is busy, and the control loop's gap meter counts from its start (the
+    owner sees that the update never stalled control). Use: `with session:`."""
+
+    def __init__(self, updater):
+        self.up = updater
+
+    def __enter__(self):
+        self.up.busy = True
+        if self.up.thermostat:
+            self.up.thermostat.reset_gap()
+        return self
+
+    def __exit__(self, *exc):
+        self.up.busy = False
+
+    def installer(self, resume=None, at=0):
+        """The boot stage's installer for the inactive slot, under the rules of now."""
+        return self.up.boot.installer(now=device_time(), resume=resume, at=at)
+
+
 class Updater:
     """Receives bundles and tracks the state shown to the owner (4.3-2, 4.3-5)."""
 
@@ -23,6 +45,10 @@ class Updater:
         self.buf = memoryview(buf)
         self.state = {"state": "idle"}
         self.busy = False
+
+    def session(self):
+        """A Session for the next install, or None while one runs."""
+        return None if self.busy else Session(self)
 
     def installed(self):
         m = self.boot.verified.manifest
@@ -42,16 +68,18 @@ class Updater:
     async def receive(self, req):
         """Stream `req`'s body into the inactive slot; returns the installed manifest summary
         or raises HTTPError(409/422) with the installer's precise verdict."""
-        if self.busy:
+        session = self.session()
+        if session is None:
             raise HTTPError(409, "another update is being received")
-        self.busy = True
-        if self.thermostat:
-            self.thermostat.reset_gap()  # shows the owner the update never stalled control
+        with session:
+            return await self._receive(req, session)
+
+    async def _receive(self, req, session):
         total = req.content_length
         self.state = {"state": "receiving", "received": 0, "total": total}
         inst = None
         try:
-            inst = self.boot.installer(now=device_time())
+            inst = session.installer()
             while True:
                 n = await req.readinto(self.buf)
                 if not n:
@@ -75,7 +103,6 @@ class Updater:
         finally:
             if inst is not None:
                 inst.abort()
-            self.busy = False
         m = v.manifest
         self.state = {"state": "installed", "version": m["version"], "slot": inst.target,
                       "notes": m["notes"], "security_fix": m["security_fix"],

@@ -13,6 +13,7 @@ import bootstage
 import flash
 import pullstate
 import store
+import updater
 from bundle import Reject
 from flash import PowerCut
 from simtool import sim_config
@@ -41,7 +42,7 @@ def download(fl, bundle_path, sha, fetched):
     the 'network', also those a cut then lost."""
     b = boot(fl)
     store.makedirs(b.root + "/app")
-    dl = pullstate.Download(b, b.root, sha)
+    dl = pullstate.Download(updater.Session(updater.Updater(b, bytearray(CHUNK))), b.root, sha)
     start = dl.got
     buf = bytearray(CHUNK)
     with open(bundle_path, "rb") as f:
