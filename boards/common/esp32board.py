@@ -10,6 +10,7 @@ import alertmode
 import bootstage
 import bundle
 import fwupdate
+import romslots
 from bundle import Reject
 
 
@@ -35,18 +36,19 @@ class BoardBoot(bootstage.Boot):
             self.firmware.rollback(reason)  # the reset below lets the bootloader roll it back
         super().rollback(reason)
 
-    def installer(self, progress=None, now=0):
-        return KindInstaller(self, progress, now)
+    def installer(self, progress=None, now=0, resume=None, at=0, factory=False):
+        return KindInstaller(self, progress, now, factory)
 
 
 class KindInstaller:
     """The push-fed installer for either kind of bundle: reads the 64-byte header, then hands
     the stream to the app-slot installer or the firmware installer (same feed/finish/abort)."""
 
-    def __init__(self, boot, progress=None, now=0):
+    def __init__(self, boot, progress=None, now=0, factory=False):
         self._boot = boot
         self._progress = progress
         self._now = now
+        self._factory = factory
         self._head = bytearray(bundle.HEADER_LEN)
         self._got = 0
         self.inner = None
@@ -81,7 +83,8 @@ class KindInstaller:
             return fw.installer(self._progress, self._now)
         if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
             raise Reject("BUSY", "the firmware image is still on trial; confirm it first")
-        return bootstage.Boot.installer(boot, self._progress, self._now)
+        return bootstage.Boot.installer(boot, self._progress, self._now,
+                                        factory=self._factory)
 
     def finish(self):
         if self.inner is None:
@@ -176,13 +179,30 @@ def anchors(cfg):
             max(floor, doc["key_floor"]))
 
 
-def boot_config(cfg):
+def _rom_window(size):
+    # MicroPython maps the partition labelled `romfs` (esp_partition_mmap): the only one.
+    return memoryview(vfs.rom_ioctl(2, 0))[:size]
+
+
+def regions(part_cls):
+    """The app's ROMFS regions (romslots.Regions), or None for a partition table without
+    them (directory slots on littlefs)."""
+    try:
+        parts = [part_cls(label) for label in ("romfs", "romfs_b", "romfs_s")]
+    except (OSError, ValueError):
+        return None
+    return romslots.Regions(parts[0], parts[1], parts[2],
+                            getattr(part_cls, "rom_window", _rom_window))
+
+
+def boot_config(cfg, part_cls=None):
     """The boot stage's configuration from board.json and the factory identity."""
     with open(cfg["factory_mount"] + "/identity.json") as f:
         ident = json.loads(f.read())
     return {"board": cfg["board"], "product": ident["product"], "chip": cfg["chip"],
             "capacity": cfg["slot_capacity"], "root": cfg["data_mount"],
-            "anchors": cfg["factory_mount"] + "/anchors.json", "factory": cfg["factory_mount"]}
+            "anchors": cfg["factory_mount"] + "/anchors.json", "factory": cfg["factory_mount"],
+            "regions": regions(part_cls) if part_cls else None}
 
 
 def start(hal, part_cls, log=print):
@@ -193,7 +213,7 @@ def start(hal, part_cls, log=print):
     problems = mount(part_cls, cfg, log)
     try:
         roots, floor = anchors(cfg)
-        bcfg = boot_config(cfg)
+        bcfg = boot_config(cfg, part_cls)
     except (OSError, ValueError, KeyError) as e:
         roots, floor, bcfg = [], 1, None
         problems.append("factory record or trust anchors unreadable (%r): not provisioned?"
@@ -225,7 +245,7 @@ def install(path, factory=False, hal=None, part_cls=None):
     if problems:
         raise OSError("; ".join(problems))
     roots, floor = anchors(hal.cfg)
-    boot = BoardBoot(hal, boot_config(hal.cfg), roots, floor,
+    boot = BoardBoot(hal, boot_config(hal.cfg, part_cls or _partition()), roots, floor,
                      bytearray(bootstage.BUF_SIZE), hal.log)
     with open(path, "rb") as f:
         return boot.install_stream(f, factory=factory).manifest["version"]

@@ -2,6 +2,9 @@
 #define MICROPY_HW_BOARD_NAME               "IoT thermostat (ESP32-C3)"
 #define MICROPY_HW_MCU_NAME                 "ESP32C3"
 #define MICROPY_PY_BLUETOOTH                (0)
+// ROMFS (MicroPython 1.25+, off by default on this port): vfs.VfsRom and vfs.rom_ioctl, which
+// maps the partition labelled `romfs`, where the app's signed image runs in place.
+#define MICROPY_VFS_ROM                     (1)
 #define MICROPY_HW_ENABLE_SDCARD            (0)
 #define MICROPY_PY_MACHINE_I2S              (0)
 

@@ -2,6 +2,9 @@
 #define MICROPY_HW_BOARD_NAME               "IoT thermostat (ESP32-S3)"
 #define MICROPY_HW_MCU_NAME                 "ESP32-S3"
 #define MICROPY_PY_BLUETOOTH                (0)
+// ROMFS (MicroPython 1.25+, off by default on this port): vfs.VfsRom and vfs.rom_ioctl, which
+// maps the partition labelled `romfs`, where the app's signed image runs in place.
+#define MICROPY_VFS_ROM                     (1)
 
 // Sealed production image (idf.py ... -D IOT_LEVEL=production -D IOT_SEALED=1, flashed after
 // the board is provisioned; docs/real-board.md): no REPL on any console, so no Ctrl-C reaches
