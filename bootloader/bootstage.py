@@ -117,10 +117,11 @@ class Boot:
 
     def _verify(self, slot, st, legacy=False):
         if self.regions and not legacy:
-            part = self.regions.primary if slot == "a" else self.regions.secondary
+            here = slotstate.primary(st) == slot
+            part = self.regions.primary if here else self.regions.secondary
             v = romslots.verify(part, self.anchors, self.policy(st), self.buf, self.space(),
                                 name=slot)
-            if slot == "a":
+            if here:
                 self._image = (romslots.image_offset(len(v.prefix)), v.header.payload_len)
         else:
             v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
@@ -176,69 +177,68 @@ class Boot:
         return False
 
     def _rom_choose(self, st):
-        """choose() for ROMFS slots: the image that runs is always the primary's. A new image
-        waits in the secondary ("b" pending) until it verifies and is swapped in; its trial
-        then runs from the primary ("a" pending) with the confirmed image in the secondary,
-        so a rollback is a swap back."""
+        """choose() for ROMFS slots: as for directories, but the slot that runs must first be
+        in the primary region (the only one a board maps): a slot in the secondary is
+        verified there, then the regions are swapped (romslots.Swap), then it is verified
+        again where it runs. The other slot's image stays in the secondary for a rollback."""
         self._settle(st)
         if st.get("lost"):
             st = self.recover(st)
-        if st["pending"] == "b":
-            try:
-                v = self._verify("b", st)  # nothing is swapped in that does not verify
-                st["last"] = "swapping in %s from slot b" % v.manifest["version"]
-                self._swap(st)
-            except Reject as e:
-                self._rollback(st, "slot b failed verification: %s" % (e,))
-        if st["pending"] == "a":
+        pending = st["pending"]
+        if pending:
             if st["trials"] > 0:
                 st["trials"] -= 1  # persisted before the trial runs: a crash still counts
                 if self._save(st):
                     try:
-                        self.verified = self._verify("a", st)
-                        self.slot, self.trial = "a", True
-                        self.log("boot: trial of %s, %d boots left to confirm"
-                                 % (self.version, st["trials"]))
+                        self.verified = self._bring(pending, st)
+                        self.slot, self.trial = pending, True
+                        self.log("boot: trial of slot %s (%s), %d boots left to confirm"
+                                 % (pending, self.version, st["trials"]))
                         return True
                     except Reject as e:
-                        self._rollback(st, "slot a failed verification: %s" % (e,))
+                        self._rollback(st, "slot %s failed verification: %s" % (pending, e))
                 else:
-                    self._rollback(st, "its boot count cannot be kept")
+                    self.log("boot: trial of slot %s not run: its boot count cannot be kept"
+                             % pending)
             elif st["last"].startswith("self-test"):
-                self._rollback(st, st["last"])
+                self._rollback(st, st["last"])  # the app asked for it (rollback())
             else:
-                self._rollback(st, "slot a did not confirm itself within %d boots"
-                               % slotstate.TRIALS)
-        if st["active"] == "b":
-            self._swap(st)  # after a rollback: the confirmed image goes back to the primary
-        for attempt in (0, 1):
+                self._rollback(st, "slot %s did not confirm itself within %d boots"
+                               % (pending, slotstate.TRIALS))
+        active = st["active"]
+        for slot in (active, slotstate.other(active)):
+            if slot == st["pending"]:
+                continue  # its trial is not run (above)
             try:
-                self.verified = self._verify("a", st)
-                self.slot = "a"
-                self.log("boot: slot a verified (%s)" % self.version)
-                if st["legacy"] is None:
-                    self._drop_legacy()
-                return True
+                self.verified = self._bring(slot, st)
             except Reject as e:
-                self.reasons.append("a: %s" % (e,))
-                self.log("boot: slot a refused: %s" % (e,))
-            if attempt:
-                break
-            try:  # bit rot in the primary: the secondary's image, if it verifies, runs instead
-                self._verify("b", st)
-            except Reject as e:
-                self.reasons.append("b: %s" % (e,))
-                break
-            st["last"] = "slot a refused (%s); fell back to slot b" % self.reasons[-1]
-            self._swap(st)
+                self.reasons.append("%s: %s" % (slot, e))
+                self.log("boot: slot %s refused: %s" % (slot, e))
+                continue
+            self.slot = slot
+            if slot != active:
+                st["active"] = slot
+                st["last"] = "slot %s refused (%s); fell back to slot %s" % (
+                    active, self.reasons[-1], slot)
+                self._save(st)
+            self.log("boot: slot %s verified (%s)" % (slot, self.version))
+            self._drop_legacy()
+            return True
         return self._legacy(st)
 
+    def _bring(self, slot, st):
+        """Verify `slot`; if it is in the secondary region, swap it into the primary and
+        verify it there. Returns the Verified of the image in the primary."""
+        if slotstate.primary(st) != slot:
+            self._verify(slot, st)  # nothing is swapped in that does not verify
+            self._swap(st)
+        return self._verify(slot, st)
+
     def _legacy(self, st):
-        """A device that migrated from directory slots: its last directory slot runs until a
-        ROMFS image confirms itself (also when no record says so: the first boot of this
-        boot stage on such a device)."""
-        for slot in ((st["legacy"],) if st["legacy"] else slotstate.SLOTS):
-            if not slots.exists(slots.prefix_path(self.root, slot)):
+        """A device that migrated from directory slots: a directory slot still runs when no
+        ROMFS image verifies (until a ROMFS image confirms itself; then they are removed)."""
+        for slot in (st["active"], slotstate.other(st["active"])):
+            if slot == st["pending"] or not slots.exists(slots.prefix_path(self.root, slot)):
                 continue
             try:
                 self.verified = self._verify(slot, st, legacy=True)
@@ -246,15 +246,17 @@ class Boot:
                 self.reasons.append("directory %s: %s" % (slot, e))
                 continue
             self.slot, self._image = slot, None
-            if st["legacy"] != slot:
-                st["legacy"] = slot
+            if st["active"] != slot:
+                st["active"] = slot
                 self._save(st)
             self.log("boot: directory slot %s verified (%s)" % (slot, self.version))
             return True
         return False
 
     def _drop_legacy(self):
-        # littlefs keeps only data once a ROMFS image is confirmed: the directory slots go.
+        # littlefs keeps only data once a ROMFS image runs confirmed: directory slots go.
+        if self.trial:
+            return
         for slot in slotstate.SLOTS:
             if slots.exists(slots.prefix_path(self.root, slot)):
                 slots.invalidate(self.root, slot)
@@ -262,21 +264,18 @@ class Boot:
                 slots.rmtree(slots.slot_dir(self.root, slot))
 
     def _swap(self, st):
-        """Exchange the regions (romslots.Swap, logged, resumable), then account for it."""
+        """Exchange the regions (romslots.Swap: logged, resumable), then account for it."""
         gen = st["swaps"] + 1
         romslots.Swap(self.regions, self.buf).start(gen)
         self._account(st, gen)
 
     def _account(self, st, gen):
-        st["active"] = slotstate.other(st["active"])
-        if st["pending"]:
-            st["pending"] = slotstate.other(st["pending"])
-        st["swaps"] = gen
+        st["swaps"] = gen  # its parity: the other slot is in the primary now
         self._save(st)  # if it fails, the log still says so: the next boot accounts again
 
     def _settle(self, st):
-        """Finish an exchange a power cut interrupted, and account for one the record does not
-        know of yet (the record is saved after the log says DONE)."""
+        """Finish a swap a power cut interrupted, and account for one the record does not know
+        of yet (the record is saved after the log says DONE)."""
         sw = romslots.Swap(self.regions, self.buf)
         first = sw.first()
         if first is None or first[0] != romslots.BEGIN:
@@ -284,7 +283,7 @@ class Boot:
         gen = first[1]
         if st.get("lost"):
             sw.resume()  # the regions must be whole before recover() verifies them
-            st["swaps"] = gen
+            st["swaps"] = gen  # which slot is where: the parity of the log's count
             return
         if gen != (st["swaps"] + 1) & 0xFF:
             return  # accounted for already
@@ -310,16 +309,14 @@ class Boot:
     def _rom_rollback(self, st, reason):
         failed = st["pending"]
         # The failed image loses its header first: a cut before the record repeats this.
-        romslots.invalidate(self.regions.primary if failed == "a" else self.regions.secondary)
+        p = self.regions.primary if slotstate.primary(st) == failed else \
+            self.regions.secondary
+        romslots.invalidate(p)
         st["pending"] = None
         st["trials"] = 0
         st["last"] = "rolled back: " + reason
-        if failed == "a":
-            st["active"] = "b"
         self._save(st)
         self.log("boot: " + st["last"])
-        if failed == "a":
-            self._swap(st)
 
     @property
     def version(self):
@@ -339,13 +336,11 @@ class Boot:
         st["sec_floor"] = max(st["sec_floor"], self.verified.manifest["security_version"])
         st["key_floor"] = max(st["key_floor"], self.verified.cert.serial)
         st["last"] = "confirmed %s in slot %s" % (self.version, self.slot)
-        legacy = st.get("legacy")
-        st["legacy"] = None
         if not self._save(st):
             return False  # still a trial: the next boots count down and roll it back
         self.trial = False
         self.log("boot: " + st["last"])
-        if legacy and self.regions:
+        if self.regions:
             self._drop_legacy()
         return True
 
@@ -354,10 +349,11 @@ class Boot:
         st = self.state()
         if self.trial and st["pending"] == self.slot:
             why = "self-test of %s failed: %s" % (self.version, reason)
-            if self.regions:  # the image runs from the primary: the boot stage swaps it out
+            if self.regions:  # it runs from the primary: the boot stage swaps it out at restart
                 st["trials"] = 0
                 st["last"] = why
                 self._save(st)
+                self.log("boot: %s; rolled back at the restart" % why)
             else:
                 self._rollback(st, why)
         self.hal.reset()
@@ -377,24 +373,28 @@ class Boot:
         if st["pending"] and not factory:
             raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
                          % st["pending"])
-        target = "a" if factory else "b"
+        target = "a" if factory else slotstate.other(st["active"])
+        if slotstate.primary(st) == target and not factory:  # a swap not yet settled by a boot
+            raise Reject("BUSY", "slot %s is in the primary region; restart first" % target)
 
         def publish(v):
             s = self.state()
             version = v.manifest["version"]
             if factory:
                 new = slotstate.default(s["key_floor"])
-                new["fw"], new["swaps"] = s["fw"], s["swaps"]  # the swap log stays consistent
+                new["fw"] = s["fw"]
                 new["sec_floor"] = v.manifest["security_version"]
                 new["key_floor"] = max(s["key_floor"], v.cert.serial)
                 new["last"] = "factory install of %s into slot a" % version
                 s = new
             else:
-                s["pending"], s["trials"] = "b", slotstate.TRIALS
-                s["last"] = "installed %s into slot b" % version
+                s["pending"], s["trials"] = target, slotstate.TRIALS
+                s["last"] = "installed %s into slot %s" % (version, target)
             slotstate.save(self.state_path, s)
 
         part = self.regions.primary if factory else self.regions.secondary
+        if factory:  # a fresh record counts swaps from 0: so does the log, blank again
+            romslots.Swap(self.regions, self.buf).clear()
         self._inst = romslots.Installer(part, target, self.anchors, self.policy(st, now),
                                         publish, progress, self.space(), resume, at)
         return self._inst
@@ -424,6 +424,10 @@ class Boot:
         if self._image is not None:
             import vfs
             off, n = self._image
+            try:
+                vfs.umount(APP_MOUNT)  # a restart without a reset (tests, the simulator)
+            except OSError:
+                pass
             vfs.mount(vfs.VfsRom(self.regions.window(off + n)[off:off + n]), APP_MOUNT)
         sys.path.insert(0, self.app_dir)
 

@@ -289,6 +289,15 @@ class Swap:
         program(self.r.swap, SECTOR + cell * _REC, rec)
         return cell + 1
 
+    def clear(self):
+        """Erase the log (factory install: no swap has happened yet)."""
+        rec = memoryview(self.buf)[:_REC]
+        self._cell(0, rec)
+        if bytes(rec) == self._ff:
+            return  # reads as empty already (the scan stops at the first blank cell)
+        for s in range(1, _blocks(self.r.swap)):
+            erase(self.r.swap, s)
+
     def start(self, gen):
         """Begin exchanging: erase the log, record the generation and the sectors to move."""
         n = max(used(self.r.primary, self.buf), used(self.r.secondary, self.buf))

@@ -9,17 +9,21 @@ from micropython import const
 
 TRIALS = const(3)  # boots a pending slot gets to confirm itself before it is rolled back
 SLOTS = ("a", "b")
-_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last", "fw", "swaps",
-           "legacy")
-# ROMFS slots (romslots.py): "a" is the primary region, "b" the secondary; "swaps" counts the
-# exchanges of the two that the record accounts for (the swap log's generation); "legacy":
-# the directory slot of a device that migrated, kept as its last fallback until the first
-# ROMFS image confirms itself (None otherwise).
+_FIELDS = ("active", "pending", "trials", "sec_floor", "key_floor", "last", "fw", "swaps")
+# ROMFS slots (romslots.py): slots "a" and "b" are images, not places. "swaps" counts the
+# exchanges of the primary region (the one a board maps and runs) and the secondary region
+# that the record accounts for; the swap log keeps the same count (mod 256), so that its
+# parity, which says which slot is in the primary (primary()), survives a lost record.
 _FW = ("pending", "sec_floor", "last", "reason")
 
 
 def other(slot):
     return "b" if slot == "a" else "a"
+
+
+def primary(st):
+    """The slot whose image is in the primary region (ROMFS slots)."""
+    return SLOTS[st["swaps"] & 1]
 
 
 def default_fw():
@@ -28,7 +32,7 @@ def default_fw():
 
 def default(key_floor=1):
     return {"active": "a", "pending": None, "trials": 0, "sec_floor": 0,
-            "key_floor": key_floor, "last": "", "fw": default_fw(), "swaps": 0, "legacy": None}
+            "key_floor": key_floor, "last": "", "fw": default_fw(), "swaps": 0}
 
 
 def _valid(st):
@@ -40,7 +44,7 @@ def _valid(st):
             and isinstance(st["key_floor"], int) and st["key_floor"] >= 1
             and isinstance(st["last"], str) and isinstance(st["fw"], dict)
             and all(k in st["fw"] for k in _FW) and isinstance(st["fw"]["sec_floor"], int)
-            and isinstance(st["swaps"], int) and st["legacy"] in (None, "a", "b"))
+            and isinstance(st["swaps"], int) and st["swaps"] >= 0)
 
 
 def load(path, key_floor=1):
@@ -52,8 +56,10 @@ def load(path, key_floor=1):
     if isinstance(st, dict) and "fw" not in st:
         st["fw"] = default_fw()  # a record from before the firmware trial moved in here
     if isinstance(st, dict) and "swaps" not in st:
-        st["swaps"] = 0  # a record of directory slots (before ROMFS slots): carried over
-        st["legacy"] = None
+        # A record of directory slots (before ROMFS slots), carried over: its regions are
+        # empty, so the active slot is taken to be the primary's and an update goes to the
+        # secondary.
+        st["swaps"] = 0 if st.get("active") != "b" else 1
     if not _valid(st):
         st = default(key_floor)
         st["lost"] = "missing" if status == records.MISSING else "unreadable"

@@ -100,6 +100,9 @@ def romfs_image(files):
 
     from mpremote.romfs import make_romfs
 
+    for path in files:  # checked before anything is written under the build folder
+        if len(path) > 96 or not all(_SEG.match(seg) for seg in path.split("/")):
+            raise UsageError(f"file path {path!r} is not allowed in a bundle")
     with tempfile.TemporaryDirectory(prefix="iotctl-romfs-") as tmp:
         for path, data in files.items():
             dest = Path(tmp, path)

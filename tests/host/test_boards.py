@@ -45,7 +45,8 @@ def test_partition_table_holds_firmware_slots_and_data(board, table):
     assert cfg["partition_table"] == table
     assert partitions.validate(parts, cfg["flash_size"]) == parts
     by = {p.name: p for p in parts}
-    assert list(by) == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "vfs"]
+    assert list(by) == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "romfs", "romfs_b",
+                        "romfs_s", "vfs"]
     # no gaps that waste flash, nothing before the partition table's sector
     ordered = sorted(parts, key=lambda p: p.offset)
     assert ordered[0].offset >= partitions.TABLE_OFFSET + partitions.TABLE_SIZE
@@ -59,9 +60,16 @@ def test_partition_table_holds_firmware_slots_and_data(board, table):
     assert slots[0].size == slots[1].size
     assert all(p.offset % partitions.APP_ALIGN == 0 for p in slots)
     assert slots[0].size >= cfg.get("firmware_size", FIRMWARE_SIZE)
-    # factory data: a littlefs needs at least two blocks; data: two app slots plus room
+    # factory data: a littlefs needs at least two blocks; the app's ROMFS image in two equal
+    # regions, each a slot plus its signed prefix's sectors (the one MicroPython maps is
+    # labelled romfs, subtype 0x8f), a swap partition (scratch + log); data: room
     assert by["fctry"].size >= 2 * cfg["block_size"]
-    assert by["vfs"].size >= 2 * cfg["slot_capacity"] + DATA_ROOM
+    assert (by["romfs"].type, by["romfs"].subtype) == ("data", "0x8f")
+    assert by["romfs"].size == by["romfs_b"].size >= cfg["slot_capacity"] + 3 * 4096
+    assert by["romfs"].offset % 0x10000 == 0  # a whole MMU page for the mapping
+    log_cells = (by["romfs_s"].size - 4096) // 8
+    assert log_cells >= 3 * (by["romfs"].size // 4096) + 2 + 64
+    assert by["vfs"].size >= DATA_ROOM
     assert (cfg["data_partition"], cfg["factory_partition"]) == ("vfs", "fctry")
 
 
