@@ -249,6 +249,8 @@ class Boot:
             if st["active"] != slot:
                 st["active"] = slot
                 self._save(st)
+            if slotstate.primary(st) == slotstate.other(slot):
+                self._swap(st)  # neither region verifies: an update must go to the secondary
             self.log("boot: directory slot %s verified (%s)" % (slot, self.version))
             return True
         return False
