@@ -118,6 +118,7 @@ class Flash:
         self._old = bytearray(SECTOR)
         self._table_path = table
         self._table = None
+        self._regions = None  # rom_regions()
 
     def close(self):
         self._f.close()
@@ -409,14 +410,27 @@ class RomWindow:
 
 
 def rom_regions(flash):
-    """The ROMFS regions of the board (romslots.Regions), or None if its table has none."""
+    """The ROMFS regions of the board (romslots.Regions, one per Flash), or None if its table
+    has none."""
     import romslots
-    t = flash.table()
-    if "romfs" not in t:
+    if "romfs" not in flash.table():
         return None
-    p = flash.partition("romfs")
-    return romslots.Regions(p, flash.partition("romfs_b"), flash.partition("romfs_s"),
-                            RomWindow(p))
+    if flash._regions is None:
+        p = flash.partition("romfs")
+        flash._regions = romslots.Regions(p, flash.partition("romfs_b"),
+                                          flash.partition("romfs_s"), RomWindow(p))
+    return flash._regions
+
+
+def map_romfs(flash):
+    """Power-on: reserve the map of the primary region for the largest image either region
+    holds (the boot stage may swap the other one in). Returns the Regions, or None."""
+    import romslots
+    r = rom_regions(flash)
+    if r is not None:
+        buf = bytearray(romslots.HEADER_LEN)
+        r.window.reserve(max(romslots.used(r.primary, buf), romslots.used(r.secondary, buf)))
+    return r
 
 
 def _lfs(part, small=False):

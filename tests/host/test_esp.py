@@ -65,8 +65,12 @@ def test_partition_tables_fit_and_match_unix(board, table):
     assert (fctry.type, int(fctry.subtype, 0)) == ("data", 0x40)
     assert (vfs.type, vfs.subtype) == ("data", "fat")
     assert partitions.find(parts, "otadata").size == 0x2000  # the bootloader requires it
-    # two app slot directories plus room for state, outbox and temp files
-    assert 2 * capacity <= vfs.size - 256 * 1024
+    # the app's ROMFS image in two equal regions (each a slot plus its signed prefix's
+    # sectors), their swap partition, and room for state, outbox and temp files
+    romfs, romfs_b = partitions.find(parts, "romfs"), partitions.find(parts, "romfs_b")
+    assert (romfs.type, int(romfs.subtype, 0)) == ("data", 0x8f)  # what MicroPython maps
+    assert romfs.size == romfs_b.size >= capacity + 3 * 4096
+    assert vfs.size >= 256 * 1024
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -114,7 +118,8 @@ def test_binary_partition_table(board, table):
     rows = _parse_documented(blob)
     assert rows[-1] == "md5" and len(rows) == len(parts) + 1
     subtypes = {"nvs": (1, 0x02), "otadata": (1, 0x00), "fctry": (1, 0x40),
-                "ota_0": (0, 0x10), "ota_1": (0, 0x11), "vfs": (1, 0x81)}
+                "ota_0": (0, 0x10), "ota_1": (0, 0x11), "vfs": (1, 0x81),
+                "romfs": (1, 0x8f), "romfs_b": (1, 0x41), "romfs_s": (1, 0x42)}
     for p, row in zip(parts, rows):
         # the factory record holds the device's private key: encrypted under flash encryption
         flags = 1 if p.name == "fctry" else 0
@@ -166,7 +171,7 @@ def _pairs(argv, start):
 
 
 EXPECTED = {  # board -> (bootloader offset, vfs offset in the 4 MiB table)
-    "esp32": (0x1000, 0x320000), "esp32s3": (0x0, 0x320000), "esp32c3": (0x0, 0x320000)}
+    "esp32": (0x1000, 0x3a8000), "esp32s3": (0x0, 0x3a8000), "esp32c3": (0x0, 0x3a8000)}
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -207,7 +212,7 @@ def test_flash_library_8mb_and_limits(images, tmp_path):
                     dry_run=True, workdir=tmp_path / "w")
     pairs = _pairs(job.argv, job.argv.index("write-flash") + 7)
     assert pairs[0x20000] == str(images["fw"]["esp32s3"])
-    assert pairs[0x420000] == str(images["data"])
+    assert pairs[0x629000] == str(images["data"])  # vfs, after the ROMFS regions
     assert "--port" not in job.argv and not job.ran
     huge = tmp_path / "huge.bin"
     huge.write_bytes(b"\0" * (0x180000 + 1))
