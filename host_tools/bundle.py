@@ -112,6 +112,42 @@ def romfs_image(files):
             return bytes(make_romfs(tmp, mpy_cross=False))
 
 
+def _uint(data, pos):
+    v = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return v, pos
+
+
+def romfs_paths(image, _pos=None, _end=None, _prefix=""):
+    """The file paths in a ROMFS image (for display and tests; the device mounts it with
+    vfs.VfsRom). Raises VerifyError if it is not a ROMFS image."""
+    if _pos is None:
+        if image[:3] != b"\xd2\xcd\x31":
+            raise VerifyError("BAD_IMAGE", "not a ROMFS image")
+        n, pos = _uint(image, 3)
+        return romfs_paths(image, pos, pos + n)
+    out, pos = [], _pos
+    try:
+        while pos < _end:
+            kind, pos = _uint(image, pos)
+            n, pos = _uint(image, pos)
+            body, pos = pos, pos + n
+            if kind in (4, 5):  # directory, file: name first
+                k, q = _uint(image, body)
+                name = image[q:q + k].decode()
+                if kind == 5:
+                    out.append(_prefix + name)
+                else:
+                    out += romfs_paths(image, q + k, pos, _prefix + name + "/")
+    except (IndexError, UnicodeError):
+        raise VerifyError("BAD_IMAGE", "ROMFS image ends inside a record") from None
+    return out
+
+
 def check_version(version):
     m = _VERSION.match(version or "")
     if not m or any(int(x) > 65535 for x in m.groups()):

@@ -174,7 +174,10 @@ def test_build_from_firmware_and_inspect_cli(keydir, tmp_path, capsys):
                   "--security-version", "1", "-o", str(out)])
     assert e.value.code == 0
     info = verify.describe(out)
-    paths = [f["path"] for f in info["manifest"]["files"]]
+    assert [f["path"] for f in info["manifest"]["files"]] == ["app.romfs"]
+    data = out.read_bytes()
+    parsed = bundle.parse(data)
+    paths = bundle.romfs_paths(data[parsed.payload_offset:])  # the files in the ROMFS image
     assert "app.mpy" in paths and "manifest.json" not in paths
     assert not any(p.endswith(".py") for p in paths), "sources ship precompiled"
     assert not any("__pycache__" in p for p in paths)
