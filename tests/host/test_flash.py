@@ -40,10 +40,14 @@ def test_board_json_fits_the_table_and_littlefs():
     assert (cfg["board"], cfg["chip"], cfg["flash_size"], cfg["block_size"]) == \
         ("unix", "sim", 16 * MIB, 4096)
     table = flashimage.partition_table("unix")
-    assert [p.name for p in table] == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "vfs"]
+    assert [p.name for p in table] == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "romfs",
+                                       "romfs_b", "romfs_s", "vfs"]
     vfs = partitions.find(table, cfg["data_partition"])
-    # Two app slots leave room for user data and littlefs overhead.
-    assert 2 * cfg["slot_capacity"] <= 0.75 * vfs.size
+    # The app slots are ROMFS regions of their own (with their prefix sectors): littlefs
+    # keeps user data only and has room for it.
+    for name in ("romfs", "romfs_b"):
+        assert partitions.find(table, name).size >= cfg["slot_capacity"]
+    assert vfs.size >= 2 * MIB
     lfs = cfg["littlefs"]
     # MicroPython's VfsLfs2 derives its cache size; the host must use the same one.
     assert lfs["cache_size"] == min(cfg["block_size"], 4 * max(lfs["read_size"], lfs["prog_size"]))
@@ -121,7 +125,7 @@ def test_host_filesystem_round_trip(image):
     flashimage.remove_files(image, "vfs", ["app"])
     assert flashimage.list_files(image, "vfs") == ["data/log", "empty"]
     info = flashimage.fs_info(image, "vfs")
-    assert info["disk_version"] == "2.1" and info["block_count"] == 0xDE0000 // 4096
+    assert info["disk_version"] == "2.1" and info["block_count"] == 0x3D7000 // 4096  # the vfs partition
 
 
 # --- Device side -------------------------------------------------------------------------
