@@ -65,17 +65,24 @@ def keys_rotate(directory, as_json):
 @click.option("--expires", type=int, default=None, help="Unix time after which devices refuse it")
 @click.option("--sbom", "sbom_out", type=click.Path(dir_okay=False),
               help="write the bundle's CycloneDX SBOM here (its SHA-256 is signed in any case)")
+@click.option("--layout", type=click.Choice(bundle.LAYOUTS), default="romfs", show_default=True,
+              help="romfs: the app as one ROMFS image; dir: file by file, for devices whose "
+                   "boot stage predates ROMFS slots")
 @click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def build_cmd(keys_dir, boards, version, security_version, output, source, notes, security_fix,
-              expires, sbom_out, as_json):
+              expires, sbom_out, layout, as_json):
     """Build a signed app bundle from the application folder."""
     data = bundle.build(keys_dir, list(boards), version, security_version, out=output,
                         source=source, notes=notes, security_fix=security_fix, expires=expires,
-                        sbom_out=sbom_out)
+                        sbom_out=sbom_out, layout=layout)
     info = verify.describe(output)
-    _emit({"output": output, "size": len(data), "files": len(info["manifest"]["files"]),
+    files = len(info["manifest"]["files"])
+    if layout == "romfs":  # the files inside the one image
+        parsed = bundle.parse(data)
+        files = len(bundle.romfs_paths(data[parsed.payload_offset:]))
+    _emit({"output": output, "size": len(data), "files": files, "layout": layout,
            "version": version, "security_version": security_version}, as_json,
-          f"{output}: {len(data)} bytes, {len(info['manifest']['files'])} files, "
+          f"{output}: {len(data)} bytes, {files} files ({layout}), "
           f"version {version}, security version {security_version}, "
           f"key serial {info['certificate'].get('serial')}")
 

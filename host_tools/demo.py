@@ -191,17 +191,15 @@ def run(out="demo-out"):
 
     step("5. Tampering with slot B's code on flash: the boot stage refuses it, falls back")
     sim.stop(dev_dir)
-    flashimage.write_files(sim.image_path(dev_dir), "vfs",
-                           {"slots/b/thermostat.mpy": b"M\x06\x00\x1f implant"})
-    console.print("  (with the device off, a modified thermostat.mpy was written into slot B of "
-                  f"{sim.image_path(dev_dir)})")
+    flashimage.tamper_slot(sim.image_path(dev_dir), result["version"], "thermostat.mpy")
+    console.print("  (with the device off, one byte of thermostat.mpy in slot B's ROMFS image "
+                  f"was changed on {sim.image_path(dev_dir)})")
     show_commands(cmds[5])
     show(sim.start(dev_dir))
 
     step("6. Both slots tampered with: alert-only mode")
     sim.stop(dev_dir)
-    flashimage.write_files(sim.image_path(dev_dir), "vfs",
-                           {"slots/a/app.mpy": b"M\x06\x00\x1f pwned"})
+    flashimage.tamper_slot(sim.image_path(dev_dir), result["from"], "app.mpy")
     console.print("  (with the device off, slot A's app.mpy was modified too)")
     show_commands(cmds[6])
     show(sim.start(dev_dir))

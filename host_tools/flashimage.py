@@ -232,3 +232,57 @@ def fs_info(image_path, name, board="unix"):
         return {"disk_version": f"{st.disk_version >> 16}.{st.disk_version & 0xFFFF}",
                 "block_size": st.block_size, "block_count": st.block_count,
                 "used_blocks": fs.used_block_count, "name_max": st.name_max}
+
+
+ROMFS_REGIONS = ("romfs", "romfs_b")  # the app slots' regions (docs/FORMAT.md)
+
+
+def _region_header(data):
+    # (version, image offset, image size) from a region's unauthenticated prefix, or None.
+    import struct
+    if data[:4] != b"IOTB":
+        return None
+    mlen, clen, slen, plen = struct.unpack_from("<IHHI", data, 8)
+    try:
+        version = json.loads(data[64:64 + mlen])["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    off = (64 + mlen + clen + slen + 4095) // 4096 * 4096
+    return version, off, plen
+
+
+def slot_images(image_path, board="unix"):
+    """{region: app version or None}: what the signed header of each ROMFS region names (not
+    verified: for tests and the demo, which look at a flash image with the device off)."""
+    out = {}
+    for name in ROMFS_REGIONS:
+        head = read_partition(image_path, name, board)[:64 + 8192]
+        got = _region_header(head)
+        out[name] = got[0] if got else None
+    return out
+
+
+def tamper_slot(image_path, version, path=None, board="unix"):
+    """With the device off, change one byte of the ROMFS image of the app slot holding
+    `version`: in the data of file `path` of the image if given, else its last byte, as an
+    attacker with the flash in hand would. Returns the region's name."""
+    image_path = _check_image(image_path, board)
+    for name in ROMFS_REGIONS:
+        data = bytearray(read_partition(image_path, name, board))
+        got = _region_header(bytes(data[:64 + 8192]))
+        if not got or got[0] != version:
+            continue
+        _v, off, size = got
+        at = off + size - 1
+        if path is not None:
+            pos = data.find(path.rsplit("/", 1)[-1].encode(), off, off + size)
+            if pos < 0:
+                raise UsageError(f"{path} is not in the image of {version}")
+            at = pos + len(path.rsplit("/", 1)[-1]) + 8  # inside the file's data record
+        data[at] ^= 0x5A
+        part = find_partition(name, board)
+        with open(image_path, "r+b") as f:
+            f.seek(part.offset + at)
+            f.write(bytes(data[at:at + 1]))
+        return name
+    raise UsageError(f"no ROMFS region holds version {version}")

@@ -360,7 +360,7 @@ def test_tampered_device_sends_exactly_one_alert(tmp_path, keydir, bundles, brok
     devices.append(d)
     info, _ = new_device(d, keydir, bundles["v1"], broker, start=False)
     did = info["device_id"]
-    flashimage.write_files(sim.image_path(d), "vfs", {"slots/a/app.mpy": b"M\x06\x00\x1f pwned"})
+    flashimage.tamper_slot(sim.image_path(d), "1.0.0", "app.mpy")
     st = sim.start(d)
     assert st["mode"] == "alert-only"
     capture.wait(lambda t, m: t == f"dev/{did}/alert", what="the alert")
@@ -634,7 +634,7 @@ def test_monitor_flags_an_integrity_alert_and_a_login_burst(tmp_path, keydir, bu
     devices.extend([da, dt])
     ia, a = new_device(da, keydir, bundles["v1"], broker)
     it, _ = new_device(dt, keydir, bundles["v1"], broker, start=False)
-    flashimage.write_files(sim.image_path(dt), "vfs", {"slots/a/app.mpy": b"M\x06\x00\x1f !!"})
+    flashimage.tamper_slot(sim.image_path(dt), "1.0.0", "app.mpy")
     assert sim.start(dt)["mode"] == "alert-only"
     assert a.status()["version"] == "1.0.0"  # logged in before the throttle closes
     # Someone guesses passwords on A's local API (the throttle answers 429 after a while):
