@@ -253,6 +253,8 @@ def flips(base, floor, allowed, per_block):
     fl = flash.Flash(base)
     blocks = [("data", a, nz) for a, nz in used_blocks(fl, "vfs")] + \
         [("factory", a, nz) for a, nz in used_blocks(fl, "fctry")]
+    for part in ("romfs", "romfs_b", "romfs_s"):  # the app slots' images and the swap log
+        blocks += [(part, a, nz) for a, nz in used_blocks(fl, part)]
     fl.close()
     results = {"alert-only": 0}
     every = cfg.get("flip_stride", 1)
