@@ -38,7 +38,7 @@ class Boot:
         self.hal = hal
         self.cfg = cfg  # board, product, capacity, root, state path
         self.root = cfg["root"]
-        self.state_path = cfg["root"] + "/slots/state.json"
+        self.state_path = slotstate.path(cfg["root"])
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.buf = buf

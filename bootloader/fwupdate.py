@@ -63,7 +63,7 @@ class Firmware:
         self.Partition = part_cls
         self.cfg = cfg
         self.dir = cfg["root"] + "/fw"
-        self.slots_state = cfg["root"] + "/slots/state.json"
+        self.slots_state = slotstate.path(cfg["root"])
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.log = log

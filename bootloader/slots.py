@@ -7,6 +7,8 @@ import slotstate
 from bundle import Reject
 
 
+# Where slots live on the data filesystem: the one place that builds these paths (the state
+# record's too, slotstate.path; the running app's folder: bootstage.Boot.app_dir).
 def slot_dir(root, slot):
     return root + "/slots/" + slot
 

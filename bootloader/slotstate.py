@@ -21,6 +21,11 @@ def other(slot):
     return "b" if slot == "a" else "a"
 
 
+def path(root):
+    """The record's path under the data root (records.py keeps its second copy beside)."""
+    return root + "/slots/state.json"
+
+
 def primary(st):
     """The slot whose image is in the primary region (ROMFS slots)."""
     return SLOTS[st["swaps"] & 1]

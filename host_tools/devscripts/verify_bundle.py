@@ -11,6 +11,7 @@ import bundle
 import flash
 import romslots
 import slots
+import slotstate
 from bundle import Reject
 
 
@@ -58,7 +59,7 @@ def main(bundle_path, anchors_path, policy_path, scratch):
                     os.mkdir(scratch + "/slots")
                 except OSError:
                     pass
-                v = slots.install_stream(f, buf, scratch, scratch + "/slots/state.json",
+                v = slots.install_stream(f, buf, scratch, slotstate.path(scratch),
                                          anchors, policy)
     except Reject as e:
         return {"ok": False, "verdict": e.verdict, "text": e.detail}
