@@ -27,6 +27,9 @@ def main(d):
     env = {**os.environ, "MICROPYPATH": mpy.device_path("unix")}
     heap = json.loads((d / "sim.json").read_text()).get("heapsize") \
         if (d / "sim.json").exists() else None
+    # The unix port cannot map flash: the board's map of the app's ROMFS region is a buffer in
+    # the heap (boards/unix/flash.py RomWindow), so the default heap leaves room for a region.
+    heap = heap or "8m"
     signal.signal(signal.SIGTERM, _power_off)
     boot = 0
     child = None

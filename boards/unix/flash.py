@@ -393,6 +393,11 @@ class RomWindow:
         self.part = part
         self._buf = None
 
+    @property
+    def size(self):
+        """Bytes of the map (0 before reserve()): benchmarks leave them out of the heap."""
+        return len(self._buf) if self._buf is not None else 0
+
     def reserve(self, size):
         """Allocate the map (size: the largest image either region can bring into it)."""
         size = (size + SECTOR - 1) // SECTOR * SECTOR or SECTOR
