@@ -206,6 +206,8 @@ def run():
         out.update(b.control_and_throughput())
         out.update(b.heap_growth())
         out["app_min_heap_kib"] = b.min_heap(frozen=True)
-        out["app_min_heap_unfrozen_kib"] = b.min_heap(frozen=False)
+        # Unfrozen: the whole -X heapsize, which on the unix port also holds the map of the
+        # ROMFS region (the 1 MiB update's image included): not a board's figure.
+        out["app_min_heap_unfrozen_kib"] = b.min_heap(frozen=False, hi=4096)
         out["app_pages_min_heap_kib"] = b.min_heap(works=b.pages_work_at)
         return out
