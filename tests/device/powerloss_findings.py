@@ -179,7 +179,7 @@ elif case == "aged_erase":
     fl.close()
     aged = WORK + ".aged"
     flash.copy_image(WORK, aged)
-    fl = flash.Flash(aged)
+    fl = flash.Flash(WORK)  # the count runs on a copy: every cut below starts from `aged`
     b = power_on(fl)
     erases = []  # the op numbers of erases of used sectors
     orig = fl.erase
