@@ -196,7 +196,8 @@ class Boot:
                                  % (pending, self.version, st["trials"]))
                         return True
                     except Reject as e:
-                        self._rollback(st, "slot %s failed verification: %s" % (pending, e))
+                        self._rollback(st, "slot %s failed verification before its trial: %s"
+                                       % (pending, e))
                 else:
                     self.log("boot: trial of slot %s not run: its boot count cannot be kept"
                              % pending)

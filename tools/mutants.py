@@ -29,8 +29,10 @@ CATALOG = [
     ("trial-not-persisted", "bootloader/bootstage.py",
      "the trial counter is not persisted before the trial runs (a release that crashes on "
      "every boot is never rolled back)",
-     "                if self._save(st):\n                    try:",
-     "                if True:\n                    try:",
+     "                if self._save(st):\n                    try:\n"
+     "                        self.verified = self._bring(pending, st)",
+     "                if True:\n                    try:\n"
+     "                        self.verified = self._bring(pending, st)",
      [f"{T}[crash_loop]"]),
     ("key-floor-not-raised", "bootloader/bootstage.py",
      "the key floor is not raised at confirm (a revoked key's bundles install again)",
@@ -44,33 +46,32 @@ CATALOG = [
      'self.verified.manifest["security_version"])\n',
      "",
      [f"{T}[state_lost]"]),
-    ("only-code-hashed", "bootloader/slots.py",
-     "only .py/.mpy files are hashed at boot (a tampered data file of the slot runs)",
-     '    for entry in v.manifest["files"]:\n        h = hashlib.sha256()',
-     '    for entry in v.manifest["files"]:\n'
-     '        if not entry["path"].endswith((".py", ".mpy")):\n            continue\n'
-     '        h = hashlib.sha256()',
+    ("only-code-hashed", "bootloader/romslots.py",
+     "only the start of a slot's ROMFS image is hashed at boot (a tampered data file runs)",
+     "        digest = _hash(part, off, n, buf).digest()",
+     "        digest = _hash(part, off, min(n, 4096), buf).digest()\n"
+     "        digest = entry[\"digest\"]",
      [f"{T}[all_files_hashed]"]),
     ("pending-not-verified", "bootloader/bootstage.py",
      "a pending slot that fails verification runs its trial all the same",
-     '                        self._rollback(st, "slot %s failed verification: %s" '
-     '% (pending, e))\n',
+     '                        self._rollback(st, "slot %s failed verification before its '
+     'trial: %s"\n                                       % (pending, e))\n',
      "                        self.slot, self.trial = pending, True\n"
      "                        return True\n",
      [f"{T}[all_files_hashed]"]),
     ("rollback-keeps-slot", "bootloader/bootstage.py",
      "a rolled-back slot keeps its signed prefix (a later fallback boots a failed release)",
-     "            slots.invalidate(self.root, failed)\n",
-     "            pass\n",
+     "        romslots.invalidate(p)\n",
+     "        pass\n",
      [f"{T}[crash_loop]"]),
     ("fallback-ignores-floor", "bootloader/bootstage.py",
      "a fallback slot is verified without the security floor (a damaged release falls back "
      "to an older, vulnerable one)",
-     "        v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), "
-     "self.buf)",
-     "        pol = self.policy(st)\n        if slot != st[\"active\"]:\n"
-     "            pol[\"sec_floor\"] = 0\n"
-     "        v = slots.verify_slot(self.root, slot, self.anchors, pol, self.buf)",
+     "            v = romslots.verify(part, self.anchors, self.policy(st), self.buf, "
+     "self.space(),",
+     "            pol = self.policy(st)\n            if slot != st[\"active\"]:\n"
+     "                pol[\"sec_floor\"] = 0\n"
+     "            v = romslots.verify(part, self.anchors, pol, self.buf, self.space(),",
      [f"{T}[fallback_floor]"]),
     ("save-raises", "bootloader/bootstage.py",
      "a state-record save that fails crashes the boot stage (no decision)",
@@ -79,8 +80,8 @@ CATALOG = [
      [f"{T}[save_fails]"]),
     ("recover-defaults", "bootloader/bootstage.py",
      "a lost state record falls back to the factory floors (security floor 0)",
-     "        if st.get(\"lost\"):\n            st = self.recover(st)\n",
-     "",
+     "        self._settle(st)\n        if st.get(\"lost\"):\n            st = self.recover(st)\n",
+     "        self._settle(st)\n",
      [f"{T}[state_lost]"]),
     ("record-one-copy", "bootloader/records.py",
      "the state and owner records are written to one copy only",
