@@ -148,8 +148,8 @@ class HwTest:
                          "attacker with a serial adapter would"],
              "expect: refused (production build: the provisioned board's console is closed)",
              self.console) if a.production else
-            ("tamper", ["mpremote raw REPL: esp32board.jig(); append a byte to a file of "
-                        "/data/slots/b; hard reset, read the console"],
+            ("tamper", ["mpremote raw REPL: clear one bit near the end of slot b's ROMFS "
+                        "image in the romfs partition; hard reset, read the console"],
              "expect: slot b refused (BAD_FILE_HASH), fell back to slot a (1.0.0)", self.tamper),
             ("rollback", [f"{iot} push {w / 'app-1.2.0-broken.bnd'} --device {dev} --ca "
                           f"{self.ca} --name {name}"],
@@ -263,13 +263,19 @@ class HwTest:
 
     def tamper(self):
         with Repl(self.a.port) as r:
-            victim = r.run("import os\nprint(sorted(n for n in os.listdir('/data/slots/b') "
-                           "if '.' in n)[0])").strip()
-            r.run(f"f = open('/data/slots/b/{victim}', 'ab')\nf.write(b'#')\nf.close()")
+            # Slot b runs, so its image is in the primary region (romfs): one bit of a byte
+            # near its end goes from 1 to 0, as a flash write can make it.
+            victim = r.run("import esp32, romslots\np = esp32.Partition('romfs')\n"
+                           "end = romslots.used(p, bytearray(64))\nb = bytearray(1)\n"
+                           "at = end - 100\n"
+                           "while True:\n    p.readblocks(at // 4096, b, at % 4096)\n"
+                           "    if b[0]:\n        break\n    at -= 1\n"
+                           "b[0] &= b[0] - 1\np.writeblocks(at // 4096, b, at % 4096)\n"
+                           "print(hex(at))").strip()
         self._boot_log({"refused": r"boot: slot b refused: BAD_FILE_HASH",
                         "fallback": r"boot: slot a verified \(1\.0\.0\)",
                         "wifi": r"wifi: connected to .*, address ([0-9.]+)"})
-        return f"slot b ({victim} changed) refused, fell back to slot a (1.0.0)"
+        return f"slot b (image byte {victim} changed) refused, fell back to slot a (1.0.0)"
 
     def console(self):
         """A production build: the serial REPL of the provisioned, running board stays shut."""
