@@ -136,7 +136,8 @@ class Installer:
         self.publish = publish  # publish(verified): records the slot (the state record)
         self.progress = progress
         self._pre = bundle.Prefix(space)
-        self._buf = bytearray(1024)
+        self._space = space
+        self._buf = None  # for reading back: what `space` has beyond the prefix (_begin)
         self.verified = None
         self.closed = False
         self.written = 0
@@ -154,6 +155,9 @@ class Installer:
             raise Reject("BAD_MANIFEST", "this board takes ROMFS app images: one file, " + IMAGE)
         self._pre = None
         self.verified = v
+        plen = len(v.prefix)
+        tail = (len(self._space) - plen) // 1024 * 1024 if self._space else 0
+        self._buf = memoryview(self._space)[plen:plen + tail] if tail else bytearray(1024)
         size = v.manifest["files"][0]["size"]
         self._off = image_offset(len(v.prefix))
         if self._off + size > _blocks(self.part) * SECTOR:
