@@ -3,9 +3,12 @@
 import asyncio
 import time
 
+from micropython import const
+
 from bundle import Reject
 from httpd import HTTPError
 
+_YIELD_BYTES = const(16384)  # written between two turns of the control loop: ~1 ms of work
 _PLAUSIBLE_EPOCH = 1704067200  # 2024-01-01: before this the clock is unset; skip expiry checks
 
 
@@ -80,13 +83,17 @@ class Updater:
         inst = None
         try:
             inst = session.installer()
+            due = 0
             while True:
                 n = await req.readinto(self.buf)
                 if not n:
                     break
                 inst.feed(self.buf[:n])
                 self.state["received"] += n
-                await asyncio.sleep_ms(0)  # let the control loop tick
+                due += n
+                if due >= _YIELD_BYTES:  # let the control loop tick (a read that waits
+                    due = 0  # for the network yields as well)
+                    await asyncio.sleep_ms(0)
             v = inst.finish()
         except Reject as e:
             self.state = {"state": "refused", "verdict": e.verdict, "message": e.detail}
