@@ -132,13 +132,17 @@ def test_advisories_check_fails_on_the_fixture_advisory_and_passes_without_it(
     _, _, demo_sbom = demo
     feed = advisories.load_feed(FEED)
     assert [a["id"] for a in feed] == ["CVE-2026-1998"]
-    # The demo bundle (unix port) is not affected; an ESP32 build on the pinned
-    # MicroPython 1.24.1 is, and so is a 1.24.1 firmware image; 1.28.0 is not.
+    # The demo bundle (unix port) is not affected; nor is an ESP32 build on the pinned
+    # MicroPython 1.28.0 (the pin moved off 1.24.1 for this advisory, and for ROMFS); a
+    # 1.24.1 or 1.27.0 firmware image is.
     assert advisories.check(demo_sbom, FEED)["matches"] == []
     bundle.build(keydir, ["esp32"], "1.0.0", 1, out=tmp_path / "esp.bin",
                  sbom_out=tmp_path / "esp.cdx.json")
+    assert advisories.check(tmp_path / "esp.cdx.json", FEED)["matches"] == []
+    (tmp_path / "old.cdx.json").write_bytes(sbom.for_image(make_app_image("esp32", "1.24.1",
+                                                                          8000)))
     with pytest.raises(advisories.Affected) as e:
-        advisories.check(tmp_path / "esp.cdx.json", FEED)
+        advisories.check(tmp_path / "old.cdx.json", FEED)
     assert [(m["id"], m["component"], m["version"]) for m in e.value.matches] == \
         [("CVE-2026-1998", "micropython", "1.24.1")]
     for version, affected in (("1.24.1", True), ("1.27.0", True), ("1.28.0", False)):
@@ -150,10 +154,10 @@ def test_advisories_check_fails_on_the_fixture_advisory_and_passes_without_it(
         assert ("AFFECTED CVE-2026-1998: micropython " + version in out) == affected
     # Without the fixture advisory the same SBOM passes.
     (tmp_path / "empty").mkdir()
-    code, out, _ = _cli(["advisories", "--sbom", tmp_path / "esp.cdx.json", "--feed",
+    code, out, _ = _cli(["advisories", "--sbom", tmp_path / "old.cdx.json", "--feed",
                          tmp_path / "empty"], capsys)
     assert code == 0 and "no advisory of 0" in out
-    code, out, _ = _cli(["advisories", "--json", "--sbom", tmp_path / "esp.cdx.json",
+    code, out, _ = _cli(["advisories", "--json", "--sbom", tmp_path / "old.cdx.json",
                          "--feed", FEED / "CVE-2026-1998.json"], capsys)
     error = json.loads(out)["error"]
     assert code == advisories.Affected.exit_code and error["name"] == "advisory"
@@ -212,5 +216,5 @@ def test_platform_pin_is_what_the_board_guide_builds():
     idf = re.search(r"git clone -b (v[\d.]+) (?:--recursive )?\S*espressif/esp-idf", guide)
     assert mp and idf, "docs/real-board.md no longer clones MicroPython and ESP-IDF by tag"
     assert (mp.group(1), idf.group(1)) == ("v" + pin["micropython"], pin["esp_idf"])
-    assert [c[:2] for c in sbom.runtime("esp32")] == [("micropython", "1.24.1"),
-                                                       ("esp-idf", "5.2.2")]
+    assert [c[:2] for c in sbom.runtime("esp32")] == [("micropython", "1.28.0"),
+                                                       ("esp-idf", "5.5.1")]
