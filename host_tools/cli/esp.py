@@ -1,4 +1,4 @@
-"""CLI: flash and secure-boot (thin wrappers over esp.py)."""
+"""CLI: flash and secure-boot (thin wrappers over host_tools.esp)."""
 
 import json
 
@@ -6,8 +6,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from . import esp
-from .errors import UsageError
+from .. import esp
+from ..errors import UsageError
 
 CONFIRM_WORD = "BURN"
 

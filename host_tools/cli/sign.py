@@ -1,10 +1,12 @@
-"""CLI: sign --kind firmware (thin wrapper over firmware.py)."""
+"""CLI: `sign --kind firmware`: a MicroPython image wrapped in a signed update bundle (thin
+wrapper over host_tools.esp.micropython_image)."""
 
 import json
 
 import click
 
-from . import esp, firmware
+from .. import esp
+from ..esp import micropython_image
 
 
 @click.command("sign")
@@ -32,10 +34,10 @@ from . import esp, firmware
 def sign_cmd(image, kind, keys_dir, board, version, security_version, output, secure_boot_key,
              flash_size, product, notes, security_fix, expires, as_json):
     """Wrap a MicroPython image in a signed firmware bundle for BOARD."""
-    _blob, info = firmware.build(image, keys_dir, board, version, security_version, out=output,
-                                 secure_boot_key=secure_boot_key, notes=notes,
-                                 security_fix=security_fix, expires=expires, product=product,
-                                 flash_size=flash_size)
+    _blob, info = micropython_image.build(
+        image, keys_dir, board, version, security_version, out=output,
+        secure_boot_key=secure_boot_key, notes=notes, security_fix=security_fix, expires=expires,
+        product=product, flash_size=flash_size)
     if as_json:
         click.echo(json.dumps({"output": output, "kind": kind, **info}, indent=2))
         return

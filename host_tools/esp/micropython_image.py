@@ -1,16 +1,19 @@
-"""Firmware bundles: a MicroPython app image for a board's next OTA partition, checked against
-the board (chip, size), optionally signed for Secure Boot v2, then wrapped in a signed update
-bundle of kind `firmware` (docs/FORMAT.md) holding the one file `micropython.bin`."""
+"""The MicroPython image (docs/glossary.md): the ESP app image `micropython.bin` for a board's
+next OTA partition, checked against the board (chip, size), optionally signed for Secure Boot
+v2, then wrapped in a signed update bundle of kind `firmware` (docs/FORMAT.md, a "firmware
+bundle") holding that one file."""
 
 import json
 import struct
 import tempfile
 from pathlib import Path
 
-from . import bundle, esp
-from . import keys as keymod
-from .errors import UsageError
-from .mpy import REPO
+from .. import bundle
+from .. import keys as keymod
+from ..errors import UsageError
+from ..mpy import REPO
+from .boards import load_board
+from .secureboot import sign_image, verify_image
 
 IMAGE_FILE = "micropython.bin"
 # esptool's IMAGE_CHIP_ID, in the extended header of every app image.
@@ -31,7 +34,7 @@ def default_product():
 
 def ota_capacity(board, flash_size=None):
     """The smallest OTA app partition of the board's table: what one image may occupy."""
-    cfg = esp.load_board(board, flash_size)
+    cfg = load_board(board, flash_size)
     slots = [p for p in cfg["parts"] if p.type == "app" and p.subtype.startswith("ota_")]
     if len(slots) < 2:
         raise UsageError(f"board {board}: the partition table needs two OTA app partitions")
@@ -82,7 +85,7 @@ def check_bootloader(data, board, limit):
     from esptool.bin_image import LoadFirmwareImage
     from esptool.util import FatalError
 
-    chip = esp.load_board(board)["chip"]
+    chip = load_board(board)["chip"]
     if not data:
         raise UsageError("the bootloader image is empty")
     if data[0] != 0xE9:
@@ -175,7 +178,7 @@ def _sbv2_sign(image, key):
     """The image with a Secure Boot v2 signature block (espsecure), checked with the key."""
     with tempfile.TemporaryDirectory(prefix="iotctl-sbv2-") as tmp:
         signed = Path(tmp) / "signed.bin"
-        esp.sign_image(image, key, signed)
-        esp.verify_image(signed, key)  # raises VerifyError if the signature does not check
+        sign_image(image, key, signed)
+        verify_image(signed, key)  # raises VerifyError if the signature does not check
         return signed.read_bytes()
 

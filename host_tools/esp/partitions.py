@@ -1,10 +1,13 @@
-"""Partition tables (ESP-IDF CSV layout): parse, validate, and look up by name."""
+"""Partition tables: the ESP-IDF CSV layout (parse, validate, look up by name) and the binary
+table the bootloader reads at 0x8000 (write and parse back)."""
 
 import csv
+import hashlib
 import io
+import struct
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FLASH_SECTOR = 0x1000
 APP_ALIGN = 0x10000
@@ -93,7 +96,8 @@ def validate(parts, flash_size):
         if p.offset % align:
             raise UsageError(f"partition {p.name} at {p.offset:#x} is not aligned to {align:#x}")
         if p.size % FLASH_SECTOR:
-            raise UsageError(f"partition {p.name} size {p.size:#x} is not a whole number of sectors")
+            raise UsageError(f"partition {p.name} size {p.size:#x} is not a whole number of "
+                             "sectors")
         if prev and p.offset < prev.end:
             raise UsageError(f"partition {p.name} overlaps {prev.name}")
         if p.end > flash_size:
@@ -108,3 +112,71 @@ def find(parts, name):
         if p.name == name:
             return p
     raise UsageError(f"no partition named {name!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Binary partition table (the format ESP-IDF's gen_esp32part.py writes and the
+# bootloader reads at 0x8000): 32-byte entries <magic AA 50, type, subtype, offset, size,
+# name[16], flags>, then an MD5 row (EB EB, 14 x FF, MD5 of the entries), then 0xFF.
+
+ENTRY = struct.Struct("<2sBBII16sI")
+ENTRY_MAGIC = b"\xAA\x50"
+MD5_MAGIC = b"\xEB\xEB" + b"\xFF" * 14
+TABLE_MAX = 0xC00  # entries + MD5 row; the rest of the 4 KiB sector stays 0xFF
+FLAG_BITS = {"encrypted": 0, "readonly": 1}
+
+
+def _type_ids(part):
+    ptype = TYPES[part.type]
+    sub = SUBTYPES[part.type].get(part.subtype)
+    return ptype, int(part.subtype, 0) if sub is None else sub
+
+
+def _flags(part):
+    bits = 0
+    for flag in filter(None, (f.strip() for f in part.flags.split(":"))):
+        if flag not in FLAG_BITS:
+            raise UsageError(f"partition {part.name}: unknown flag {flag!r}")
+        bits |= 1 << FLAG_BITS[flag]
+    return bits
+
+
+def partition_table_bin(parts):
+    """The binary partition table for `parts`, padded with 0xFF to TABLE_MAX bytes."""
+    rows = bytearray()
+    for p in parts:
+        ptype, subtype = _type_ids(p)
+        rows += ENTRY.pack(ENTRY_MAGIC, ptype, subtype, p.offset, p.size,
+                           p.name.encode("ascii"), _flags(p))
+    rows += MD5_MAGIC + hashlib.md5(rows).digest()
+    if len(rows) >= TABLE_MAX:  # leave room for the 0xFF end marker
+        raise UsageError(f"partition table has too many entries ({len(parts)})")
+    return bytes(rows) + b"\xFF" * (TABLE_MAX - len(rows))
+
+
+def parse_partition_table_bin(data):
+    """Parse a binary table back into Partitions; checks magic, MD5 and the end marker."""
+    names = {v: k for k, v in TYPES.items()}
+    md5 = hashlib.md5()
+    parts, seen_md5 = [], False
+    for pos in range(0, len(data) - ENTRY.size + 1, ENTRY.size):
+        row = data[pos:pos + ENTRY.size]
+        if row == b"\xFF" * ENTRY.size:
+            if not seen_md5:
+                raise UsageError("partition table has no MD5 row")
+            return parts
+        if row[:2] == MD5_MAGIC[:2]:
+            if row[16:] != md5.digest():
+                raise UsageError("partition table MD5 does not match its entries")
+            seen_md5 = True
+            continue
+        magic, ptype, subtype, offset, size, name, flags = ENTRY.unpack(row)
+        if magic != ENTRY_MAGIC or ptype not in names:
+            raise UsageError(f"bad partition entry at byte {pos}")
+        md5.update(row)
+        tname = names[ptype]
+        sname = {v: k for k, v in SUBTYPES[tname].items()}.get(subtype, f"{subtype:#x}")
+        flag_names = ":".join(k for k, bit in FLAG_BITS.items() if flags >> bit & 1)
+        parts.append(Partition(name.rstrip(b"\0").decode("ascii"), tname, sname,
+                                          offset, size, flag_names))
+    raise UsageError("partition table has no end marker")
