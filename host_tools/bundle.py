@@ -131,7 +131,7 @@ def assemble(manifest, files, key, cert):
 def bind_sbom(manifest, files):
     """Make the bundle's CycloneDX SBOM and bind its SHA-256 into `manifest` (signed with
     it); returns the SBOM's bytes."""
-    from . import sbom
+    from .report import sbom
 
     data = sbom.for_bundle(manifest, files)
     manifest["sbom_sha256"] = sbom.digest(data)

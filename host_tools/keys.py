@@ -11,8 +11,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
-                                                             encode_dss_signature)
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from .errors import KeyError_, UsageError
 
@@ -174,7 +176,8 @@ def load_info(directory):
     try:
         return json.loads((Path(directory) / INFO).read_text())
     except FileNotFoundError:
-        raise KeyError_(f"{directory} holds no keys (run `iotctl keys init --dir {directory}`)") from None
+        raise KeyError_(f"{directory} holds no keys (run `iotctl keys init --dir "
+                        f"{directory}`)") from None
     except (OSError, ValueError) as e:
         raise KeyError_(f"cannot read {directory}/{INFO}: {e}") from None
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .errors import EXIT_CODES, IotctlError, exit_code_table
+from ..errors import EXIT_CODES, IotctlError, exit_code_table
 
 
 class _Group(click.Group):
@@ -39,11 +39,10 @@ def cli():
 
 def _register():
     """Add every command module's COMMANDS to the group; runs once, at import."""
-    from . import (cmd_cloud, cmd_core, cmd_device, cmd_esp, cmd_evidence, cmd_firmware,
-                   cmd_ledger, cmd_provision, cmd_report, cmd_rollout, cmd_sim)
+    from . import cloud, core, device, esp, evidence, ledger, provision, report, rollout, sign, sim
 
-    for module in (cmd_core, cmd_firmware, cmd_sim, cmd_provision, cmd_ledger, cmd_device,
-                   cmd_cloud, cmd_rollout, cmd_esp, cmd_report, cmd_evidence):
+    for module in (core, sign, sim, provision, ledger, device, cloud, rollout, esp, report,
+                   evidence):
         for command in module.COMMANDS:
             cli.add_command(command)
 

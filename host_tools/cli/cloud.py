@@ -1,13 +1,13 @@
-"""CLI: serve, publish, monitor (thin wrappers over host_tools.updateserver and
-host_tools.monitor): the service side of the cloud link."""
+"""CLI: serve, publish, monitor (thin wrappers over host_tools.cloud.updateserver and
+host_tools.cloud.monitor): the service side of the cloud link."""
 
 import json
 
 import click
 
-from . import monitor, rollout, updateserver
-from .errors import UsageError
-from .rollout import HALT_AFTER, HALT_FAILURES
+from ..cloud import monitor, rollout, updateserver
+from ..cloud.rollout import HALT_AFTER, HALT_FAILURES
+from ..errors import UsageError
 
 
 def format_rollout(r):

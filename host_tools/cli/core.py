@@ -1,13 +1,12 @@
 """CLI: keys, build, inspect, vectors (thin wrappers over keys/bundle/verify/vectors)."""
 
 import json
-from pathlib import Path
 
 import click
 
-from . import bundle, keys, verify
-from .errors import VerifyError
-from .flashimage import BOARDS
+from .. import bundle, keys, verify
+from ..errors import VerifyError
+from ..flashimage import BOARDS
 
 
 def _emit(obj, as_json, text):
@@ -127,7 +126,7 @@ def inspect_cmd(bundle_file, keys_dir, board, security_floor, key_floor, as_json
 @click.argument("vector_file", type=click.Path(exists=True, dir_okay=False))
 def vectors_cmd(alg, vector_file):
     """Run the device verifier over a Wycheproof-layout JSON vector file."""
-    from . import vectors
+    from .. import vectors
 
     result = vectors.run_vectors(alg, vector_file)
     for failure in result.failures[:20]:
@@ -142,7 +141,7 @@ def vectors_cmd(alg, vector_file):
               help="the folder for the demo's keys, bundles, device and labels (replaced)")
 def demo_cmd(out):
     """Tell the end-to-end story on a simulated board (what `make demo` runs)."""
-    from . import demo
+    from .. import demo
 
     demo.run(out)
 

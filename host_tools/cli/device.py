@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn
 from rich.text import Text
 
-from . import push
-from .errors import RolledBack
+from .. import push
+from ..errors import RolledBack
 
 
 def _device_options(func):

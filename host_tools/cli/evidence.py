@@ -1,13 +1,13 @@
 """CLI: sbom (a CycloneDX SBOM of a bundle or firmware image) and advisories (an SBOM against
-an offline advisory feed); thin wrappers over host_tools.sbom and host_tools.advisories."""
+an offline advisory feed); thin wrappers over host_tools.report.sbom and host_tools.report.advisories."""
 
 import json
 from pathlib import Path
 
 import click
 
-from . import advisories, sbom
-from .errors import ToolError, UsageError, VerifyError
+from ..errors import ToolError, UsageError, VerifyError
+from ..report import advisories, sbom
 
 
 @click.command("sbom")
@@ -31,7 +31,8 @@ def sbom_cmd(source, output, given):
             if e.verdict != "NO_SBOM" or given:
                 raise
             text = sbom.for_bundle_file(data)[0]
-            note = "NOT authenticated: the bundle's manifest binds no SBOM (built before sbom_sha256)"
+            note = ("NOT authenticated: the bundle's manifest binds no SBOM (built before "
+                    "sbom_sha256)")
     elif given:
         raise UsageError("--check needs a signed bundle: only a bundle's manifest binds an SBOM")
     elif data[:1] == b"\xe9":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .errors import UsageError
-from .ledger import COLUMNS, Ledger
+from ..errors import UsageError
+from ..ledger import COLUMNS, Ledger
 
 
 def _ledger_options(func):

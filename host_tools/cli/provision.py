@@ -4,9 +4,9 @@ import json
 
 import click
 
-from . import ca, provision
-from .errors import UsageError
-from .flashimage import BOARDS
+from .. import ca, provision
+from ..errors import UsageError
+from ..flashimage import BOARDS
 
 
 @click.group("ca")

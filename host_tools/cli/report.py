@@ -1,12 +1,12 @@
 """CLI: report (Table A.1 of ETSI TS 103 645 proved by a test run) and docs (the documents a
-maker publishes); thin wrappers over host_tools.conformance."""
+maker publishes); thin wrappers over host_tools.report.conformance."""
 
 from pathlib import Path
 
 import click
 
-from . import conformance, reportdocs
-from .errors import UsageError
+from ..errors import UsageError
+from ..report import conformance, documents, published
 
 _FORMATS = ("md", "html", "json")  # told by a file's suffix; the others need --format
 
@@ -20,13 +20,13 @@ def _format_of(path, fmt):
     if suffix == "htm":
         return "html"
     raise UsageError(f"cannot tell the format of {path}: give --format "
-                     f"{', '.join(reportdocs.FORMATS)}")
+                     f"{', '.join(documents.FORMATS)}")
 
 
 @click.command("report")
 @click.option("--junit", default="build/junit.xml", show_default=True, type=click.Path(),
               help="JUnit XML of the test run (`make test` writes build/junit.xml)")
-@click.option("--format", "fmt", type=click.Choice(reportdocs.FORMATS), default=None,
+@click.option("--format", "fmt", type=click.Choice(documents.FORMATS), default=None,
               help="md, html, json: Table A.1; ics, ixit: the ETSI TS 103 701 ICS and IXIT; "
               "cra: the CRA Annex I map; psti: the UK PSTI statement of compliance "
               "(default: from each -o suffix, else md)")
@@ -54,9 +54,9 @@ def report_cmd(junit, fmt, ixit_flag, outputs, map_path, product_path, bundle, l
     doc = conformance.build_report(conformance.load_map(map_path), conformance.read_junit(junit),
                                    product, bundle=bundle)
     if not outputs:
-        click.echo(reportdocs.render(doc, fmt or "md", product, ledger), nl=False)
+        click.echo(documents.render(doc, fmt or "md", product, ledger), nl=False)
     for out in outputs:
-        text = reportdocs.render(doc, _format_of(out, fmt), product, ledger)
+        text = documents.render(doc, _format_of(out, fmt), product, ledger)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)
@@ -84,7 +84,7 @@ def docs_cmd(names, outdir, product_path):
     """Render the documents a maker publishes from the product's facts: SECURITY.md,
     support-period.md, privacy-notice.md, interfaces.md, csaf-advisory-template.json
     (NAMES: only these)."""
-    paths = conformance.write_docs(outdir, product_path, names or conformance.DOCUMENTS)
+    paths = published.write_docs(outdir, product_path, names or published.DOCUMENTS)
     for p in paths:
         click.echo(f"wrote {p}")
     left = conformance.placeholders(conformance.load_product(product_path))

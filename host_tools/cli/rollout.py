@@ -1,4 +1,4 @@
-"""CLI: `iotctl rollout status|advance|pause|abort` (thin wrappers over host_tools.rollout).
+"""CLI: `iotctl rollout status|advance|pause|abort` (thin wrappers over host_tools.cloud.rollout).
 A rollout starts with `iotctl publish --rollout P`; `iotctl monitor` records the outcomes
 and halts it by itself."""
 
@@ -6,8 +6,8 @@ import json
 
 import click
 
-from . import rollout, updateserver
-from .cmd_cloud import format_rollout
+from ..cloud import rollout, updateserver
+from .cloud import format_rollout
 
 _KEYS = click.option("--keys", "keys_dir", required=True,
                      type=click.Path(exists=True, file_okay=False),

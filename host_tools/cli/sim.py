@@ -4,7 +4,7 @@ import json
 
 import click
 
-from . import sim
+from .. import sim
 
 
 def _show(st, as_json):
@@ -28,7 +28,8 @@ def sim_group():
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--keys", "keys_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="key folder: trust anchors, and the CA that provisions the device")
-@click.option("--bundle", "bundle_file", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--bundle", "bundle_file", required=True,
+              type=click.Path(exists=True, dir_okay=False),
               help="the signed app bundle installed in slot A")
 @click.option("--device-id", default=None,
               help="the id of a device without a CA (with a CA the factory draws a random id)")
@@ -44,7 +45,7 @@ def create(directory, keys_dir, bundle_file, device_id, labels_dir, cloud, as_js
 
     With a manufacturer CA in KEYS the device is provisioned as on the factory line; its
     password goes on the label (--labels), into the JSON (--json), or is printed once."""
-    from .provision import parse_cloud
+    from ..provision import parse_cloud
 
     info = sim.create(directory, keys_dir, bundle_file, device_id, labels=labels_dir,
                       cloud=parse_cloud(cloud) if cloud else None)

@@ -13,7 +13,7 @@ changes every day; 4.10-2), and flags security anomalies:
 
 It also aggregates the update outcomes devices report (offered, downloading, installed,
 confirmed, rolled_back with the self-test's reason, refused with the verdict, failed) per
-release, and, given the rollout store (host_tools/rollout.py), records the fleet and each
+release, and, given the rollout store (host_tools/cloud/rollout.py), records the fleet and each
 outcome there and halts a staged rollout whose failures reach its threshold: the halted
 announcement is published at once.
 
@@ -222,7 +222,7 @@ def run(keys_dir, broker, on_record, duration=None, count=None, client_id="iotct
     so alerts sent while the monitor is away wait for it. Returns the Monitor."""
     import threading
 
-    from .errors import DeviceError
+    from ..errors import DeviceError
     from .updateserver import mqtt_client, parse_broker
 
     host, port = parse_broker(broker) if isinstance(broker, str) else broker
@@ -285,8 +285,9 @@ def outage_demo(out, keys_dir, bundle_path, console, outage_s=20):
     import threading
     from pathlib import Path
 
-    from . import push, sim, updateserver
-    from .errors import ToolError
+    from .. import push, sim
+    from ..errors import ToolError
+    from . import updateserver
 
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
                                         if Path("/usr/sbin/mosquitto").exists() else None)

@@ -17,7 +17,7 @@ import time
 
 from cryptography import x509
 
-from . import ca as ca_mod
+from .. import ca as ca_mod
 
 RENEW_PERCENT = 80
 MIN_INTERVAL_S = 30  # one certificate per device per this many seconds at most
@@ -63,7 +63,7 @@ class Renewer:
         # factory's hour) for clocks slightly behind: due again at about 70 % from now.
         life = na - nb
         skew = min(ca_mod.BACKDATE.total_seconds(), life / 10)
-        start = datetime.datetime.fromtimestamp(int(now - skew), datetime.timezone.utc)
+        start = datetime.datetime.fromtimestamp(int(now - skew), datetime.UTC)
         not_after = min(start + datetime.timedelta(seconds=life),
                         self.ca.cert.not_valid_after_utc)
         new = ca_mod.issue_leaf(self.ca, device_id, cert.public_key(), ekus, hosts,

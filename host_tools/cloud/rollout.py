@@ -26,8 +26,8 @@ import json
 import time
 from pathlib import Path
 
-from . import sqldb
-from .errors import IotctlError, UsageError
+from .. import sqldb
+from ..errors import IotctlError, UsageError
 
 HALT_FAILURES = 20  # percent of the devices that tried
 HALT_AFTER = 2  # failures before the rate counts
@@ -189,7 +189,7 @@ class Store:
             if missing_ok:
                 return None
             raise RolloutError(f"no rollout {rid!r} (iotctl rollout status lists them)")
-        r = dict(zip(_COLS, row))
+        r = dict(zip(_COLS, row, strict=True))
         r["announcement"] = json.loads(r["announcement"])
         return r
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from . import bundle
-from . import ca as ca_mod
-from .errors import KeyError_, Unreachable, UsageError, VerifyError
+from .. import bundle
+from .. import ca as ca_mod
+from ..errors import KeyError_, Unreachable, UsageError, VerifyError
 
 SERVICE_DIR = "service"
 SERVICE_CN = "service"  # the MQTT user name the broker derives from the certificate
@@ -58,7 +58,7 @@ def _issue(keys_dir, name, cn, eku, hosts=()):
     ca = ca_mod.load(keys_dir)
     d.mkdir(parents=True, exist_ok=True)
     pkey = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     cert = ca_mod.issue_leaf(ca, cn, pkey.public_key(), (eku,), hosts,
                              min(now + datetime.timedelta(days=VALIDITY_DAYS),
                                  ca.cert.not_valid_after_utc), now)
@@ -369,7 +369,7 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
     """Copy a signed bundle into the served `directory` (with its SHA-256 beside it) and
     announce {url, sha256, size, version, spread_s} on fleet/<product>/<channel>, retained.
     With `verify`, the bundle must first pass the device's own verifier under `keys_dir`.
-    With `rollout` (a percentage), a staged rollout (host_tools/rollout.py) kept in `db`
+    With `rollout` (a percentage), a staged rollout (host_tools/cloud/rollout.py) kept in `db`
     (default KEYS/service/rollouts.sqlite) offers it to that share of the channel."""
     check_channel(channel)
     if rollout is not None:
@@ -384,7 +384,7 @@ def publish(bundle_path, channel, server_url, broker, keys_dir, directory, sprea
     info = bundle.parse(data)  # VerifyError for a file that is not a bundle
     m = info.manifest
     if verify:
-        from . import verify as verify_mod
+        from .. import verify as verify_mod
 
         verdict = verify_mod.device_verdict(src, keys_dir)
         if not verdict["ok"]:

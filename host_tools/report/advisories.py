@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from .errors import IotctlError, UsageError
+from ..errors import IotctlError, UsageError
 
 _NUM = re.compile(r"^v?(\d+(?:\.\d+)*)(?:[-+~.]?(.*))?$")
 _VERS_OP = re.compile(r"^(>=|<=|!=|<|>|=)?(.+)$")

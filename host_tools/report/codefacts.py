@@ -1,5 +1,5 @@
 """Facts read from the project's own code and configuration, for the documents a test lab asks
-for (host_tools/ixit.py): module-level constants (device modules cannot be imported under
+for (host_tools/report/ixit.py): module-level constants (device modules cannot be imported under
 CPython, so they are read from their syntax tree), the HTTP routes the device registers, and
 board definitions. Each fact carries where it was read, so a document can cite it."""
 
@@ -7,8 +7,8 @@ import ast
 import json
 from pathlib import Path
 
-from .errors import UsageError
-from .mpy import REPO
+from ..errors import UsageError
+from ..mpy import REPO
 
 
 class Fact:
@@ -56,7 +56,7 @@ def constants(rel, repo=REPO):
         target, value = node.targets[0], node.value
         pairs = [(target, value)]
         if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
-            pairs = list(zip(target.elts, value.elts))
+            pairs = list(zip(target.elts, value.elts, strict=False))  # a, *b = ...: shortest
         for t, v in pairs:
             if isinstance(t, ast.Name):
                 try:

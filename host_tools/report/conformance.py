@@ -4,39 +4,28 @@ The provision map (conformance/provisions.toml) says, provision by provision, wh
 does and which tests prove it; a JUnit XML file (`pytest --junitxml`) says which of those tests
 passed. A row claimed "Y" is reported as supported only when every one of its tests passed in
 that run; otherwise its verdict is FAIL. So is an N/A whose evidence (that the condition does not
-apply) failed. The module also renders the documents a maker publishes (conformance/templates/)
-from conformance/product.toml and facts read from firmware/.
+apply) failed. The report is rendered as text by
+report/tablea1.py; the documents a maker publishes by report/published.py.
 """
 
-import ast
 import datetime
-import html
-import json
 import re
-import string
 import tomllib
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
+from ..errors import IotctlError, UsageError
+from ..mpy import REPO
 from . import provenance as prov
-from .csaf import check_csaf  # noqa: F401  (the documents' CSAF template is checked with it)
-from .errors import IotctlError, UsageError
-from .mpy import REPO
 
 CONFORMANCE = REPO / "conformance"
 MAP_PATH = CONFORMANCE / "provisions.toml"
 PRODUCT_PATH = CONFORMANCE / "product.toml"
-TEMPLATES = CONFORMANCE / "templates"
 SCHEMA_PATH = CONFORMANCE / "report.schema.json"
-FIRMWARE = REPO / "firmware"
-DOCS = REPO / "docs"
 REPORT_FORMAT = "iot-conformance-report/1"
 
 STATUSES = ("M", "R", "MC", "RC")
 SUPPORT = ("Y", "N", "N/A")
 OUTCOMES = ("missing", "error", "failed", "skipped", "passed")  # worst first
-DOCUMENTS = ("SECURITY.md", "support-period.md", "privacy-notice.md", "interfaces.md",
-             "csaf-advisory-template.json")
 _REF = re.compile(r"4\.(\d+)-(\d+)")
 _NODE = re.compile(r"tests/[\w./-]+\.py::\S.*")
 # Reserved names (RFC 2606): example.com/.org/.net and the .example, .test, .invalid and
@@ -280,7 +269,7 @@ def build_report(pmap, run, product=None, now=None, provenance=None, bundle=None
     the checkout's) and `bundle`. A claim whose published facts are placeholders is N."""
     rows = prov.apply_unset_facts(evaluate(pmap, run), pmap,
                                   placeholders(product) if product else [])
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     count = {k: sum(r["verdict"] == k for r in rows) for k in ("Y", "N", "N/A", "FAIL")}
     claimed = {k: sum(r["claimed"] == k for r in rows) for k in SUPPORT}
     sources = {k: v for k, v in pmap.get("crosswalk_sources", {}).items()
@@ -305,208 +294,18 @@ def build_report(pmap, run, product=None, now=None, provenance=None, bundle=None
     }
 
 
-def render(report, fmt):
-    """The report as md, html or json text."""
-    if fmt == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    if fmt == "md":
-        return _markdown(report)
-    if fmt == "html":
-        return _html(report)
-    raise ConformanceError(f"unknown report format {fmt!r} (md, html or json)")
-
-
-def _run_line(r):
-    run = r["run"]
-    when = f", run {run['timestamp']}" if run.get("timestamp") else ""
-    return (f"{run['junit']}{when}: {run['tests']} tests, {run['passed']} passed, "
-            f"{run['failed']} failed, {run['errors']} errors, {run['skipped']} skipped")
-
-
-def _provenance_line(r):
-    p = r["provenance"]
-    out = f"commit {p['commit'] or 'unknown (not a git checkout)'}"
-    if p["dirty"]:
-        out += " with uncommitted changes"
-    out += {"test run": " (recorded by the test run)", "checkout": " (checked out when the "
-            "report was made; the run recorded none)"}.get(p["commit_from"], "")
-    if p["checkout_commit"]:
-        out += f", NOT the commit checked out now ({p['checkout_commit']})"
-    b = p["bundle"]
-    if b:
-        out += (f"; bundle {b['path']}: {b['product']} {b['version']} (security version "
-                f"{b['security_version']}), SHA-256 {b['sha256']}, SBOM SHA-256 "
-                f"{b['sbom_sha256'] or 'none bound'}")
-    else:
-        out += "; no bundle named (iotctl report --bundle)"
-    return out
-
-
-def _verdict_line(r):
-    v, s = r["summary"]["verdicts"], r["summary"]
-    return (f"{s['provisions']} provisions: {v['Y']} supported (Y, every evidence test passed), "
-            f"{v['FAIL']} FAIL (claimed, not proved by this run), {v['N']} not supported (N), "
-            f"{v['N/A']} not applicable (N/A)")
-
-
-def _detail_parts(row):
-    parts = []
-    if row["condition"]:
-        parts.append(("Condition", row["condition"]))
-    if row["claimed"] == "Y":
-        parts.append(("Measures", row["measures"]))
-    if row.get("facts_unset"):
-        parts.append(("Not supported until set", "these published facts are placeholders in "
-                      "conformance/product.toml: " + ", ".join(row["facts_unset"])))
-    if row["detail"]:
-        parts.append(("Not supported" if row["claimed"] == "N" else "Note", row["detail"]))
-    if row["rationale"]:
-        parts.append(("Not applicable", row["rationale"]))
-    if row["planned"]:
-        parts.append(("Planned", row["planned"]))
-    return parts
-
-
-def _cross_parts(row):
-    cw = row["crosswalk"]
-
-    def one(label, entry, key, unverified=" (unverified)", verified=""):
-        if not entry or not entry[key]:
-            return f"{label}: none"
-        return f"{label}: {', '.join(entry[key])}" + (verified if entry["verified"]
-                                                        else unverified)
-    parts = [one("EN V2.1.1", cw["en_303_645_v2"], "provisions"),
-             one("EN V3.1.3", cw["en_303_645_v3"], "provisions",
-                 " (number checked in Table B.1; wording unverified)",
-                 " (number and wording checked)"),
-             one("UK PSTI", cw["uk_psti"], "requirements")]
-    return parts + ([cw["note"]] if cw["note"] else [])
-
-
-def _md(text):
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def _markdown(r):
-    std = r["standard"]
-    out = [f"# {std['standard']} V{std['version']}, Table {std['table']}: {std['title']}", ""]
-    if r["product"]:
-        p = r["product"]
-        out.append(f"Product: {p['name']}, model {p['model']} ({p['manufacturer']})  ")
-    out += [f"Evidence: {_run_line(r)}  ", f"Belongs to: {_provenance_line(r)}  ",
-            f"Generated: {r['generated']}", "",
-            f"**{_verdict_line(r)}.**", ""]
-    if r["summary"]["failed"]:
-        out += [f"> **FAIL**: {', '.join(r['summary']['failed'])}: claimed, but not every "
-                "evidence test passed in this run.", ""]
-    if r["placeholders"]:
-        out += ["> Placeholders left in conformance/product.toml (replace before publishing): "
-                + ", ".join(r["placeholders"]), ""]
-    out += ["| Reference | Status | Support | Detail | Evidence (this run) | Crosswalk |",
-            "|---|---|---|---|---|---|"]
-    current = None
-    for row in r["provisions"]:
-        if row["clause"] != current:
-            current = row["clause"]
-            out.append(f"| **{current} {_md(row['clause_title'])}** | | | | | |")
-        support = {"FAIL": f"**FAIL** (claimed {row['claimed']})"}.get(row["verdict"],
-                                                                      row["verdict"])
-        if row["verdict"] != row["claimed"] and row["verdict"] == "N":
-            support = "N (claimed Y; placeholder facts)"
-        detail = "<br>".join(f"*{k}:* {_md(v)}" for k, v in _detail_parts(row))
-        partial = "partial: " if row["claimed"] == "N" and row["evidence"] else ""
-        ev = "<br>".join(f"{e['outcome']}: `{_md(e['test'])}`" for e in row["evidence"])
-        out.append(f"| Provision {row['ref']} | {row['status']} | {support} | {detail} | "
-                   f"{partial}{ev or '-'} | {'<br>'.join(_md(c) for c in _cross_parts(row))} |")
-    bad = {}
-    for row in r["provisions"]:
-        for e in row["evidence"]:
-            if e["outcome"] != "passed":
-                bad.setdefault(e["test"], (e, []))[1].append(row["ref"])
-    if bad:
-        out += ["", "## Evidence that did not pass", ""]
-        out += [f"- `{t}` ({', '.join(refs)}): {e['outcome']}: {_md(e['message'] or '')[:240]}"
-                for t, (e, refs) in bad.items()]
-    out += ["", "## Crosswalk sources", ""]
-    out += [f"- {k}: {_md(v)}" for k, v in r["crosswalk_sources"].items()]
-    if r["en_v2_without_counterpart"]:
-        out += ["", "EN 303 645 V2.1.1 provisions with no counterpart in this table (not covered "
-                "by this report): " + ", ".join(r["en_v2_without_counterpart"]) + "."]
-    return "\n".join(out) + "\n"
-
-
-def _html(r):
-    e = html.escape
-    ids = {}  # evidence test -> anchor
-    for row in r["provisions"]:
-        for ev in row["evidence"]:
-            ids.setdefault(ev["test"], f"ev-{len(ids) + 1}")
-    rows, current = [], None
-    for row in r["provisions"]:
-        if row["clause"] != current:
-            current = row["clause"]
-            rows.append(f'<tr class="clause"><th colspan="6">{e(current)} '
-                        f'{e(row["clause_title"])}</th></tr>')
-        v = row["verdict"]
-        badge = f'<span class="badge b-{v.replace("/", "")}">{e(v)}</span>'
-        if v != row["claimed"]:
-            badge += f'<div class="claimed">claimed {e(row["claimed"])}</div>'
-        detail = "".join(f"<p><b>{e(k)}:</b> {e(' '.join(t.split()))}</p>"
-                         for k, t in _detail_parts(row))
-        evs = "".join(f'<li class="o-{ev["outcome"]}"><a href="#{ids[ev["test"]]}">'
-                      f'<code>{e(ev["test"])}</code></a> <span class="outcome">'
-                      f'{e(ev["outcome"])}</span></li>' for ev in row["evidence"])
-        if evs:
-            head = "<p class=\"partial\">partial evidence</p>" if row["claimed"] == "N" else ""
-            evs = f"{head}<ul>{evs}</ul>"
-        cross = "".join(f"<div>{e(c)}</div>" for c in _cross_parts(row))
-        rows.append(
-            f'<tr class="provision verdict-{v.replace("/", "")}" id="p-{e(row["ref"])}" '
-            f'data-ref="{e(row["ref"])}" data-verdict="{e(v)}">'
-            f'<td class="ref">Provision {e(row["ref"])}<div class="text">{e(row["text"])}</div>'
-            f'</td><td class="status">{e(row["status"])}</td><td class="support">{badge}</td>'
-            f'<td class="detail">{detail}</td><td class="evidence">{evs or "-"}</td>'
-            f'<td class="cross">{cross}</td></tr>')
-    cited = {}
-    for row in r["provisions"]:
-        for ev in row["evidence"]:
-            cited.setdefault(ev["test"], (ev, []))[1].append(row["ref"])
-    evidence = "".join(
-        f'<li id="{ids[t]}" class="o-{ev["outcome"]}"><code>{e(t)}</code> '
-        f'<span class="outcome">{e(ev["outcome"])}</span>'
-        f'{" (" + str(ev["cases"]) + " cases)" if ev["cases"] > 1 else ""}, '
-        f'{ev["time_s"]:.2f} s, for ' + ", ".join(f'<a href="#p-{e(x)}">{e(x)}</a>' for x in refs)
-        + (f'<div class="msg">{e(ev["message"])}</div>' if ev["outcome"] != "passed" else "")
-        + "</li>" for t, (ev, refs) in cited.items())
-    notes = [f'<p class="provenance">Belongs to: {e(_provenance_line(r))}</p>']
-    if r["summary"]["failed"]:
-        notes.append(f'<p class="alert fail">FAIL: {e(", ".join(r["summary"]["failed"]))}: '
-                     "claimed, but not every evidence test passed in this run.</p>")
-    if r["placeholders"]:
-        notes.append('<p class="alert placeholder">Placeholders left in conformance/product.toml '
-                     f'(replace before publishing): {e(", ".join(r["placeholders"]))}</p>')
-    std, p = r["standard"], r["product"]
-    title = f"{std['standard']} V{std['version']}, Table {std['table']}: {std['title']}"
-    sources = "".join(f"<li><b>{e(k)}</b>: {e(' '.join(v.split()))}</li>"
-                      for k, v in r["crosswalk_sources"].items())
-    tmpl = string.Template((TEMPLATES / "report.html").read_text())
-    return tmpl.substitute(
-        title=e(title),
-        product=e(f"{p['name']}, model {p['model']} ({p['manufacturer']})") if p else "",
-        run=e(_run_line(r)), generated=e(r["generated"]), verdicts=e(_verdict_line(r)),
-        notes="".join(notes), rows="\n".join(rows), evidence=evidence, sources=sources,
-        uncovered=e(", ".join(r["en_v2_without_counterpart"]) or "none"))
-
-
 def report(junit, fmt="md", map_path=MAP_PATH, product_path=PRODUCT_PATH, now=None,
            bundle=None):
     """(text, report dict) for a JUnit file: the library call behind `iotctl report`."""
+    from .tablea1 import render
+
     doc = build_report(load_map(map_path), read_junit(junit), load_product(product_path), now,
                        bundle=bundle)
     return render(doc, fmt), doc
 
 
-# --- the published documents ---------------------------------------------------------------
+
+# --- the product configuration --------------------------------------------------------------
 
 def load_product(path=PRODUCT_PATH):
     doc = _toml(path)
@@ -544,146 +343,3 @@ def placeholders(product):
             found.add(prefix)
     walk("", {k: v for k, v in product.items() if k != "placeholders"})
     return sorted(found)
-
-
-def firmware_privacy(firmware=FIRMWARE):
-    """INVENTORY, PURPOSES and THIRD_PARTIES from the firmware's notice.json, which the device's
-    own pages show: the privacy notice says what the device itself says. The purposes must be
-    exactly the ones firmware/privacy.py asks consent for (KEYS, read without importing it:
-    it is MicroPython)."""
-    path = Path(firmware) / "notice.json"
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConformanceError(f"{path} is missing: the privacy notice is rendered from it") \
-            from None
-    except ValueError as e:
-        raise ConformanceError(f"{path} is not JSON: {e}") from None
-    try:
-        found = {"INVENTORY": tuple(tuple(r) for r in doc["inventory"]),
-                 "PURPOSES": tuple(tuple(p) for p in doc["purposes"]),
-                 "THIRD_PARTIES": doc["third_parties"]}
-    except (KeyError, TypeError):
-        raise ConformanceError(f"{path} must hold inventory, purposes and third_parties") \
-            from None
-    if any(len(r) != 6 for r in found["INVENTORY"]) or any(len(p) != 3
-                                                            for p in found["PURPOSES"]):
-        raise ConformanceError(f"{path}: inventory rows have 6 fields, purposes 3")
-    keys = None
-    src = Path(firmware) / "privacy.py"
-    for node in ast.parse(src.read_text(), str(src)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "KEYS":
-            keys = ast.literal_eval(node.value)
-    if keys is None or tuple(p[0] for p in found["PURPOSES"]) != tuple(keys):
-        raise ConformanceError(f"{path}: the purposes must be {keys} of {src}, in that order")
-    return found
-
-
-def _table(headers, rows):
-    line = "| " + " | ".join(headers) + " |"
-    return "\n".join([line, "|" + "---|" * len(headers)] +
-                     ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows])
-
-
-def template_values(product, today=None):
-    """Every ${name} a template may use: product.toml's keys, dotted, and what is computed."""
-    values = {}
-
-    def flat(prefix, v):
-        if isinstance(v, dict):
-            for k, x in v.items():
-                flat(f"{prefix}.{k}" if prefix else k, x)
-        else:
-            values[prefix] = ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-    flat("", {k: v for k, v in product.items() if k != "placeholders"})
-    today = today or datetime.date.today()
-    end = datetime.date.fromisoformat(product["support"]["end_date"])
-    values["support.end_date_long"] = f"{end.day} {end:%B %Y}"
-    values["today"] = today.isoformat()
-    values["generated_datetime"] = f"{today.isoformat()}T00:00:00.000Z"
-    return values
-
-
-def interface_list(docs_dir=DOCS):
-    """docs/interfaces.md without its title: the interface list that the attack-surface test
-    checks against a running device is the one that is published."""
-    path = Path(docs_dir) / "interfaces.md"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConformanceError(f"{path} is missing: the published interface list is "
-                               "rendered from it") from None
-    return text.split("\n", 1)[1].strip() if text.startswith("# ") else text.strip()
-
-
-def _privacy_values(values, product, firmware):
-    """The privacy notice's tables, from firmware/privacy.py with {maker} and {service} set."""
-    fill = {"{maker}": product["manufacturer"]["name"], "{service}": product["privacy"]["service"]}
-
-    def sub(text):
-        for k, v in fill.items():
-            text = text.replace(k, v)
-        return text
-    priv = firmware_privacy(firmware)
-    values["privacy.inventory"] = _table(
-        ("Personal data", "Where it is kept", "Who uses it", "Why", "How long",
-         "What removes it"), [tuple(sub(c) for c in row) for row in priv["INVENTORY"]])
-    values["privacy.purposes"] = "\n".join(
-        f"- **{sub(title)}** (`{key}`): {sub(text)}" for key, title, text in priv["PURPOSES"])
-    values["privacy.third_parties"] = sub(priv["THIRD_PARTIES"])
-
-
-class _Template(string.Template):
-    idpattern = r"(?a:[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)"
-
-
-def render_docs(product, names=DOCUMENTS, firmware=FIRMWARE, docs_dir=None, today=None):
-    """{name: text} of the published documents; the CSAF advisory template is checked."""
-    unknown = [n for n in names if n not in DOCUMENTS]
-    if unknown:
-        raise ConformanceError(f"unknown document(s) {', '.join(unknown)}; known: "
-                               f"{', '.join(DOCUMENTS)}")
-    values = template_values(product, today)
-    if "privacy-notice.md" in names:
-        _privacy_values(values, product, firmware)
-    if "interfaces.md" in names:
-        values["interfaces.doc"] = interface_list(docs_dir or DOCS)
-    out = {}
-    for name in names:
-        src = TEMPLATES / name
-        try:
-            tmpl = _Template(src.read_text())
-        except FileNotFoundError:
-            raise ConformanceError(f"template {src} does not exist") from None
-        if name.endswith(".json"):
-            vals = {k: json.dumps(v)[1:-1] for k, v in values.items()}
-        else:
-            vals = values
-        try:
-            text = tmpl.substitute(vals)
-        except (KeyError, ValueError) as e:
-            raise ConformanceError(f"template {src}: no value for {e}") from None
-        if name.endswith(".json"):
-            doc = json.loads(text)
-            problems = check_csaf(doc)
-            if problems:
-                raise ConformanceError(f"{name} is not a CSAF 2.0 security advisory: "
-                                       + "; ".join(problems))
-            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-        out[name] = text
-    return out
-
-
-def write_docs(outdir, product_path=PRODUCT_PATH, names=DOCUMENTS, firmware=FIRMWARE):
-    """Render the documents into `outdir`; returns the paths written."""
-    outdir = Path(outdir)
-    if outdir.resolve() == TEMPLATES.resolve():
-        raise ConformanceError("refusing to write the documents over their templates")
-    docs = render_docs(load_product(product_path), names, firmware)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in docs.items():
-        (outdir / name).write_text(text)
-        paths.append(outdir / name)
-    return paths

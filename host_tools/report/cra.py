@@ -6,9 +6,9 @@ requirements are supported in the run and none of the statement's facts is a pla
 import datetime
 import tomllib
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..mpy import REPO
 from .ics import header
-from .mpy import REPO
 
 CRA_PATH = REPO / "conformance" / "cra-annex1.toml"
 # UK PSTI Regulations 2023 (SI 2023/1007), Schedule 1 paragraph -> the provision of this report
@@ -79,7 +79,7 @@ def render_cra_md(cra, report):
 def ledger_batch(where):
     """What the factory ledger (a path or postgresql:// URL) says was made: the devices a
     statement covers, by model, board and provisioning time."""
-    from .ledger import Ledger
+    from ..ledger import Ledger
 
     with Ledger.open(where) as led:
         rows = led.rows()
@@ -87,7 +87,7 @@ def ledger_batch(where):
         return {"ledger": str(where), "devices": 0}
 
     def day(t):
-        return datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).date().isoformat()
+        return datetime.datetime.fromtimestamp(int(t), datetime.UTC).date().isoformat()
     return {"ledger": str(where), "devices": len(rows),
             "models": sorted({r["model"] for r in rows}),
             "products": sorted({r["product"] for r in rows}),

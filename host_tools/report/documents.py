@@ -1,7 +1,7 @@
 """Every document `iotctl report` writes from one conformance report: Table A.1 (md, html,
 json), the TS 103 701 ICS and IXIT, the CRA Annex I map and the UK PSTI statement."""
 
-from . import conformance, cra, ics, ixit
+from . import conformance, cra, ics, ixit, tablea1
 
 FORMATS = ("md", "html", "json", "ics", "ixit", "cra", "psti")
 
@@ -10,7 +10,7 @@ def render(doc, fmt, product, ledger=None):
     """The text of `fmt` for the report `doc` (conformance.build_report) and its product;
     `ledger`: the factory ledger whose devices the PSTI statement covers."""
     if fmt in ("md", "html", "json"):
-        return conformance.render(doc, fmt)
+        return tablea1.render(doc, fmt)
     if fmt == "ics":
         return ics.render_md(ics.build(doc), doc)
     if fmt == "ixit":

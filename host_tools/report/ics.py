@@ -5,9 +5,9 @@ in the test run, its evidence from their tests, and the IXIT that describes its 
 
 import tomllib
 
+from ..errors import UsageError
+from ..mpy import REPO
 from . import ixit
-from .errors import UsageError
-from .mpy import REPO
 
 V3_PATH = REPO / "conformance" / "en303645-v3.toml"
 

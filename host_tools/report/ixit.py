@@ -1,7 +1,7 @@
 """The IXIT (implementation extra information for testing, ETSI TS 103 701) that this project can
 fill from what it knows: authentication mechanisms, update mechanisms, security parameters,
 secure boot, resilience mechanisms and deletion functions. Every value is read from code or
-configuration (host_tools/codefacts.py) and names its source; nothing is typed here but the
+configuration (host_tools/report/codefacts.py) and names its source; nothing is typed here but the
 wording around the values. Each IXIT lists the EN 303 645 V3.1.3 test groups it serves."""
 
 import math

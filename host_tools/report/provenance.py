@@ -10,9 +10,9 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from .bundle import parse
-from .errors import UsageError, VerifyError
-from .mpy import REPO
+from ..bundle import parse
+from ..errors import UsageError, VerifyError
+from ..mpy import REPO
 
 
 def git_commit(repo=REPO):

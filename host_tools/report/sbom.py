@@ -21,8 +21,8 @@ import subprocess
 import tomllib
 import uuid
 
-from .errors import ToolError, UsageError, VerifyError
-from .mpy import REPO
+from ..errors import ToolError, UsageError, VerifyError
+from ..mpy import REPO
 
 SPEC_VERSION = "1.6"
 PLATFORM_PATH = REPO / "conformance" / "product.toml"
@@ -88,7 +88,7 @@ def load_platform(path=PLATFORM_PATH):
 def runtime(board, platform_path=PLATFORM_PATH):
     """[(name, version, build)] of what a bundle for `board` runs on."""
     if board == "unix":
-        from .mpy import micropython_path
+        from ..mpy import micropython_path
         version, build = _unix_micropython(micropython_path())
         return [("micropython", version, f"unix port {build}")]
     pin = load_platform(platform_path)
@@ -148,7 +148,7 @@ def _serialize(bom_obj):
 
 def _bom(subject, components, depends, created, seed):
     model, bom, component, dependency, _t, _j, _p = _lib()
-    when = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(created, datetime.UTC)
     meta = bom.BomMetaData(component=subject, timestamp=when, tools=_tools())
     b = bom.Bom(components=components, metadata=meta,
                 serial_number=uuid.uuid5(_NAMESPACE, seed))
@@ -200,7 +200,7 @@ def _app_desc(data):
     try:
         when = datetime.datetime.strptime(f"{text(128, 16)} {text(112, 16)}",
                                           "%b %d %Y %H:%M:%S")
-        built = int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+        built = int(when.replace(tzinfo=datetime.UTC).timestamp())
     except ValueError:
         built = None
     return text(48), text(80), text(144), built
@@ -257,7 +257,7 @@ def validate(sbom_bytes):
 
 def for_bundle_file(data, platform_path=PLATFORM_PATH):
     """(sbom bytes, manifest) made again from a signed bundle's bytes."""
-    from .bundle import parse
+    from ..bundle import parse
 
     p = parse(data)
     m = p.manifest

@@ -11,8 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from . import flashimage, keys, mpy
-from .errors import DeviceError, UsageError, VerifyError
+from .. import flashimage, keys, mpy
+from ..errors import DeviceError, UsageError, VerifyError
 
 BOARD = "unix"
 BOARD_DIR = mpy.REPO / "boards" / BOARD
@@ -21,10 +21,6 @@ RUN = "run"
 RESET_EXIT = 75
 PRODUCT = "iot-thermostat"
 MODEL = "TH-1"
-
-
-def _board():
-    return json.loads((BOARD_DIR / "board.json").read_text())
 
 
 def image_path(d):
@@ -92,7 +88,7 @@ def create(d, keys_dir, bundle_path, device_id=None, key_floor=1, https_port=Non
     (d / "sim.json").write_text(json.dumps(cfg))
     flashimage.create_blank(image_path(d), board=BOARD)
     if (Path(keys_dir) / "ca.crt").exists():
-        from . import provision
+        from .. import provision
 
         rec = provision.provision(keys_dir, sim=d, key_floor=key_floor, labels=labels,
                                   iterations=iterations or provision.DEFAULT_ITERATIONS,
@@ -150,7 +146,7 @@ def start(d, timeout=30.0):
     for stale in ("device.json", "device.pid", "supervisor.pid", "exit.json"):
         (rd / stale).unlink(missing_ok=True)
     log = open(rd / "device.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools.simrun", str(d.resolve())],
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools.sim.supervisor", str(d.resolve())],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             cwd=str(mpy.REPO), start_new_session=True)
     log.close()

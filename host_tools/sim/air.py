@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 _seq = itertools.count(1)
 

@@ -1,5 +1,5 @@
 """Supervisor of one simulated device: runs it as a `micropython` process and restarts it when
-it calls machine.reset() (exit code 75). `python -m host_tools.simrun DIR`."""
+it calls machine.reset() (exit code 75). `python -m host_tools.sim.supervisor DIR`."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import mpy
-from .sim import RESET_EXIT, run_dir
+from .. import mpy
+from . import RESET_EXIT, run_dir
 
 
 class PowerOff(Exception):
