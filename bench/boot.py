@@ -61,7 +61,8 @@ def run(runs=30):
         return {
             "boot_verify_256k_ms": round(r["boot_verify_ms"], 3),
             "boot_one_verify_plus_hash_256k_ms": round(r["one_verify_plus_hash_ms"], 3),
-            "boot_verify_overhead_ratio": round(r["boot_verify_ms"] / r["one_verify_plus_hash_ms"], 3),
+            "boot_verify_overhead_ratio": round(r["boot_verify_ms"]
+                                                / r["one_verify_plus_hash_ms"], 3),
             "boot_stage_min_heap_kib": min_heap_kib(dev, frozen=True),
             "boot_stage_min_heap_unfrozen_kib": min_heap_kib(dev, frozen=False),
         }

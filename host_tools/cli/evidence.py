@@ -1,5 +1,6 @@
-"""CLI: sbom (a CycloneDX SBOM of a bundle or firmware image) and advisories (an SBOM against
-an offline advisory feed); thin wrappers over host_tools.report.sbom and host_tools.report.advisories."""
+"""CLI: sbom (a CycloneDX SBOM of a bundle or a MicroPython image) and advisories (an SBOM
+against an offline advisory feed); thin wrappers over host_tools.report.sbom and
+host_tools.report.advisories."""
 
 import json
 from pathlib import Path

@@ -89,7 +89,7 @@ async def rtt(link, n):
     c = link.client
     await c.subscribe(ECHO, 0)
     puback, echo_us = [], []
-    for i in range(n):
+    for _ in range(n):
         t0 = time.ticks_us()
         pid = await c.publish("rtt/ack", b"x" * 32, 1)
         await c.wait_acked(pid)

@@ -137,7 +137,7 @@ async def dup_after_reconnect(broker):
 
 
 async def _fill(c):
-    for i in range(c.max_inflight + 1):
+    for _ in range(c.max_inflight + 1):
         await c.publish("t", b"x", 1)
 
 

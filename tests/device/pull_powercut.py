@@ -108,7 +108,7 @@ def main(template, work, bundle_path, sha, version, stride, every):
                 failures.append("cut %d: resume refused: %r" % (n, e))
             else:
                 committed += 1
-        except Exception as e:  # noqa: the sweep reports every failure, whatever it is
+        except Exception as e:  # the sweep reports every failure, whatever it is
             failures.append("cut %d: resume failed: %r" % (n, e))
             flash.unmount()
             fl.close()

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from host_tools import flashimage, mpy, sim
-
 from tests.sealed import open_record
 from tests.system import need
 

@@ -163,7 +163,7 @@ def test_security_txt_follows_rfc_9116(app_device, keydir):
         fields["Canonical"][0].endswith("/.well-known/security.txt")
     assert len(fields["Expires"]) == 1
     expires = datetime.datetime.fromisoformat(fields["Expires"][0].replace("Z", "+00:00"))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert now < expires <= now + datetime.timedelta(days=366), \
         f"security.txt Expires {expires:%Y-%m-%d}: renew firmware/disclosure.json"
 

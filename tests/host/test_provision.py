@@ -20,8 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from littlefs import LittleFS
 from PIL import Image
 
-from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, onboarding, \
-    provision
+from host_tools import ca, flashimage, keys, label, ledger, mpy, onboarding, provision
+from host_tools.cli import provision as cmd_provision
 from host_tools.errors import DeviceError, KeyError_, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
