@@ -29,7 +29,7 @@ def _job_dict(board, job):
               help="the board: its chip, partition table and offsets")
 @click.option("--port", "-p", help="serial port (default: esptool finds one)")
 @click.option("--firmware", required=True, type=click.Path(dir_okay=False),
-              help="MicroPython application image, written to ota_0 (checked: app image for "
+              help="the MicroPython image, written to ota_0 (checked: app image for "
               "the board's chip that fits the partition)")
 @click.option("--bootloader", type=click.Path(dir_okay=False),
               help="second-stage bootloader image (signed, for production); without it the "

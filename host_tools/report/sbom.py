@@ -1,4 +1,4 @@
-"""Software bills of materials (CycloneDX 1.6 JSON) for signed bundles and firmware images.
+"""Software bills of materials (CycloneDX 1.6 JSON) for signed bundles and MicroPython images.
 
 Made with cyclonedx-python-lib, never by hand. An SBOM is a pure function of what it describes
 (the bundle's manifest and files, or the image) and of the tools that built it, so it can be
@@ -24,7 +24,6 @@ import uuid
 from ..errors import ToolError, UsageError, VerifyError
 from ..mpy import REPO
 
-SPEC_VERSION = "1.6"
 PLATFORM_PATH = REPO / "conformance" / "product.toml"
 PACKAGE = "iot-secure-firmware"
 # uuid5 namespace of this project's SBOM serial numbers: the same input, the same serial.
