@@ -11,13 +11,8 @@ from collections import defaultdict
 
 from host_tools import sim
 
-from .test_cloud import (
-    _pseudonym,
-    _telemetry_key,
-    call,
-    consent,
-    new_device,  # noqa: F401  (fixtures)
-)
+from .test_cloud import _pseudonym, _telemetry_key, broker, call, capture, consent, devices, \
+    new_device  # noqa: F401  (fixtures)
 
 DAY_S = 5
 
