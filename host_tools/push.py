@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from . import verify
-from .errors import AuthRefused, DeviceError, IdentityMismatch, Unreachable, UsageError, VerifyError
+from .errors import (AuthRefused, DeviceError, IdentityMismatch, Unreachable, UsageError,
+                     VerifyError)
 
 CHUNK = 16 * 1024
 
