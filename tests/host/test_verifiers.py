@@ -14,11 +14,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import (Prehashed, decode_dss_signature,
+                                                             encode_dss_signature)
 
 from host_tools import mpy, vectors
 from host_tools.errors import ToolError, UsageError
