@@ -14,6 +14,7 @@ import os
 from micropython import const
 
 import store
+from sealed import equal
 from throttle import DELAYS, LOCKOUT_AFTER, LOCKOUT_S, Throttle, delay_for  # noqa: F401
 
 ALG = "pbkdf2-sha256"
@@ -67,16 +68,6 @@ def pbkdf2_sha256(password, salt, iterations):
         u = sha(outer).digest()
         acc ^= from_bytes(u, "big")
     return acc.to_bytes(_DIGEST, "big")
-
-
-def equal(a, b):
-    """Compare two byte strings in time that depends only on their length."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
 
 
 def _utf8(password):
