@@ -43,7 +43,7 @@ class Device:
         self.started = time.ticks_ms()
         self.server = None
         self.cloud = None
-        self.port = getattr(self.hal, "https_port", 443)
+        self.port = self.hal.https_port
 
     def _slot_file(self, name):
         path = self.boot.root + "/slots/" + self.boot.slot + "/" + name
@@ -100,7 +100,7 @@ class Device:
             self.log("app: no device certificate in the factory data; local API disabled")
             return False
         self.server = api.build(self)
-        await self.server.serve(getattr(self.hal, "api_host", "0.0.0.0"), self.port, ctx)
+        await self.server.serve(self.hal.api_host, self.port, ctx)
         self.log("app: API listening on port %d (TLS)" % self.port)
         return True
 
@@ -127,7 +127,7 @@ async def _main(boot):
         import cloud
 
         cloud.start(dev)  # sets dev.cloud; never waited on by the thermostat
-    if getattr(dev.hal, "network", None) is not None:
+    if dev.hal.network is not None:
         import setupap  # Wi-Fi: the station, and the set-up access point in its window
 
         tasks.append(asyncio.create_task(setupap.Onboarding(dev).run()))

@@ -39,9 +39,7 @@ async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
     released, so a stuck button (or one still held through the restart) never resets twice.
     Every press also proves physical presence: the owner may log in during a password-
     guessing attack for a short while (throttle.py)."""
-    button = getattr(ctx.hal, "button", None)
-    if button is None:
-        return
+    button = ctx.hal.button
     armed = False
     since = None
     while True:
@@ -60,9 +58,7 @@ async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
         elif time.ticks_diff(now, since) >= hold_ms:
             armed = False
             since = None
-            led = getattr(ctx.hal, "led", None)
-            if led is not None and hasattr(led, "pattern"):
-                led.pattern("reset", (50, 50))  # fast blink: the owner can let go
+            ctx.hal.led.pattern("reset", (50, 50))  # fast blink: the owner can let go
             try:
                 await factory_reset(ctx, "button held for %d s" % (hold_ms // 1000))
             except Busy:

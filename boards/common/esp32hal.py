@@ -3,11 +3,12 @@
 #
 # Nothing touches hardware at import: `machine`, `esp32` and `network` are imported (or
 # injected) by the constructors, so the module imports, and is tested, on the unix port with
-# the fakes in tests/fakes/. The interface is boards/unix/hal.py's.
+# the fakes in tests/fakes/. It implements the whole HAL interface (bootloader/halspec.py).
 import json
 import time
 
-PATTERNS = {"alert": (100, 100, 100, 100, 100, 700)}  # ms on, ms off, ... (as on unix)
+import halspec
+from halspec import PATTERNS
 SHT3X_ADDR = 0x44  # 0x45 when the sensor's ADDR pin is high (board.json "sensor_addr")
 _SHT3X_MEASURE = b"\x24\x00"  # single shot, high repeatability, no clock stretching
 _SHT3X_WAIT_MS = 16  # datasheet maximum for high repeatability: 15.5 ms
@@ -257,7 +258,7 @@ class Wifi:
                 pause = min(pause * 2, 120)
 
 
-class Esp32Hal:
+class Esp32Hal(halspec.Hal):
     """The board from its board.json (`cfg`; default: the frozen `boardcfg` module)."""
 
     BOARD = None  # the board this HAL is for (set by boards/<board>/hal.py)

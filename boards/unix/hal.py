@@ -1,10 +1,12 @@
 # Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash,
-# and (sim.json "radio": true) a Wi-Fi radio with station and access point (simradio.py).
+# and (sim.json "radio": true) a Wi-Fi radio with station and access point (simradio.py); it
+# implements the whole HAL interface (bootloader/halspec.py).
 #
 # Nothing happens at import. `Hal(run_dir)` builds the board from a simulated device's run
 # directory, which holds the flash image, an optional sim.json ({"unique_id": hex,
-# "speed": n, "outside_c": x, "start_c": x}) and the files the host watches: status.json
-# (rewritten atomically on every LED or relay change) and `button` (present = pressed).
+# "speed": n, "outside_c": x, "start_c": x, "https_port": n, ...}) and the files the host
+# watches: status.json (rewritten atomically on every LED or relay change), `button`
+# (present = pressed), run/device.json (the boot report) and run/inbox (simctl.py).
 
 import hashlib
 import json
@@ -13,11 +15,11 @@ import os
 import sys
 import time
 
+import halspec
 from flash import Flash, board_config
+from halspec import PATTERNS
 
 _HISTORY = 32  # LED changes kept in memory
-# Named LED patterns (ms on, ms off, ...). "alert": fast triple blink, then a pause.
-PATTERNS = {"alert": (100, 100, 100, 100, 100, 700)}
 
 
 class Room:
@@ -168,11 +170,12 @@ class Button:
             pass
 
 
-class Hal:
+class Hal(halspec.Hal):
     """The simulated board, built from a run directory. `ticks` (ms) is injectable so
-    tests can drive the clock; by default time.ticks_ms."""
+    tests can drive the clock; by default time.ticks_ms. `boot_number` counts the power-ons
+    the sim supervisor made (in the boot report)."""
 
-    def __init__(self, run_dir, ticks=None, speed=None):
+    def __init__(self, run_dir, ticks=None, speed=None, boot_number=0):
         sim = board_config()["sim"]
         self.run_dir = run_dir.rstrip("/") or "/"
         self._sim = sim
@@ -190,13 +193,21 @@ class Hal:
         self.button = Button(self._path(sim["button"]))
         self._uid = cfg.get("unique_id")
         self._flash = None
+        self.boot_number = boot_number
+        self.https_port = cfg.get("https_port", 8443)
+        self.heap_sample_ms = cfg.get("heap_sample_ms", 0)
+        self._channel = None
         # A Wi-Fi radio (simradio.py, the `network` API) only when sim.json asks for one:
-        # without it the simulated device is simply on the host's network, as before.
-        self.network = None
+        # without it the simulated device is simply on the host's network (network None).
         if cfg.get("radio"):
             import simradio
 
             self.network = simradio.Radio(self.run_dir)
+            # Two interfaces, two addresses: the API on the station's (loopback), the set-up
+            # page alone on the access point's (simradio.AP_ADDRESS), as on a board.
+            self.api_host = "127.0.0.1"
+            self.setup_port = cfg.get("setup_port", self.https_port + 1)
+            self.setup_window_s = cfg.get("setup_window_s", 600)
 
     def _path(self, name):
         return self.run_dir + "/" + name
@@ -253,3 +264,49 @@ class Hal:
         if self._flash is not None:
             self._flash.close()
         sys.exit(self._sim["reset_exit_code"])
+
+    @property
+    def channel(self):
+        """The simulator's service channel (simctl.py: run/inbox), the stand-in for a
+        board's serial port: alert-only mode takes recovery bundles from it."""
+        if self._channel is None:
+            import simctl
+
+            self._channel = simctl.Channel(self._path("run"))
+        return self._channel
+
+    def report(self, boot, mode):
+        """Publish the boot decision for `iotctl sim status` (run/device.json, atomic write)."""
+        st = boot.state() if boot.anchors else {}
+        doc = {"boot": self.boot_number, "mode": mode, "slot": boot.slot,
+               "version": boot.version, "trial": boot.trial, "last": st.get("last", ""),
+               "reasons": boot.reasons, "time": time.time()}
+        path = self._path("run/device.json")
+        with open(path + ".tmp", "w") as f:
+            f.write(json.dumps(doc))
+        os.rename(path + ".tmp", path)
+
+    def services(self, boot):
+        """Board tasks the application runs beside its own: the simulator's service channel
+        and, when sim.json asks for it (benchmarks), a sampler of the live heap."""
+        import simctl
+
+        tasks = [simctl.serve(boot, self.channel)]
+        if self.heap_sample_ms:
+            tasks.append(self._sample_heap())
+        return tasks
+
+    async def _sample_heap(self):
+        # Live heap = allocated right after a collection; the peak goes to run/heap.json.
+        import asyncio
+        import gc
+        peak = 0
+        while True:
+            gc.collect()
+            live = gc.mem_alloc()
+            if live > peak:
+                peak = live
+                with open(self._path("run/heap.json"), "w") as f:
+                    f.write(json.dumps({"peak_live_bytes": peak, "heap_bytes": live +
+                                        gc.mem_free()}))
+            await asyncio.sleep_ms(self.heap_sample_ms)
