@@ -10,6 +10,7 @@ import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
+from privacy import Privacy
 from thermostat import Thermostat
 from updater import Updater
 
@@ -39,6 +40,11 @@ class Device:
                                        self.data + "/auth/password.json",
                                        blocklist_path=self._slot_file("blocklist.txt"))
         self.sessions = Sessions(self.credentials)
+        # The owner's personal data and consents: the pages and the cloud link use this one.
+        # A deletion rebuilds the password's directory too (its content kept).
+        self.privacy = Privacy(self.data, self.thermostat, keep_dirs=(
+            self.credentials.owner_path.rsplit("/", 1)[0],))
+        self.privacy.watch(self.thermostat)  # every accepted settings change goes in history
         self.updater = Updater(boot, boot.buf, self.thermostat)
         self.started = time.ticks_ms()
         self.server = None

@@ -75,18 +75,9 @@ def config(identity):
     return out
 
 
-def privacy_of(dev):
-    """The owner's consent records (privacy.py), made here if the pages did not make them."""
-    p = getattr(dev, "privacy", None)
-    if p is None:
-        import privacy
-        p = dev.privacy = privacy.Privacy(dev.data, dev.thermostat)
-    return p
-
-
 def consent(dev, purpose):
     """True only while the owner's consent for `purpose` stands."""
-    return privacy_of(dev).allowed(purpose)
+    return dev.privacy.allowed(purpose)
 
 
 def _fields(doc, required, optional=()):
@@ -115,7 +106,7 @@ class Cloud:
         self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), cfg["channel"])
         self.renewal = certrenew.Renewal(self)
         self.ssl = self.renewal.tls_context(self.renewal.trying or self.renewal.certs.current())
-        self.privacy = privacy_of(dev)
+        self.privacy = dev.privacy
         # Telemetry is personal data queued under a consent: it lives with the rest of it,
         # so "delete my data" erases it with the rest (privacy.py rebuilds that directory).
         self.outbox = Outbox(self.privacy.dir + "/outbox")
@@ -135,7 +126,7 @@ class Cloud:
         self._security_ev = asyncio.Event()
         self._delete_due = False
         self.privacy.listeners.append(self._consent_changed)
-        self._watch_logins()
+        dev.credentials.listeners.append(self._failed)  # every refused login counts
 
     # --- start ----------------------------------------------------------------------------
 
@@ -261,27 +252,9 @@ class Cloud:
 
     # --- security events --------------------------------------------------------------------
 
-    def _watch_logins(self):
-        # Every refused login counts: a wrong password, and a try while throttled (someone
-        # keeps guessing). Wraps the one method every interface logs in through.
-        from credentials import CredentialError
-
-        cred = self.dev.credentials
-        check = cred.login
-
-        def login(password, now, client=None):
-            try:
-                ok = check(password, now, client)
-            except CredentialError as e:
-                if e.code == "THROTTLED":
-                    self._failed(True)
-                raise
-            if not ok:
-                self._failed(False)
-            return ok
-        cred.login = login
-
     def _failed(self, throttled):
+        # Every refused login: a wrong password, or a try while throttled (someone keeps
+        # guessing), through whichever interface (Credentials.listeners).
         self._login_failures += 1
         self._throttled += throttled
         self._security_ev.set()
@@ -398,7 +371,7 @@ class Cloud:
 def start(dev):
     """Start the cloud link of `dev` if its factory record names a broker; returns the
     Cloud, or None. Also adds the API routes when the local API runs."""
-    if getattr(dev, "server", None) is not None:
+    if dev.server is not None:
         register(dev.server, dev)
     try:
         cfg = config(dev.identity)
@@ -420,16 +393,13 @@ def start(dev):
 
 
 def register(srv, ctx):
-    """The cloud's part of the local API (idempotent): GET /api/cloud, and the owner's
-    update policy, GET/PUT /api/update/policy."""
-    if getattr(srv, "cloud_routes", False):
-        return
-    srv.cloud_routes = True
+    """The cloud's part of the local API (start() adds it once): GET /api/cloud, and the
+    owner's update policy, GET/PUT /api/update/policy."""
 
     @srv.route("GET", "/api/cloud")
     async def cloud_get(req):
         ctx.sessions.check(req)
-        c = getattr(ctx, "cloud", None)
+        c = ctx.cloud
         if c is None:
             return json_response({"configured": False, "update_policy": load_policy(ctx.data)})
         return json_response(c.status())
@@ -447,7 +417,7 @@ def register(srv, ctx):
             rec = set_policy(ctx.data, doc)
         except ValueError as e:
             raise HTTPError(422, str(e))
-        c = getattr(ctx, "cloud", None)
+        c = ctx.cloud
         if c is not None:
             c.event({"type": "update_policy", "policy": rec["policy"]})
             c.puller.kick()

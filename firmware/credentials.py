@@ -134,6 +134,7 @@ class Credentials:
         self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
         self._iterations = iterations
         self.throttle = Throttle(self.state_path)
+        self.listeners = []  # fn(throttled) on every refused login (the cloud link's events)
 
     # --- records ---------------------------------------------------------------------
 
@@ -183,8 +184,20 @@ class Credentials:
     def login(self, password, now, client=None):
         """A throttled login from address `client`: True or False, or CredentialError
         THROTTLED while that address may not try (such a try is neither checked nor
-        counted)."""
-        return self._gate(password, now, client)
+        counted). Every refused login is told to the listeners."""
+        try:
+            ok = self._gate(password, now, client)
+        except CredentialError as e:
+            if e.code == "THROTTLED":
+                self._refused(True)
+            raise
+        if not ok:
+            self._refused(False)
+        return ok
+
+    def _refused(self, throttled):
+        for fn in self.listeners:
+            fn(throttled)
 
     # --- owner changes ---------------------------------------------------------------
 

@@ -27,7 +27,7 @@ async def _updates(ui, req, s, msg=None, ok=False):
     if st["last"]:
         body += ['<p><small>Last event: ', esc(st["last"]), '</small></p>']
     body.append('</div>')
-    cloud = getattr(ctx, "cloud", None)
+    cloud = ctx.cloud
     if cloud is not None:  # updates offered by the service, and the owner's say over them
         body += _offered(ui, s, cloud)
     body += ['<div class="card"><h2>Support</h2><p>', ui.named(disc.get("update_policy", "")),
@@ -72,7 +72,7 @@ async def _updates_post(ui, req, s, f):
     from puller import set_policy
 
     only(f, ("policy",))
-    cloud = getattr(ui.ctx, "cloud", None)
+    cloud = ui.ctx.cloud
     if cloud is None:
         raise HTTPError(409, "this thermostat gets updates only from its owner")
     p = f.get("policy")
