@@ -4,7 +4,7 @@
 # flash (privacy.delete) and restarts: the password on the device's own label applies again,
 # never a shared one. Kept: the app slots and their state record, the factory partition.
 # Started by POST /api/reset {"confirm": "RESET"} or the reset page (typed confirmation),
-# both in infopages.py, or by the button held for HOLD_MS. "Delete my data" (privacy.py) is
+# both in erasepages.py, or by the button held for HOLD_MS. "Delete my data" (privacy.py) is
 # the separate, lighter operation. A short press opens the login presence window instead.
 import asyncio
 import time

@@ -85,7 +85,7 @@ async def _updates_post(ui, req, s, f):
     return await _updates(ui, req, s, "Saved.", True)
 
 
-# --- privacy, consent, delete my data, factory reset -----------------------------------------
+# --- privacy and consent (delete my data and factory reset: erasepages.py) -------------------
 
 async def _privacy(ui, req, s, msg=None, ok=False):
     body = ['<p>What this thermostat and its services do with data about you. ',
