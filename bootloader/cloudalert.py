@@ -185,17 +185,17 @@ class Alert:
         self.state = "not configured"
         self.attempts = 0
         self._next = time.ticks_ms()
-        self._cfg = None
+        self._endpoint = None
         try:
-            factory = boot.cfg["factory"]
+            factory = boot.profile["factory"]
             ident = json.loads(_read(factory + "/identity.json", True))
             cloud = ident.get("cloud")
             if isinstance(cloud, dict) and cloud.get("host") and cloud.get("port"):
-                self._cfg = (factory, ident["device_id"], cloud)
+                self._endpoint = (factory, ident["device_id"], cloud)
                 self.state = "pending"
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no readable factory record: the alert stays local (LED, log)
-        if self._cfg and self._sent():
+        if self._endpoint and self._sent():
             self.state = "sent before"
             boot.log("alert: integrity alert %s was delivered before; not sent again" % self.id)
 
@@ -223,7 +223,7 @@ class Alert:
         """Send if due. Returns the state: pending, sent, sent before, not configured."""
         if self.state != "pending" or time.ticks_diff(time.ticks_ms(), self._next) < 0:
             return self.state
-        factory, device_id, cloud = self._cfg
+        factory, device_id, cloud = self._endpoint
         self.attempts += 1
         up = self.uplink
         try:

@@ -53,7 +53,7 @@ class Uplink:
         network = self.boot.hal.network
         if network is None:
             return True
-        conf = settings(self.boot.root, self.boot.cfg.get("factory"))
+        conf = settings(self.boot.root, self.boot.profile.get("factory"))
         if conf is None:
             self.boot.log("alert: no Wi-Fi settings on the device; the alert stays local")
             return False

@@ -15,6 +15,14 @@ from thermostat import Thermostat
 from updater import Updater
 
 RESTART_DELAY_MS = 800  # lets the HTTP response reach the client before the reset
+_PLAUSIBLE_EPOCH = 1704067200  # 2024-01-01: before this the clock is unset; skip expiry checks
+
+
+def wall_clock():
+    """The device's one wall clock: Unix seconds, or 0 while the clock is unset (an expiry or
+    a postponement is then not judged by it). The updater and the cloud code take it."""
+    now = int(time.time())
+    return now if now >= _PLAUSIBLE_EPOCH else 0
 
 
 class Device:
@@ -25,8 +33,8 @@ class Device:
         self.hal = boot.hal
         self.log = boot.log
         self.data = boot.root
-        self.factory = boot.cfg["factory"]
-        self.capacity = boot.cfg["capacity"]
+        self.factory = boot.profile["factory"]
+        self.capacity = boot.profile["capacity"]
         # Owner records on the data filesystem are sealed with the device's key (4.4-1).
         sealer = sealed.from_factory(self.factory, self.data)
         store.use(sealer)
@@ -45,7 +53,8 @@ class Device:
         self.privacy = Privacy(self.data, self.thermostat, keep_dirs=(
             self.credentials.owner_path.rsplit("/", 1)[0],))
         self.privacy.watch(self.thermostat)  # every accepted settings change goes in history
-        self.updater = Updater(boot, boot.buf, self.thermostat)
+        self.clock = wall_clock
+        self.updater = Updater(boot, boot.buf, wall_clock, self.thermostat)
         self.started = time.ticks_ms()
         self.server = None
         self.cloud = None

@@ -179,35 +179,35 @@ class Hal(halspec.Hal):
         sim = board_config()["sim"]
         self.run_dir = run_dir.rstrip("/") or "/"
         self._sim = sim
-        cfg = self._read_config(sim["config"])
+        sim_json = self._read_config(sim["config"])
         self._ticks = ticks or time.ticks_ms
         # The room does not cool down to start_c because the device restarted: continue from
         # the temperature last published (a reset or update takes well under a second).
         last = self._read_config(sim["status"]).get("temp_c") if ticks is None else None
-        self.room = Room(self._ticks, speed if speed is not None else cfg.get("speed", 1),
-                         cfg.get("outside_c", 5.0), last or cfg.get("start_c", 18.0))
+        self.room = Room(self._ticks, speed if speed is not None else sim_json.get("speed", 1),
+                         sim_json.get("outside_c", 5.0), last or sim_json.get("start_c", 18.0))
         self.sensor = TempSensor(self.room, self._publish_now_and_then)
         self._published = self._ticks()
         self.relay = Relay(self.room, self._publish)
         self.led = Led(self._ticks, self._publish)
         self.button = Button(self._path(sim["button"]))
-        self._uid = cfg.get("unique_id")
+        self._uid = sim_json.get("unique_id")
         self._flash = None
         self.boot_number = boot_number
-        self.https_port = cfg.get("https_port", 8443)
-        self.heap_sample_ms = cfg.get("heap_sample_ms", 0)
+        self.https_port = sim_json.get("https_port", 8443)
+        self.heap_sample_ms = sim_json.get("heap_sample_ms", 0)
         self._channel = None
         # A Wi-Fi radio (simradio.py, the `network` API) only when sim.json asks for one:
         # without it the simulated device is simply on the host's network (network None).
-        if cfg.get("radio"):
+        if sim_json.get("radio"):
             import simradio
 
             self.network = simradio.Radio(self.run_dir)
             # Two interfaces, two addresses: the API on the station's (loopback), the set-up
             # page alone on the access point's (simradio.AP_ADDRESS), as on a board.
             self.api_host = "127.0.0.1"
-            self.setup_port = cfg.get("setup_port", self.https_port + 1)
-            self.setup_window_s = cfg.get("setup_window_s", 600)
+            self.setup_port = sim_json.get("setup_port", self.https_port + 1)
+            self.setup_window_s = sim_json.get("setup_window_s", 600)
 
     def _path(self, name):
         return self.run_dir + "/" + name
