@@ -365,7 +365,8 @@ class Cloud:
                 "inflight": len(c.inflight), "commands": self.commands,
                 "telemetry": consent(self.dev, "telemetry"),
                 "telemetry_s": self.settings["telemetry_s"], "channel": self.settings["channel"],
-                "update_policy": load_policy(self.dev.data, self.dev.clock()), "pull": self.puller.state,
+                "update_policy": load_policy(self.dev.data, self.dev.clock()),
+                "pull": self.puller.state,
                 "certificate": self.renewal.status()}
 
 

@@ -44,7 +44,7 @@ _POLICY = (("auto", "Install updates automatically (recommended)"),
 def _offered(ui, s, cloud):
     from puller import load_policy
 
-    pull, pol = cloud.puller.state, load_policy(ui.ctx.data)
+    pull, pol = cloud.puller.state, load_policy(ui.ctx.data, ui.ctx.clock())
     offer = cloud.puller.offer
     out = ['<div class="card"><h2>Available</h2><p>']
     said = {"available": "It waits for you: allow it below.",
@@ -77,7 +77,8 @@ async def _updates_post(ui, req, s, f):
         raise HTTPError(409, "this thermostat gets updates only from its owner")
     p = f.get("policy")
     try:
-        set_policy(ui.ctx.data, {"policy": p, "hours": 24} if p == "postpone" else {"policy": p})
+        set_policy(ui.ctx.data, {"policy": p, "hours": 24} if p == "postpone" else {"policy": p},
+                   ui.ctx.clock())
     except ValueError as e:
         raise HTTPError(422, str(e))
     cloud.event({"type": "update_policy", "policy": p})
