@@ -1,12 +1,12 @@
 # Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash,
-# and (sim.json "radio": true) a Wi-Fi radio with station and access point (simradio.py); it
+# and (sim.json "radio": true) a Wi-Fi radio with station and access point (wifiradio.py); it
 # implements the whole HAL interface (bootloader/halspec.py).
 #
 # Nothing happens at import. `Hal(run_dir)` builds the board from a simulated device's run
 # directory, which holds the flash image, an optional sim.json ({"unique_id": hex,
 # "speed": n, "outside_c": x, "start_c": x, "https_port": n, ...}) and the files the host
 # watches: status.json (rewritten atomically on every LED or relay change), `button`
-# (present = pressed), run/device.json (the boot report) and run/inbox (simctl.py).
+# (present = pressed), run/device.json (the boot report) and run/inbox (serviceport.py).
 
 import hashlib
 import json
@@ -197,14 +197,14 @@ class Hal(halspec.Hal):
         self.https_port = sim_json.get("https_port", 8443)
         self.heap_sample_ms = sim_json.get("heap_sample_ms", 0)
         self._channel = None
-        # A Wi-Fi radio (simradio.py, the `network` API) only when sim.json asks for one:
+        # A Wi-Fi radio (wifiradio.py, the `network` API) only when sim.json asks for one:
         # without it the simulated device is simply on the host's network (network None).
         if sim_json.get("radio"):
-            import simradio
+            import wifiradio
 
-            self.network = simradio.Radio(self.run_dir)
+            self.network = wifiradio.Radio(self.run_dir)
             # Two interfaces, two addresses: the API on the station's (loopback), the set-up
-            # page alone on the access point's (simradio.AP_ADDRESS), as on a board.
+            # page alone on the access point's (wifiradio.AP_ADDRESS), as on a board.
             self.api_host = "127.0.0.1"
             self.setup_port = sim_json.get("setup_port", self.https_port + 1)
             self.setup_window_s = sim_json.get("setup_window_s", 600)
@@ -267,12 +267,12 @@ class Hal(halspec.Hal):
 
     @property
     def channel(self):
-        """The simulator's service channel (simctl.py: run/inbox), the stand-in for a
+        """The simulator's service channel (serviceport.py: run/inbox), the stand-in for a
         board's serial port: alert-only mode takes recovery bundles from it."""
         if self._channel is None:
-            import simctl
+            import serviceport
 
-            self._channel = simctl.Channel(self._path("run"))
+            self._channel = serviceport.Channel(self._path("run"))
         return self._channel
 
     def report(self, boot, mode):
@@ -289,9 +289,9 @@ class Hal(halspec.Hal):
     def services(self, boot):
         """Board tasks the application runs beside its own: the simulator's service channel
         and, when sim.json asks for it (benchmarks), a sampler of the live heap."""
-        import simctl
+        import serviceport
 
-        tasks = [simctl.serve(boot, self.channel)]
+        tasks = [serviceport.serve(boot, self.channel)]
         if self.heap_sample_ms:
             tasks.append(self._sample_heap())
         return tasks

@@ -10,7 +10,7 @@ import sys
 import bootstage
 import flash
 from flash import PowerCut
-from simtool import sim_config
+from servicejig import sim_config
 
 
 class Reset(Exception):

@@ -15,7 +15,7 @@ import pullstate
 import store
 from bundle import Reject
 from flash import PowerCut
-from simtool import sim_config
+from servicejig import sim_config
 
 CHUNK = 4096  # what one network read brings (the puller's 4 KiB buffer)
 

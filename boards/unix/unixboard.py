@@ -1,11 +1,11 @@
 # Power-on entry of the simulated board: mount flash, run the boot stage, then the verified app
-# or alert-only mode.   micropython sim_main.py SIMDIR BOOT_NUMBER
+# or alert-only mode.   micropython unixboard.py SIMDIR BOOT_NUMBER
 import sys
 
 import alertmode
 import bootstage
 from hal import Hal
-from simtool import power_on
+from servicejig import power_on
 
 
 def log(msg):

@@ -1,6 +1,6 @@
 # Offline service tool of the simulated board (the stand-in for a factory/service jig):
 # runs the device's own installer against the flash image while the device is off.
-#   micropython simtool.py SIMDIR factory|install BUNDLE   -> one JSON line on stdout
+#   micropython servicejig.py SIMDIR factory|install BUNDLE   -> one JSON line on stdout
 import json
 import sys
 
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def sim_config():
-    """The boot profile (bootstage.Boot.profile) of the simulated board (shared with sim_main)."""
+    """The boot profile (bootstage.Boot.profile) of the simulated board (shared with unixboard)."""
     board = flash.board_config()
     with open(board["factory_mount"] + "/identity.json") as f:
         ident = json.loads(f.read())
