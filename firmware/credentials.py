@@ -112,11 +112,6 @@ def _read_json(path):
         raise CredentialError("BAD_RECORD")
 
 
-def _write_json(path, doc):
-    store.makedirs(path.rsplit("/", 1)[0])
-    store.save(path, doc)
-
-
 class Credentials:
     """The device's login password.
 
