@@ -32,11 +32,13 @@ def load_anchors(path):
 class Boot:
     """What the boot stage hands to the application: the verified slot and its state."""
 
-    def __init__(self, hal, cfg, anchors, key_floor, buf, log, space=None):
+    def __init__(self, hal, profile, anchors, key_floor, buf, log, space=None):
         self.hal = hal
-        self.cfg = cfg  # board, product, capacity, root, state path
-        self.root = cfg["root"]
-        self.state_path = cfg["root"] + "/slots/state.json"
+        # The boot profile: what this device is and where its parts are: board, product,
+        # chip, slot capacity, root (the data filesystem), anchors and factory (paths).
+        self.profile = profile
+        self.root = profile["root"]
+        self.state_path = profile["root"] + "/slots/state.json"
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.buf = buf
@@ -99,9 +101,10 @@ class Boot:
 
     def policy(self, st=None, now=0):
         st = st or self.state()
-        return {"kind": "app", "product": self.cfg["product"], "board": self.cfg["board"],
+        p = self.profile
+        return {"kind": "app", "product": p["product"], "board": p["board"],
                 "sec_floor": st["sec_floor"], "key_floor": st["key_floor"],
-                "capacity": self.cfg["capacity"], "now": now}
+                "capacity": p["capacity"], "now": now}
 
     def _verify(self, slot, st):
         v = slots.verify_slot(self.root, slot, self.anchors, self.policy(st), self.buf)
@@ -253,23 +256,23 @@ def buffers():
     return buf, space
 
 
-def start(hal, cfg, log=print, mounted=None):
+def start(hal, profile, log=print, mounted=None):
     """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only).
-    `mounted`: (cfg, problems) from a board's power-on; any problem (factory data or /data
+    `mounted`: (profile, problems) from a board's power-on; any problem (factory data or /data
     that cannot be mounted) means alert-only with the problems as reasons."""
     buf, space = buffers()
     if mounted is not None:
-        cfg, problems = mounted
+        profile, problems = mounted
         if problems:
-            b = Boot(hal, cfg, [], 1, buf, log, space)
+            b = Boot(hal, profile, [], 1, buf, log, space)
             b.reasons.extend(problems)
             return b
     try:
-        anchors, key_floor = load_anchors(cfg["anchors"])
+        anchors, key_floor = load_anchors(profile["anchors"])
     except (OSError, ValueError, KeyError) as e:
-        b = Boot(hal, cfg, [], 1, buf, log, space)
+        b = Boot(hal, profile, [], 1, buf, log, space)
         b.reasons.append("trust anchors unreadable: %r" % (e,))
         return b
-    b = Boot(hal, cfg, anchors, key_floor, buf, log, space)
+    b = Boot(hal, profile, anchors, key_floor, buf, log, space)
     b.choose()
     return b

@@ -172,10 +172,12 @@ def _read(path, text=False):
 class Alert:
     """The alert of one boot into alert-only mode. Call `poll()` from the mode's loop: it
     sends once (first attempt at once, then full-jitter retries up to 10 min apart while the
-    broker is unreachable) and never again once the broker has acknowledged this failure."""
+    broker is unreachable) and never again once the broker has acknowledged this failure.
+    `uplink` (station.Uplink) brings the network up for each attempt and down after it."""
 
-    def __init__(self, boot):
+    def __init__(self, boot, uplink=None):
         self.boot = boot
+        self.uplink = uplink
         self.reasons = [r[:_MAX_REASON] for r in boot.reasons[:_MAX_REASONS]] or [
             "no slot verified"]
         self.id = failure_id(self.reasons)
@@ -183,17 +185,17 @@ class Alert:
         self.state = "not configured"
         self.attempts = 0
         self._next = time.ticks_ms()
-        self._cfg = None
+        self._endpoint = None
         try:
-            factory = boot.cfg["factory"]
+            factory = boot.profile["factory"]
             ident = json.loads(_read(factory + "/identity.json", True))
             cloud = ident.get("cloud")
             if isinstance(cloud, dict) and cloud.get("host") and cloud.get("port"):
-                self._cfg = (factory, ident["device_id"], cloud)
+                self._endpoint = (factory, ident["device_id"], cloud)
                 self.state = "pending"
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no readable factory record: the alert stays local (LED, log)
-        if self._cfg and self._sent():
+        if self._endpoint and self._sent():
             self.state = "sent before"
             boot.log("alert: integrity alert %s was delivered before; not sent again" % self.id)
 
@@ -221,11 +223,11 @@ class Alert:
         """Send if due. Returns the state: pending, sent, sent before, not configured."""
         if self.state != "pending" or time.ticks_diff(time.ticks_ms(), self._next) < 0:
             return self.state
-        factory, device_id, cloud = self._cfg
+        factory, device_id, cloud = self._endpoint
         self.attempts += 1
-        hal = self.boot.hal
+        up = self.uplink
         try:
-            if hasattr(hal, "network_up") and not hal.network_up(_TIMEOUT_S * 1000):
+            if up is not None and not up.up(_TIMEOUT_S * 1000):
                 raise OSError("no network")
             send(cloud["host"], int(cloud["port"]), cloud.get("name") or cloud["host"],
                  _read(factory + "/ca.crt.der"), _read(factory + "/device.crt.der"),
@@ -238,6 +240,9 @@ class Alert:
             self._next = time.ticks_add(time.ticks_ms(), wait)
             self.boot.log("alert: not delivered (%r); next attempt in %d ms" % (e, wait))
             return self.state
+        finally:
+            if up is not None:
+                up.down()
         self._remember()
         self.state = "sent"
         self.boot.log("alert: integrity alert %s delivered to %s:%s"

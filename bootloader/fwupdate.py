@@ -57,13 +57,13 @@ def otadata_state(part_cls):
 
 class Firmware:
     """The firmware side of the boot stage. `part_cls` is esp32.Partition (or the unix fake),
-    `cfg` the boot configuration (board, product, root, chip)."""
+    `profile` the boot profile (bootstage.Boot.profile: board, product, root, chip)."""
 
-    def __init__(self, part_cls, cfg, anchors, key_floor, log=print):
+    def __init__(self, part_cls, profile, anchors, key_floor, log=print):
         self.Partition = part_cls
-        self.cfg = cfg
-        self.dir = cfg["root"] + "/fw"
-        self.slots_state = cfg["root"] + "/slots/state.json"
+        self.profile = profile
+        self.dir = profile["root"] + "/fw"
+        self.slots_state = profile["root"] + "/slots/state.json"
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.log = log
@@ -122,7 +122,8 @@ class Firmware:
     def policy(self, st=None, now=0, capacity=0, sec_floor=None):
         full = slotstate.load(self.slots_state, self.factory_key_floor)
         st = st or full["fw"]
-        return {"kind": "firmware", "product": self.cfg["product"], "board": self.cfg["board"],
+        p = self.profile
+        return {"kind": "firmware", "product": p["product"], "board": p["board"],
                 "sec_floor": st["sec_floor"] if sec_floor is None else sec_floor,
                 "key_floor": full["key_floor"], "capacity": capacity, "now": now}
 
@@ -334,11 +335,11 @@ class Installer:
         # Cheap sanity before the first write; esp32.Partition.set_boot() validates it all.
         if self._fill < 24 or buf[0] != IMAGE_MAGIC:
             raise Reject("BAD_IMAGE", "payload is not an ESP app image")
-        want = CHIP_IDS.get(self.fw.cfg.get("chip"))
+        want = CHIP_IDS.get(self.fw.profile.get("chip"))
         got = buf[12] | buf[13] << 8
         if want is not None and got != want:
             raise Reject("BAD_IMAGE", "image is for chip id %d, this board is %s"
-                         % (got, self.fw.cfg["chip"]))
+                         % (got, self.fw.profile["chip"]))
         # ESP-IDF anti-rollback: the image's esp_app_desc_t.secure_version is what the
         # bootloader compares with the eFuse SECURE_VERSION (docs/secure-boot.md). When the
         # build sets one, it must be the bundle's security version: one floor, not two.

@@ -4,7 +4,7 @@
 # writes both copies in turn, each write-temp-then-rename: a cut between them leaves one
 # copy new and one old, and the new one wins.
 #   copy format: JSON [seq, value] on one line, then the CRC-32 of that line in hex; the app
-#   may pass a codec that seals each copy at rest (firmware/sealed.py via store.py).
+#   may pass a codec that seals each copy at rest (sealed.py via store.py).
 import binascii
 import json
 import os

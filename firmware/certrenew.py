@@ -14,7 +14,6 @@ import os
 
 from micropython import const
 
-from updater import device_time
 
 RENEW_PERCENT = const(80)
 TRY_MS = const(60_000)  # a new certificate the broker has not taken by then is given up
@@ -194,7 +193,7 @@ class Renewal:
         if self.trying:
             asyncio.create_task(self._watch())
         while True:
-            await asyncio.sleep_ms(self.c.cfg["renew_check_s"] * 1000)
+            await asyncio.sleep_ms(self.c.settings["renew_check_s"] * 1000)
             if self.c.link.is_up:
                 await self.request_if_due()
 
@@ -207,13 +206,13 @@ class Renewal:
             return
         der = self.certs.current()
         try:
-            if not due(fields(der), device_time()):
+            if not due(fields(der), self.c.dev.clock()):
                 return
         except (ValueError, TypeError) as e:
             self.c.log("cloud: certificate unreadable (%s); no renewal" % e)
             return
         doc = request(der)
-        doc["t"] = device_time()
+        doc["t"] = self.c.dev.clock()
         try:  # not through the outbox: it only makes sense on a live session
             await self.c.link.publish(self.c.t_events, json.dumps(doc).encode(), 1)
             self.c.log("cloud: certificate renewal requested")

@@ -1,24 +1,18 @@
 # Update upload: the request body streams straight into the inactive slot through the boot
 # stage's installer, chunk by chunk, yielding to the control loop between chunks.
 import asyncio
-import time
 
 from bundle import Reject
 from httpd import HTTPError
 
-_PLAUSIBLE_EPOCH = 1704067200  # 2024-01-01: before this the clock is unset; skip expiry checks
-
-
-def device_time():
-    now = int(time.time())
-    return now if now >= _PLAUSIBLE_EPOCH else 0
-
 
 class Updater:
-    """Receives bundles and tracks the state shown to the owner (4.3-2, 4.3-5)."""
+    """Receives bundles and tracks the state shown to the owner (4.3-2, 4.3-5). `clock` is
+    the device's wall clock (app.wall_clock: seconds, 0 while unset)."""
 
-    def __init__(self, boot, buf, thermostat=None):
+    def __init__(self, boot, buf, clock, thermostat=None):
         self.boot = boot
+        self.clock = clock
         self.thermostat = thermostat
         self.buf = memoryview(buf)
         self.state = {"state": "idle"}
@@ -51,7 +45,7 @@ class Updater:
         self.state = {"state": "receiving", "received": 0, "total": total}
         inst = None
         try:
-            inst = self.boot.installer(now=device_time())
+            inst = self.boot.installer(now=self.clock())
             while True:
                 n = await req.readinto(self.buf)
                 if not n:

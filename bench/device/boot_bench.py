@@ -10,7 +10,7 @@ import bootstage
 import bundle
 import flash
 import slots
-from simtool import sim_config
+from servicejig import sim_config
 
 
 class NoHal:

@@ -179,11 +179,6 @@ def for_bundle(manifest, files, platform_path=PLATFORM_PATH):
                 if ref not in seen:
                     seen.add(ref)
                     comps.append(_component(name, version, ctype.FRAMEWORK, ref, build))
-        libs = sorted({e["path"].split("/")[1].split(".")[0] for e in m["files"]
-                       if e["path"].startswith("lib/") and e["path"].count("/") >= 1})
-        for lib in libs:  # bundle.collect_app puts each library under lib/
-            comps.append(_component(lib, _dist_version(lib) or "unknown", ctype.LIBRARY,
-                                    f"lib:{lib}"))
     seed = json.dumps(m, sort_keys=True)
     return _serialize(_bom(subject, comps, comps, m["created"], seed))
 

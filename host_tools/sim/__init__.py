@@ -32,8 +32,8 @@ def run_dir(d):
 
 
 def _tool(d, *args, timeout=120):
-    """Run the device's offline tool (boards/unix/simtool.py) against the sim's flash image."""
-    proc = mpy.run(BOARD_DIR / "simtool.py", [str(Path(d).resolve()), *args], timeout=timeout)
+    """Run the device's offline tool (boards/unix/servicejig.py) against the sim's flash image."""
+    proc = mpy.run(BOARD_DIR / "servicejig.py", [str(Path(d).resolve()), *args], timeout=timeout)
     out = proc.stdout.strip().splitlines()
     try:
         return json.loads(out[-1])

@@ -1,6 +1,6 @@
 """The air around a simulated device with a radio (sim.json "radio": true): the home networks
 in range, the device's set-up access point as a phone sees it, and a phone joining it.
-The device side is boards/unix/simradio.py; the files are described there."""
+The device side is boards/unix/wifiradio.py; the files are described there."""
 
 import itertools
 import json

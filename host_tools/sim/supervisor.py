@@ -34,7 +34,7 @@ def main(d):
         while True:
             boot += 1
             cmd = [mpy.micropython_path(), *(["-X", f"heapsize={heap}"] if heap else []),
-                   "-m", "sim_main", str(d), str(boot)]  # precompiled, as if frozen
+                   "-m", "unixboard", str(d), str(boot)]  # precompiled, as if frozen
             child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
             (rd / "device.pid").write_text(str(child.pid))
             code = child.wait()

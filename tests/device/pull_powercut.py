@@ -15,7 +15,7 @@ import pullstate
 import store
 from bundle import Reject
 from flash import PowerCut
-from simtool import sim_config
+from servicejig import sim_config
 
 CHUNK = 4096  # what one network read brings (the puller's 4 KiB buffer)
 
@@ -135,6 +135,12 @@ def main(template, work, bundle_path, sha, version, stride, every):
             repeated += 1
             flash.unmount()
             fl.close()
+        except Reject as e:  # BUSY: the last cut came after the commit; the trial is due
+            flash.unmount()
+            fl.close()
+            if e.verdict != "BUSY":
+                failures.append("repeated cuts: resume refused: %r" % (e,))
+            break
     got = outcome(work, version)
     if got != want:
         failures.append("repeated cuts: %s after %d cuts" % (got, repeated))

@@ -1,4 +1,6 @@
-# Records at rest, encrypted and authenticated with this device's own key (ETSI 4.4-1).
+# Records at rest, encrypted and authenticated with this device's own key (ETSI 4.4-1), and
+# the device's one constant-time compare. Frozen with the boot stage: alert-only mode opens
+# the sealed Wi-Fi settings (station.py), and the app seals its records through store.py.
 #
 # The factory record holds 32 random bytes made at provisioning (/factory/secret.bin; on a
 # production board the factory partition is covered by flash encryption). Two keys are derived
@@ -48,7 +50,14 @@ def hmac_sha256(key, *parts):
     return _Hmac(key).digest(*parts)
 
 
-def _equal(a, b):
+def equal(a, b):
+    """Compare two secrets (bytes, or str: compared as UTF-8) in time that depends only on
+    their length: the one constant-time compare of the device (MACs, password hashes, CSRF
+    tokens)."""
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
     if len(a) != len(b):
         return False
     d = 0
@@ -110,7 +119,7 @@ class Sealer:
         mv = memoryview(blob)  # views, no copies: a small heap stays in large pieces
         iv = mv[len(MAGIC):len(MAGIC) + _IV]
         ct = mv[len(MAGIC) + _IV:-_TAG]
-        if not _equal(self._mac.digest(MAGIC, path.encode(), iv, ct), mv[-_TAG:]):
+        if not equal(self._mac.digest(MAGIC, path.encode(), iv, ct), mv[-_TAG:]):
             raise ValueError("sealed record fails authentication")
         pt = cryptolib.aes(self._enc, _CBC, iv).decrypt(ct)
         pad = pt[-1]

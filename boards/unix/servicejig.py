@@ -1,6 +1,6 @@
 # Offline service tool of the simulated board (the stand-in for a factory/service jig):
 # runs the device's own installer against the flash image while the device is off.
-#   micropython simtool.py SIMDIR factory|install BUNDLE   -> one JSON line on stdout
+#   micropython servicejig.py SIMDIR factory|install BUNDLE   -> one JSON line on stdout
 import json
 import sys
 
@@ -19,9 +19,9 @@ def main(argv):
     fl = flash.Flash(simdir + "/" + flash.board_config()["sim"]["image"])
     flash.mount_factory(fl)
     flash.mount_data(fl)
-    cfg = sim_config()
-    anchors, floor = bootstage.load_anchors(cfg["anchors"])
-    boot = bootstage.Boot(_NoHal(), cfg, anchors, floor, bytearray(bootstage.BUF_SIZE),
+    profile = sim_config()
+    anchors, floor = bootstage.load_anchors(profile["anchors"])
+    boot = bootstage.Boot(_NoHal(), profile, anchors, floor, bytearray(bootstage.BUF_SIZE),
                           lambda msg: None)
     try:
         with open(path, "rb") as f:
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def sim_config():
-    """Boot-stage configuration of the simulated board (shared with sim_main)."""
+    """The boot profile (bootstage.Boot.profile) of the simulated board (shared with unixboard)."""
     board = flash.board_config()
     with open(board["factory_mount"] + "/identity.json") as f:
         ident = json.loads(f.read())
@@ -44,7 +44,7 @@ def sim_config():
 
 
 def power_on(fl):
-    """Mount /factory and /data and read the boot configuration. Returns (cfg, problems):
+    """Mount /factory and /data and read the boot profile. Returns (profile, problems):
     what cannot be mounted or read is a problem the boot stage turns into alert-only mode
     (never a crash before it runs, never a format of data that cannot be read)."""
     problems = []
