@@ -23,6 +23,7 @@ from micropython import const
 
 import certrenew
 import mqtt
+import mqttlink
 import telemetry
 from backoff import Backoff
 from httpd import HTTPError, json_response
@@ -125,7 +126,7 @@ class Cloud:
         self.client = mqtt.Client(self.id, cfg["host"], cfg["port"], self.ssl,
                                   server_hostname=cfg["name"], keepalive_s=cfg["keepalive_s"],
                                   will=(self.t_state, b'{"online":false}', 1, True))
-        self.link = mqtt.Link(self.client, Backoff(**cfg["backoff"]), log=self.log)
+        self.link = mqttlink.Link(self.client, Backoff(**cfg["backoff"]), log=self.log)
         self.puller = Puller(dev, self.ssl, emit=self.event, log=self.log)
         self.delivered = 0
         self.commands = 0

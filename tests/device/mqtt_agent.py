@@ -20,6 +20,7 @@ import sys
 import time
 
 import mqtt
+import mqttlink
 from backoff import Backoff, XorShift32
 
 
@@ -138,7 +139,7 @@ async def main(cfg):
     b = cfg.get("backoff", {})
     policy = Backoff(b.get("base_ms", 100), b.get("cap_ms", 400), b.get("initial_window_ms", 0),
                      b.get("stable_ms", 5000), XorShift32(b.get("seed", 1)))
-    link = mqtt.Link(make_client(cfg), policy)
+    link = mqttlink.Link(make_client(cfg), policy)
     asyncio.create_task(watch(link))
     asyncio.create_task(inbox(link))
     link.start()
