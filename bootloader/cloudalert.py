@@ -14,6 +14,8 @@ import time
 
 from micropython import const
 
+import files
+
 _TIMEOUT_S = const(10)  # per socket operation
 _RETRY_BASE_MS = const(5_000)
 _RETRY_CAP_MS = const(600_000)
@@ -116,11 +118,8 @@ class Alert:
             return False
 
     def _remember(self):
-        tmp = self.record + ".tmp"
         try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps({"id": self.id, "sent": int(time.time())}))
-            os.rename(tmp, self.record)
+            files.write_json(self.record, {"id": self.id, "sent": int(time.time())})
         except OSError as e:  # a damaged data filesystem: the alert still went out once
             self.boot.log("alert: could not record the alert (%r)" % (e,))
 

@@ -16,6 +16,7 @@ import struct
 from micropython import const
 
 import bundle
+import files
 import slots
 import slotstate
 from bundle import Reject
@@ -365,10 +366,7 @@ class Installer:
                          % self.target)
         fw = self.fw
         fw._mkdir()
-        tmp = fw.record_path(self.target) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(self.verified.prefix)
-        os.rename(tmp, fw.record_path(self.target))
+        files.write(fw.record_path(self.target), self.verified.prefix)
         st = fw.state()
         st["pending"] = self.target
         st["reason"] = ""

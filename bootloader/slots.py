@@ -5,6 +5,7 @@ import os
 import bundle
 import slotstate
 from bundle import Reject
+from files import exists, makedirs, rmtree, write
 
 
 def slot_dir(root, slot):
@@ -21,40 +22,6 @@ def invalidate(root, slot):
         os.remove(prefix_path(root, slot))
     except OSError:
         pass
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def rmtree(path):
-    """Remove a file, or a directory and everything in it; a missing path is fine. (The app's
-    "delete my data" uses it too: on a board this code is frozen, not in the heap.)"""
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:  # a file, or nothing
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        return
-    for ent in entries:
-        rmtree(path + "/" + ent[0])
-    os.rmdir(path)
-
-
-def _makedirs(path):
-    cur = ""
-    for seg in path.split("/"):
-        if not seg:
-            continue
-        cur += "/" + seg
-        if not exists(cur):
-            os.mkdir(cur)
 
 
 def _walk(path, rel, out):
@@ -160,7 +127,7 @@ class Installer:
         invalidate(self.root, self.target)
         if self.resume is None:
             rmtree(slot_dir(self.root, self.target))
-        _makedirs(slot_dir(self.root, self.target))
+        makedirs(slot_dir(self.root, self.target))
         self._files = self.verified.manifest["files"]
         self._idx = -1
         if self.resume is None:
@@ -229,7 +196,7 @@ class Installer:
             path = slot_dir(self.root, self.target) + "/" + entry["path"]
             parent = path.rsplit("/", 1)[0]
             if not exists(parent):
-                _makedirs(parent)
+                makedirs(parent)
             self._fh = open(path, "wb")
             self._hash = hashlib.sha256()
             self._left = entry["size"]
@@ -270,10 +237,7 @@ class Installer:
         if self._fh is not None:
             raise Reject("TRUNCATED", "bundle ended inside %s (%d bytes missing)"
                          % (self._files[self._idx]["path"], self._left))
-        tmp = prefix_path(self.root, self.target) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(self.verified.prefix)
-        os.rename(tmp, prefix_path(self.root, self.target))
+        write(prefix_path(self.root, self.target), self.verified.prefix)
         st = self.state
         version = self.verified.manifest["version"]
         if self.factory:

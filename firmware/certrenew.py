@@ -14,6 +14,7 @@ import os
 
 from micropython import const
 
+import files
 from updater import device_time
 
 RENEW_PERCENT = const(80)
@@ -156,9 +157,7 @@ class Certs:
             os.mkdir(self.dir)
         except OSError:
             pass
-        with open(self.new + ".tmp", "wb") as f:
-            f.write(der)
-        os.rename(self.new + ".tmp", self.new)
+        files.write(self.new, der)
 
     def promote(self):
         """The new certificate was accepted once: it replaces the old (atomic rename)."""

@@ -10,6 +10,7 @@ import hashlib
 
 from micropython import const
 
+import files
 import store
 from bundle import Reject
 
@@ -65,10 +66,7 @@ class Download:
         self.hash.update(chunk)
         self.got += len(chunk)
         if not self._saved and self.inst.verified is not None:
-            with open(self.root + PREFIX_FILE + ".tmp", "wb") as f:
-                f.write(self.inst.verified.prefix)
-            import os
-            os.rename(self.root + PREFIX_FILE + ".tmp", self.root + PREFIX_FILE)
+            files.write(self.root + PREFIX_FILE, self.inst.verified.prefix)
             store.save(self.root + CKPT_FILE, {"sha256": self.sha})
             self._saved = True
         if self.got - self._synced >= SYNC_BYTES:

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+import files
 from flash import Flash, board_config
 
 _HISTORY = 32  # LED changes kept in memory
@@ -243,9 +244,7 @@ class Hal:
     def _publish(self):
         # Temp file then rename: the host never reads a half-written status.
         path = self._path(self._sim["status"])
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.status(), f)
-        os.rename(path + ".tmp", path)
+        files.write_json(path, self.status())
         self._published = self._ticks()
 
     def reset(self):

@@ -1,12 +1,12 @@
 # Power-on entry of the simulated board: mount flash, run the boot stage, then the verified app
 # or alert-only mode.   micropython sim_main.py SIMDIR BOOT_NUMBER
 import json
-import os
 import sys
 import time
 
 import alertmode
 import bootstage
+import files
 import flash
 import simctl
 from hal import Hal
@@ -38,9 +38,7 @@ class SimBoard(Hal):
                "version": boot.version, "trial": boot.trial, "last": st.get("last", ""),
                "reasons": boot.reasons, "time": time.time()}
         path = self.simdir + "/run/device.json"
-        with open(path + ".tmp", "w") as f:
-            f.write(json.dumps(doc))
-        os.rename(path + ".tmp", path)
+        files.write_json(path, doc)
 
     def services(self, boot):
         """Board tasks the application runs beside its own: the simulator's service channel

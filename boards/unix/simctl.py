@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 
+import files
 from bundle import Reject
 
 
@@ -19,10 +20,7 @@ class Request:
     def reply(self, ok, text, verdict=None, **extra):
         doc = {"ok": ok, "text": text, "verdict": verdict}
         doc.update(extra)
-        tmp = self.inbox + "/" + self.rid + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(doc))
-        os.rename(tmp, self.inbox + "/" + self.rid + ".res")
+        files.write_json(self.inbox + "/" + self.rid + ".res", doc)
 
     def close(self):
         if self.stream:
