@@ -4,6 +4,7 @@ import os
 
 import bundle
 import slotstate
+import verdicts
 from bundle import Reject
 from files import exists, makedirs, rmtree, write
 
@@ -43,11 +44,12 @@ def verify_slot(root, slot, anchors, policy, buf):
     try:
         f = open(prefix_path(root, slot), "rb")
     except OSError:
-        raise Reject("EMPTY_SLOT", "slot %s holds no installed bundle" % slot)
+        raise Reject(verdicts.EMPTY_SLOT, "slot %s holds no installed bundle" % slot)
     with f:
         v = bundle.authenticate(f, anchors, policy)
         if f.readinto(buf):
-            raise Reject("EXTRA_BYTES", "stored manifest of slot %s has trailing bytes" % slot)
+            raise Reject(verdicts.EXTRA_BYTES,
+                         "stored manifest of slot %s has trailing bytes" % slot)
     base = slot_dir(root, slot)
     for entry in v.manifest["files"]:
         h = hashlib.sha256()
@@ -64,9 +66,10 @@ def verify_slot(root, slot, anchors, policy, buf):
                         break
                     h.update(buf)
         except OSError:
-            raise Reject("BAD_FILE_HASH", "%s is missing from slot %s" % (entry["path"], slot))
+            raise Reject(verdicts.BAD_FILE_HASH,
+                         "%s is missing from slot %s" % (entry["path"], slot))
         if size != entry["size"] or h.digest() != entry["digest"]:
-            raise Reject("BAD_FILE_HASH", "%s in slot %s does not match its manifest"
+            raise Reject(verdicts.BAD_FILE_HASH, "%s in slot %s does not match its manifest"
                          % (entry["path"], slot))
     try:
         present = _walk(base, "", [])
@@ -75,7 +78,8 @@ def verify_slot(root, slot, anchors, policy, buf):
     if len(present) != len(v.manifest["files"]):
         listed = set(e["path"] for e in v.manifest["files"])
         extra = [p for p in present if p not in listed]
-        raise Reject("EXTRA_FILE", "slot %s holds unlisted files: %s" % (slot, ",".join(extra[:3])))
+        raise Reject(verdicts.EXTRA_FILE,
+                     "slot %s holds unlisted files: %s" % (slot, ",".join(extra[:3])))
     return v
 
 
@@ -97,7 +101,7 @@ class Installer:
         self.factory = factory
         st = slotstate.load(state_path, policy["key_floor"])
         if st["pending"] and not factory:
-            raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
+            raise Reject(verdicts.BUSY, "slot %s is still on trial; confirm or roll back first"
                          % st["pending"])
         self.state = st
         # The factory programs slot A and confirms it; updates go to the inactive slot.
@@ -162,7 +166,8 @@ class Installer:
                         break
                     n += k
                     if n > entry["size"]:
-                        raise Reject("RESUME", "%s is longer than its manifest" % entry["path"])
+                        raise Reject(verdicts.RESUME,
+                                     "%s is longer than its manifest" % entry["path"])
                     h.update(mv[:k])
                     self.resume(mv[:k])
             self.present += n
@@ -173,7 +178,7 @@ class Installer:
                 self._left = entry["size"] - n
                 return
             if h.digest() != entry["digest"]:
-                raise Reject("RESUME", "%s does not match its manifest" % entry["path"])
+                raise Reject(verdicts.RESUME, "%s does not match its manifest" % entry["path"])
 
     def sync(self):
         """Commit what was written of the current file (littlefs keeps it across a power
@@ -188,7 +193,8 @@ class Installer:
                 self._fh = None
                 entry = self._files[self._idx]
                 if self._hash.digest() != entry["digest"]:
-                    raise Reject("BAD_FILE_HASH", "%s does not match its manifest" % entry["path"])
+                    raise Reject(verdicts.BAD_FILE_HASH,
+                                 "%s does not match its manifest" % entry["path"])
             self._idx += 1
             if self._idx >= len(self._files):
                 return
@@ -213,7 +219,7 @@ class Installer:
                     self._begin_payload()
                 continue
             if self._fh is None:
-                raise Reject("EXTRA_BYTES", "bytes after the last file")
+                raise Reject(verdicts.EXTRA_BYTES, "bytes after the last file")
             n = min(self._left, len(mv))
             chunk = mv[:n]
             self._hash.update(chunk)
@@ -233,9 +239,9 @@ class Installer:
     def finish(self):
         """Check that the whole bundle arrived, then publish the slot and mark it pending."""
         if self._pre is not None:
-            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
         if self._fh is not None:
-            raise Reject("TRUNCATED", "bundle ended inside %s (%d bytes missing)"
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside %s (%d bytes missing)"
                          % (self._files[self._idx]["path"], self._left))
         write(prefix_path(self.root, self.target), self.verified.prefix)
         st = self.state

@@ -12,6 +12,7 @@ from micropython import const
 
 import files
 import store
+import verdicts
 from bundle import Reject
 
 OUTCOME_FILE = "/app/pulled.json"  # under the data root: device state, not personal data
@@ -80,7 +81,8 @@ class Download:
 
         if binascii.hexlify(self.hash.digest()).decode() != self.sha:
             forget(self.root)  # what the flash holds is not the announced bundle
-            raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
+            raise Reject(verdicts.BAD_HASH,
+                         "downloaded bundle does not match the announced SHA-256")
         v = self.inst.finish()
         forget(self.root)
         return v

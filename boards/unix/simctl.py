@@ -5,6 +5,7 @@ import json
 import os
 
 import files
+import verdicts
 from bundle import Reject
 
 
@@ -52,7 +53,7 @@ class Channel:
                 return Request(self.inbox, rid, doc)
             except (OSError, ValueError) as e:
                 req = Request(self.inbox, rid, {})
-                req.reply(False, "unreadable request: %s" % e, "BAD_REQUEST")
+                req.reply(False, "unreadable request: %s" % e, verdicts.BAD_REQUEST)
                 req.close()
         return None
 
@@ -74,7 +75,7 @@ async def serve(boot, channel, poll_ms=100):
                 req.close()
                 boot.hal.reset()
             else:
-                req.reply(False, "unknown operation %r" % (req.op,), "BAD_REQUEST")
+                req.reply(False, "unknown operation %r" % (req.op,), verdicts.BAD_REQUEST)
         finally:
             req.close()
 
@@ -98,7 +99,7 @@ async def _install(boot, req, buf):
         req.reply(False, e.detail, e.verdict)
     except OSError as e:
         boot.log("update failed: %r" % (e,))
-        req.reply(False, "flash error: %r" % (e,), "IO_ERROR")
+        req.reply(False, "flash error: %r" % (e,), verdicts.IO_ERROR)
     else:
         boot.log("update %s installed into slot %s; boots on next start"
                  % (v.manifest["version"], inst.target))
