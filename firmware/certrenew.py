@@ -180,14 +180,14 @@ class Renewal:
         self.trying = self.certs.pending()
 
     def tls_context(self, der):
-        import mqtt
+        import tlsctx
 
         f = self.c.dev.factory
         with open(f + "/ca.crt.der", "rb") as fh:
             ca = fh.read()
         with open(f + "/device.key.der", "rb") as fh:
             key = fh.read()
-        return mqtt.tls_context(ca, der, key)
+        return tlsctx.client(ca, der, key)  # the device's one TLS policy
 
     async def run(self):
         if self.trying:

@@ -46,15 +46,6 @@ class Full(MQTTError):
 
 # ---- the client: one connection at a time ------------------------------------------
 
-def tls_context(ca_der, cert_der, key_der):
-    """A mutual-TLS client context: the broker's certificate must chain to `ca_der`, and
-    the device proves itself with its own certificate and key (all DER); AEAD suites only
-    (tlsctx.py). The update puller downloads through the same context."""
-    import tlsctx
-
-    return tlsctx.client(ca_der, cert_der, key_der)
-
-
 def open_tls(host, port, ssl_ctx, server_hostname):
     """A non-blocking TLS socket to host:port; the handshake (and the check of the server's
     certificate) runs on the first write. The cloud link and the update puller both use it."""
@@ -93,7 +84,7 @@ class Client:
                  max_packet=MAX_PACKET, max_inflight=8, inbox_len=16, timeout_ms=10_000):
         import ssl
         if ssl_context is None or ssl_context.verify_mode != ssl.CERT_REQUIRED:
-            raise ValueError("the broker must be verified: use tls_context()")
+            raise ValueError("the broker must be verified: use tlsctx.client()")
         self._connect_pkt = connect(client_id, keepalive_s, clean, username, password, will)
         self.host = host
         self.port = port

@@ -21,6 +21,7 @@ import time
 
 import mqtt
 import mqttlink
+import tlsctx
 from backoff import Backoff, XorShift32
 
 
@@ -35,7 +36,7 @@ def read(path):
 
 def context(cfg):
     if cfg.get("cert"):
-        return mqtt.tls_context(read(cfg["ca"]), read(cfg["cert"]), read(cfg["key"]))
+        return tlsctx.client(read(cfg["ca"]), read(cfg["cert"]), read(cfg["key"]))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a device without its certificate
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=read(cfg["ca"]))
