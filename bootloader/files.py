@@ -22,6 +22,15 @@ def write_json(path, obj):
     write(path, json.dumps(obj))
 
 
+def remove(path):
+    """Remove file `path`; True if it existed."""
+    try:
+        os.remove(path)
+        return True
+    except OSError:
+        return False
+
+
 def exists(path):
     try:
         os.stat(path)

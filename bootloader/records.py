@@ -7,9 +7,9 @@
 #   may pass a codec that seals each copy at rest (firmware/sealed.py via store.py).
 import binascii
 import json
-import os
 
-from files import makedirs, write
+from files import TMP, makedirs, write
+from files import remove as _remove
 
 MISSING = 0  # no copy exists
 OK = 1  # the newest copy is valid (the other may be older or missing)
@@ -87,10 +87,5 @@ def remove(path):
     """Remove both copies; True if one existed."""
     found = False
     for p in paths(path):
-        for q in (p, p + ".tmp"):
-            try:
-                os.remove(q)
-                found = True
-            except OSError:
-                pass
+        found = _remove(p) | _remove(p + TMP) | found
     return found

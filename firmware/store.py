@@ -6,12 +6,11 @@
 # (LOST), so that the caller tells the owner instead of silently applying a default. Each copy
 # is sealed on its own, bound to its own path.
 import json
-import os
 
 import files
 import records
 from records import LOST, MISSING, OK, REPAIRED  # noqa: F401  (the statuses, for callers)
-from files import makedirs  # noqa: F401  (one folder helper, frozen with the boot stage)
+from files import makedirs, remove  # noqa: F401  (the boot stage's file helpers, frozen)
 
 _seal = None
 
@@ -80,12 +79,4 @@ def save_record(path, obj):
 def remove_record(path):
     """Remove both copies of an owner record; True if one existed."""
     return records.remove(path)
-
-
-def remove(path):
-    try:
-        os.remove(path)
-        return True
-    except OSError:
-        return False
 

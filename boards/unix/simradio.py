@@ -29,13 +29,6 @@ AP_ADDRESS = "127.0.4.1"  # the AP interface: a loopback address of its own
 _POLLS = 2  # isconnected()/status() calls an association takes
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 class _Sta:
     def __init__(self, radio):
         self._r = radio
@@ -131,7 +124,7 @@ class _Ap:
             if self._active:
                 self._publish()
             else:
-                _remove(self._r.air + "/ap.json")
+                files.remove(self._r.air + "/ap.json")
         return self._active
 
     def ifconfig(self):
@@ -167,7 +160,7 @@ class _Ap:
                     self._clients.append(mac)
                 reply = {"ok": True, "address": AP_ADDRESS}
             files.write_json(path[:-5] + ".reply", reply)
-            _remove(path)
+            files.remove(path)
             self._publish()
 
     def _publish(self):
@@ -190,7 +183,7 @@ class Radio:
             os.mkdir(self.air)
         except OSError:
             pass
-        _remove(self.air + "/ap.json")  # power-on: the radio starts with no AP
+        files.remove(self.air + "/ap.json")  # power-on: the radio starts with no AP
         self._ifs = {STA_IF: _Sta(self), AP_IF: _Ap(self)}
         self._ifs[STA_IF]._publish()  # power-on: not associated
         self._hostname = "espressif"
