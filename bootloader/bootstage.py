@@ -4,6 +4,7 @@ import sys
 
 import slots
 import slotstate
+import verdicts
 from bundle import ALG_ED25519, ALG_P256, MAX_PREFIX, Reject
 
 _ALGS = {"ed25519": ALG_ED25519, "ecdsa-p256": ALG_P256}
@@ -206,7 +207,7 @@ class Boot:
         slots.Installer: keep what a download cut by a power loss wrote)."""
         st = self.state()
         if self._inst is not None and not self._inst.closed:  # they would share the space
-            raise Reject("BUSY", "another update is being installed")
+            raise Reject(verdicts.BUSY, "another update is being installed")
         self._inst = slots.Installer(self.root, self.state_path, self.anchors,
                                      self.policy(st, now), progress, space=self.space(),
                                      resume=resume)

@@ -14,6 +14,7 @@ import os
 
 from micropython import const
 
+import files
 
 RENEW_PERCENT = const(80)
 TRY_MS = const(60_000)  # a new certificate the broker has not taken by then is given up
@@ -155,9 +156,7 @@ class Certs:
             os.mkdir(self.dir)
         except OSError:
             pass
-        with open(self.new + ".tmp", "wb") as f:
-            f.write(der)
-        os.rename(self.new + ".tmp", self.new)
+        files.write(self.new, der)
 
     def promote(self):
         """The new certificate was accepted once: it replaces the old (atomic rename)."""
@@ -180,14 +179,14 @@ class Renewal:
         self.trying = self.certs.pending()
 
     def tls_context(self, der):
-        import mqtt
+        import tlsctx
 
         f = self.c.dev.factory
         with open(f + "/ca.crt.der", "rb") as fh:
             ca = fh.read()
         with open(f + "/device.key.der", "rb") as fh:
             key = fh.read()
-        return mqtt.tls_context(ca, der, key)
+        return tlsctx.client(ca, der, key)  # the device's one TLS policy
 
     async def run(self):
         if self.trying:

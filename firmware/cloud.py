@@ -23,6 +23,7 @@ from micropython import const
 
 import certrenew
 import mqtt
+import mqttlink
 import telemetry
 from backoff import Backoff
 from httpd import HTTPError, json_response
@@ -116,7 +117,7 @@ class Cloud:
                                   server_hostname=settings["name"],
                                   keepalive_s=settings["keepalive_s"],
                                   will=(self.t_state, b'{"online":false}', 1, True))
-        self.link = mqtt.Link(self.client, Backoff(**settings["backoff"]), log=self.log)
+        self.link = mqttlink.Link(self.client, Backoff(**settings["backoff"]), log=self.log)
         self.puller = Puller(dev, self.ssl, emit=self.event, log=self.log)
         self.delivered = 0
         self.commands = 0

@@ -13,6 +13,7 @@ from micropython import const
 
 import pullstate
 import store
+import verdicts
 from backoff import Backoff, system_rng, uniform_ms
 from bundle import Reject
 
@@ -352,7 +353,7 @@ class Puller:
                     await asyncio.sleep_ms(wait)
             v = dl.finish()
         except Reject as e:
-            if e.verdict == "BUSY":  # the last update is still on trial: not this bundle's fault
+            if e.verdict == verdicts.BUSY:  # the last update is on trial: not this bundle's fault
                 self._set({"state": "waiting", "version": version, "message": e.detail})
                 return None
             self.refused.append(offer["sha256"])

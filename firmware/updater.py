@@ -2,6 +2,7 @@
 # stage's installer, chunk by chunk, yielding to the control loop between chunks.
 import asyncio
 
+import verdicts
 from bundle import Reject
 from httpd import HTTPError
 
@@ -58,13 +59,14 @@ class Updater:
             self.state = {"state": "refused", "verdict": e.verdict, "message": e.detail}
             self.boot.log("update refused: %s" % e)
             await self._drain(req)
-            raise HTTPError(409 if e.verdict == "BUSY" else 422, "%s: %s" % (e.verdict, e.detail))
+            raise HTTPError(409 if e.verdict == verdicts.BUSY else 422,
+                            "%s: %s" % (e.verdict, e.detail))
         except (HTTPError, asyncio.TimeoutError) as e:
             msg = e.message if isinstance(e, HTTPError) else "upload stalled"
-            self.state = {"state": "failed", "verdict": "TRUNCATED", "message": msg}
+            self.state = {"state": "failed", "verdict": verdicts.TRUNCATED, "message": msg}
             raise
         except OSError as e:
-            self.state = {"state": "failed", "verdict": "IO_ERROR", "message": repr(e)}
+            self.state = {"state": "failed", "verdict": verdicts.IO_ERROR, "message": repr(e)}
             raise HTTPError(500, "flash error while writing the update")
         finally:
             if inst is not None:

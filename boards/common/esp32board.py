@@ -10,6 +10,7 @@ import alertmode
 import bootstage
 import bundle
 import fwupdate
+import verdicts
 from bundle import Reject
 
 
@@ -77,15 +78,15 @@ class KindInstaller:
         boot, fw = self._boot, self._boot.firmware
         if kind == bundle.KIND_FIRMWARE:
             if fw is None:
-                raise Reject("WRONG_KIND", "this board takes no firmware bundles")
+                raise Reject(verdicts.WRONG_KIND, "this board takes no firmware bundles")
             return fw.installer(self._progress, self._now)
         if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
-            raise Reject("BUSY", "the firmware image is still on trial; confirm it first")
+            raise Reject(verdicts.BUSY, "the firmware image is still on trial; confirm it first")
         return bootstage.Boot.installer(boot, self._progress, self._now)
 
     def finish(self):
         if self.inner is None:
-            raise Reject("TRUNCATED", "bundle ended inside its header")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its header")
         return self.inner.finish()
 
     def abort(self):

@@ -16,6 +16,7 @@ import sys
 import time
 
 import halspec
+import files
 from flash import Flash, board_config
 from halspec import PATTERNS
 
@@ -254,9 +255,7 @@ class Hal(halspec.Hal):
     def _publish(self):
         # Temp file then rename: the host never reads a half-written status.
         path = self._path(self._sim["status"])
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.status(), f)
-        os.rename(path + ".tmp", path)
+        files.write_json(path, self.status())
         self._published = self._ticks()
 
     def reset(self):
@@ -282,9 +281,7 @@ class Hal(halspec.Hal):
                "version": boot.version, "trial": boot.trial, "last": st.get("last", ""),
                "reasons": boot.reasons, "time": time.time()}
         path = self._path("run/device.json")
-        with open(path + ".tmp", "w") as f:
-            f.write(json.dumps(doc))
-        os.rename(path + ".tmp", path)
+        files.write_json(path, doc)
 
     def services(self, boot):
         """Board tasks the application runs beside its own: the simulator's service channel

@@ -6,6 +6,7 @@ import sys
 
 import bootstage
 import flash
+import verdicts
 from bundle import Reject
 
 
@@ -68,5 +69,5 @@ if __name__ == "__main__":
     try:
         result = main(sys.argv)
     except (OSError, ValueError, KeyError) as e:
-        result = {"ok": False, "verdict": "IO_ERROR", "text": "device storage: %r" % (e,)}
+        result = {"ok": False, "verdict": verdicts.IO_ERROR, "text": "device storage: %r" % (e,)}
     print(json.dumps(result))

@@ -4,6 +4,8 @@ import asyncio
 import json
 import os
 
+import files
+import verdicts
 from bundle import Reject
 
 
@@ -19,10 +21,7 @@ class Request:
     def reply(self, ok, text, verdict=None, **extra):
         doc = {"ok": ok, "text": text, "verdict": verdict}
         doc.update(extra)
-        tmp = self.inbox + "/" + self.rid + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(doc))
-        os.rename(tmp, self.inbox + "/" + self.rid + ".res")
+        files.write_json(self.inbox + "/" + self.rid + ".res", doc)
 
     def close(self):
         if self.stream:
@@ -54,7 +53,7 @@ class Channel:
                 return Request(self.inbox, rid, doc)
             except (OSError, ValueError) as e:
                 req = Request(self.inbox, rid, {})
-                req.reply(False, "unreadable request: %s" % e, "BAD_REQUEST")
+                req.reply(False, "unreadable request: %s" % e, verdicts.BAD_REQUEST)
                 req.close()
         return None
 
@@ -76,7 +75,7 @@ async def serve(boot, channel, poll_ms=100):
                 req.close()
                 boot.hal.reset()
             else:
-                req.reply(False, "unknown operation %r" % (req.op,), "BAD_REQUEST")
+                req.reply(False, "unknown operation %r" % (req.op,), verdicts.BAD_REQUEST)
         finally:
             req.close()
 
@@ -100,7 +99,7 @@ async def _install(boot, req, buf):
         req.reply(False, e.detail, e.verdict)
     except OSError as e:
         boot.log("update failed: %r" % (e,))
-        req.reply(False, "flash error: %r" % (e,), "IO_ERROR")
+        req.reply(False, "flash error: %r" % (e,), verdicts.IO_ERROR)
     else:
         boot.log("update %s installed into slot %s; boots on next start"
                  % (v.manifest["version"], inst.target))

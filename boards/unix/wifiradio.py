@@ -14,6 +14,8 @@
 import json
 import os
 
+import files
+
 STA_IF = 0
 AP_IF = 1
 AUTH_OPEN = 0
@@ -25,19 +27,6 @@ STAT_NO_AP_FOUND = 201
 STAT_WRONG_PASSWORD = 202
 AP_ADDRESS = "127.0.4.1"  # the AP interface: a loopback address of its own
 _POLLS = 2  # isconnected()/status() calls an association takes
-
-
-def _write(path, doc):
-    with open(path + ".tmp", "w") as f:
-        f.write(json.dumps(doc))
-    os.rename(path + ".tmp", path)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 class _Sta:
@@ -101,8 +90,9 @@ class _Sta:
         return (self._address, "255.255.255.0", "192.168.1.1", "192.168.1.1")
 
     def _publish(self):
-        _write(self._r.air + "/sta.json", {"ssid": self._ssid, "status": self._status,
-                                           "address": self._address})
+        files.write_json(self._r.air + "/sta.json", {"ssid": self._ssid,
+                                                     "status": self._status,
+                                                     "address": self._address})
 
 
 class _Ap:
@@ -134,7 +124,7 @@ class _Ap:
             if self._active:
                 self._publish()
             else:
-                _remove(self._r.air + "/ap.json")
+                files.remove(self._r.air + "/ap.json")
         return self._active
 
     def ifconfig(self):
@@ -169,13 +159,13 @@ class _Ap:
                 if mac not in self._clients:
                     self._clients.append(mac)
                 reply = {"ok": True, "address": AP_ADDRESS}
-            _write(path[:-5] + ".reply", reply)
-            _remove(path)
+            files.write_json(path[:-5] + ".reply", reply)
+            files.remove(path)
             self._publish()
 
     def _publish(self):
         c = self._cfg
-        _write(self._r.air + "/ap.json", {
+        files.write_json(self._r.air + "/ap.json", {
             "ssid": c["ssid"], "address": AP_ADDRESS, "clients": len(self._clients),
             "security": "WPA2-PSK" if c["security"] == AUTH_WPA2_PSK else "open"})
 
@@ -193,7 +183,7 @@ class Radio:
             os.mkdir(self.air)
         except OSError:
             pass
-        _remove(self.air + "/ap.json")  # power-on: the radio starts with no AP
+        files.remove(self.air + "/ap.json")  # power-on: the radio starts with no AP
         self._ifs = {STA_IF: _Sta(self), AP_IF: _Ap(self)}
         self._ifs[STA_IF]._publish()  # power-on: not associated
         self._hostname = "espressif"
