@@ -97,8 +97,8 @@ def run(runs=30):
             # (2 x signature + hash) / (signature + hash) without dropping that check.
             "boot_cert_check_ms": round(r["cert_check_ms"], 3),
             "boot_verify_ratio_floor_two_signatures": round(
-                (r["one_verify_plus_hash_ms"] + r["cert_check_ms"]) / r["one_verify_plus_hash_ms"],
-                3),
+                (r["one_verify_plus_hash_ms"] + r["cert_check_ms"])
+                / r["one_verify_plus_hash_ms"], 3),
             "boot_verify_files_slope": round(slope, 3),
             "boot_stage_min_heap_kib": min_heap_kib(dev, frozen=True),
             "boot_stage_min_heap_unfrozen_kib": min_heap_kib(dev, frozen=False),

@@ -13,7 +13,7 @@ release whose self-test always fails published with `--rollout 34 --halt-after 2
   self-test's rollback, restart, the outcome through the outbox and the broker).
 
 The bound for N devices: the cohort is k = floor(P * N / 100) of the devices the service
-knows (host_tools/rollout.py), and no other device starts the release, so at most k install
+knows (host_tools/cloud/rollout.py), and no other device starts the release, so at most k install
 it whatever the timing; within the cohort, with the starts spread uniformly over S seconds
 and T seconds from a start to its failure reaching the service, the halt comes after the
 m-th failure (m = --halt-after), so about min(k, m + k * T / S) install it.
@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_tools import bundle, ca, keys, rollout, sim, updateserver
+from host_tools import bundle, ca, keys, sim
+from host_tools.cloud import rollout, updateserver
 
 DEVICES, PERCENT, HALT_AFTER, HALT_FAILURES = 6, 34, 2, 50
 FAST = {"telemetry_s": 60, "keepalive_s": 30,

@@ -6,6 +6,7 @@ import time
 
 import cloudalert
 from bundle import Reject
+from station import Uplink
 
 PATTERN = "alert"  # fast triple blink, then a pause: distinct from every normal LED state
 
@@ -23,7 +24,7 @@ def run(boot, channel, poll_ms=200):
     hal.led.pattern(PATTERN)
     boot.log(banner(boot))
     hal.report(boot, "alert-only")
-    alert = cloudalert.Alert(boot)
+    alert = cloudalert.Alert(boot, Uplink(boot))  # the Wi-Fi station only for the alert
     while True:
         alert.poll()  # sends when due, until the broker has acknowledged this failure
         req = channel.poll()

@@ -5,6 +5,7 @@ import sys
 import romslots
 import slots
 import slotstate
+import verdicts
 from bundle import ALG_ED25519, ALG_P256, MAX_PREFIX, Reject
 
 _ALGS = {"ed25519": ALG_ED25519, "ecdsa-p256": ALG_P256}
@@ -34,11 +35,14 @@ def load_anchors(path):
 class Boot:
     """What the boot stage hands to the application: the verified slot and its state."""
 
-    def __init__(self, hal, cfg, anchors, key_floor, buf, log, space=None):
+    def __init__(self, hal, profile, anchors, key_floor, buf, log, space=None):
         self.hal = hal
-        self.cfg = cfg  # board, product, capacity, root, state path
-        self.root = cfg["root"]
-        self.state_path = slotstate.path(cfg["root"])
+        # The boot profile: what this device is and where its parts are: board, product,
+        # chip, slot capacity, root (the data filesystem), anchors and factory (paths), and
+        # the ROMFS regions (romslots.Regions) on a board that has them.
+        self.profile = profile
+        self.root = profile["root"]
+        self.state_path = slotstate.path(profile["root"])
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.buf = buf
@@ -52,7 +56,7 @@ class Boot:
         self._recovered = None  # the state rebuilt by recover() when it could not be saved
         # ROMFS slots (romslots.py) when the board has the regions: "a" is the primary region
         # (mapped, runs), "b" the secondary; else directories on the data filesystem.
-        self.regions = cfg.get("regions")
+        self.regions = profile.get("regions")
         self._image = None  # (offset, size) of the verified image in the primary region
 
     def state(self):
@@ -106,14 +110,14 @@ class Boot:
     @property
     def capacity(self):
         """The largest app payload a slot takes (the ROMFS image, or the files of a directory)."""
-        return romslots.capacity(self.regions) if self.regions else self.cfg["capacity"]
+        return romslots.capacity(self.regions) if self.regions else self.profile["capacity"]
 
     def policy(self, st=None, now=0):
         st = st or self.state()
-        cap = self.capacity
-        return {"kind": "app", "product": self.cfg["product"], "board": self.cfg["board"],
+        p = self.profile
+        return {"kind": "app", "product": p["product"], "board": p["board"],
                 "sec_floor": st["sec_floor"], "key_floor": st["key_floor"],
-                "capacity": cap, "now": now}
+                "capacity": self.capacity, "now": now}
 
     def _verify(self, slot, st, legacy=False):
         if self.regions and not legacy:
@@ -367,18 +371,18 @@ class Boot:
         what a download cut by a power loss wrote, see both)."""
         st = self.state()
         if self._inst is not None and not self._inst.closed:  # they would share the space
-            raise Reject("BUSY", "another update is being installed")
+            raise Reject(verdicts.BUSY, "another update is being installed")
         if not self.regions:
             self._inst = slots.Installer(self.root, self.state_path, self.anchors,
                                          self.policy(st, now), progress, factory=factory,
                                          space=self.space(), resume=resume)
             return self._inst
         if st["pending"] and not factory:
-            raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
+            raise Reject(verdicts.BUSY, "slot %s is still on trial; confirm or roll back first"
                          % st["pending"])
         target = "a" if factory else slotstate.other(st["active"])
         if slotstate.primary(st) == target and not factory:  # a swap not yet settled by a boot
-            raise Reject("BUSY", "slot %s is in the primary region; restart first" % target)
+            raise Reject(verdicts.BUSY, "slot %s is in the primary region; restart first" % target)
 
         def publish(v):
             s = self.state()
@@ -465,23 +469,23 @@ def buffers():
     return buf, space
 
 
-def start(hal, cfg, log=print, mounted=None):
+def start(hal, profile, log=print, mounted=None):
     """Boot: returns a Boot whose slot is verified, or whose `slot` is None (alert-only).
-    `mounted`: (cfg, problems) from a board's power-on; any problem (factory data or /data
+    `mounted`: (profile, problems) from a board's power-on; any problem (factory data or /data
     that cannot be mounted) means alert-only with the problems as reasons."""
     buf, space = buffers()
     if mounted is not None:
-        cfg, problems = mounted
+        profile, problems = mounted
         if problems:
-            b = Boot(hal, cfg, [], 1, buf, log, space)
+            b = Boot(hal, profile, [], 1, buf, log, space)
             b.reasons.extend(problems)
             return b
     try:
-        anchors, key_floor = load_anchors(cfg["anchors"])
+        anchors, key_floor = load_anchors(profile["anchors"])
     except (OSError, ValueError, KeyError) as e:
-        b = Boot(hal, cfg, [], 1, buf, log, space)
+        b = Boot(hal, profile, [], 1, buf, log, space)
         b.reasons.append("trust anchors unreadable: %r" % (e,))
         return b
-    b = Boot(hal, cfg, anchors, key_floor, buf, log, space)
+    b = Boot(hal, profile, anchors, key_floor, buf, log, space)
     b.choose()
     return b

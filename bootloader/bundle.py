@@ -6,6 +6,8 @@ import struct
 
 from micropython import const
 
+import verdicts
+
 HEADER_LEN = const(64)
 MAX_MANIFEST = const(8192)
 MAX_CERT = const(160)
@@ -33,7 +35,7 @@ _PRODUCT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
 class Reject(Exception):
-    """A bundle or slot broke a rule; `verdict` is one of the names in docs/FORMAT.md."""
+    """A bundle or slot broke a rule; `verdict` is one of the names of verdicts.py."""
 
     def __init__(self, verdict, detail=""):
         super().__init__(verdict, detail)
@@ -75,21 +77,22 @@ class Verified:
 
 def parse_header(raw):
     if len(raw) < HEADER_LEN:
-        raise Reject("TRUNCATED", "header is %d of %d bytes" % (len(raw), HEADER_LEN))
+        raise Reject(verdicts.TRUNCATED, "header is %d of %d bytes" % (len(raw), HEADER_LEN))
     if bytes(raw[0:4]) != b"IOTB":
-        raise Reject("BAD_MAGIC", "not an update bundle")
+        raise Reject(verdicts.BAD_MAGIC, "not an update bundle")
     fmt, kind, alg, reserved, mlen, clen, slen, plen = struct.unpack_from("<BBBBIHHI", raw, 4)
     if fmt != 1:
-        raise Reject("BAD_FORMAT", "bundle format %d is not supported" % fmt)
+        raise Reject(verdicts.BAD_FORMAT, "bundle format %d is not supported" % fmt)
     if kind > KIND_FIRMWARE or alg not in _KEY_LEN or reserved or any(raw[20:32]):
-        raise Reject("BAD_FORMAT", "unknown kind, algorithm or non-zero reserved bytes")
+        raise Reject(verdicts.BAD_FORMAT, "unknown kind, algorithm or non-zero reserved bytes")
     if not 1 <= mlen <= MAX_MANIFEST:
-        raise Reject("BAD_LENGTH", "manifest length %d outside 1..%d" % (mlen, MAX_MANIFEST))
+        raise Reject(verdicts.BAD_LENGTH,
+                     "manifest length %d outside 1..%d" % (mlen, MAX_MANIFEST))
     if not CERT_FIXED < clen <= MAX_CERT:
-        raise Reject("BAD_LENGTH", "certificate length %d outside %d..%d"
+        raise Reject(verdicts.BAD_LENGTH, "certificate length %d outside %d..%d"
                      % (clen, CERT_FIXED + 1, MAX_CERT))
     if slen != SIG_LEN:
-        raise Reject("BAD_LENGTH", "signature length %d, expected %d" % (slen, SIG_LEN))
+        raise Reject(verdicts.BAD_LENGTH, "signature length %d, expected %d" % (slen, SIG_LEN))
     h = Header()
     h.raw = bytes(raw[:HEADER_LEN])
     h.kind, h.alg, h.manifest_len, h.cert_len, h.sig_len, h.payload_len = kind, alg, mlen, clen, slen, plen
@@ -99,15 +102,15 @@ def parse_header(raw):
 
 def parse_cert(raw):
     if len(raw) < CERT_FIXED or bytes(raw[0:4]) != b"IOTK":
-        raise Reject("BAD_CERT", "not an update-key certificate")
+        raise Reject(verdicts.BAD_CERT, "not an update-key certificate")
     ver, key_alg, root_alg, reserved, serial, not_after = struct.unpack_from("<BBBBII", raw, 4)
     (key_len,) = struct.unpack_from("<H", raw, 24)
     if ver != 1 or reserved or key_alg not in _KEY_LEN or root_alg not in _KEY_LEN:
-        raise Reject("BAD_CERT", "unknown certificate version or algorithm")
+        raise Reject(verdicts.BAD_CERT, "unknown certificate version or algorithm")
     if key_len != _KEY_LEN[key_alg] or len(raw) != CERT_FIXED + key_len + SIG_LEN:
-        raise Reject("BAD_CERT", "certificate key or length does not match its algorithm")
+        raise Reject(verdicts.BAD_CERT, "certificate key or length does not match its algorithm")
     if serial < 1:
-        raise Reject("BAD_CERT", "certificate serial must be >= 1")
+        raise Reject(verdicts.BAD_CERT, "certificate serial must be >= 1")
     c = Cert()
     c.raw = bytes(raw)
     c.key_alg, c.root_alg, c.serial, c.not_after = key_alg, root_alg, serial, not_after
@@ -138,14 +141,14 @@ def check_cert(cert, anchors, key_floor, now=0):
         if alg == cert.root_alg and root_id(key) == cert.root_id:
             break
     else:
-        raise Reject("UNKNOWN_ROOT", "certificate is not from a pinned root key")
+        raise Reject(verdicts.UNKNOWN_ROOT, "certificate is not from a pinned root key")
     if not signature_ok(alg, key, memoryview(cert.raw)[:cert.signed_len], cert.raw[cert.signed_len:]):
-        raise Reject("BAD_CERT_SIGNATURE", "root signature on the update key is invalid")
+        raise Reject(verdicts.BAD_CERT_SIGNATURE, "root signature on the update key is invalid")
     if cert.serial < key_floor:
-        raise Reject("KEY_REVOKED", "update key serial %d is below the floor %d"
+        raise Reject(verdicts.KEY_REVOKED, "update key serial %d is below the floor %d"
                      % (cert.serial, key_floor))
     if now and cert.not_after and now > cert.not_after:
-        raise Reject("KEY_EXPIRED", "update key expired at %d" % cert.not_after)
+        raise Reject(verdicts.KEY_EXPIRED, "update key expired at %d" % cert.not_after)
 
 
 def _check_path(path, seen):
@@ -174,15 +177,16 @@ def parse_manifest(raw, header):
     try:
         m = json.loads(raw)  # a memoryview into the prefix: no copy
     except (ValueError, UnicodeError):
-        raise Reject("BAD_MANIFEST", "manifest is not UTF-8 JSON")
+        raise Reject(verdicts.BAD_MANIFEST, "manifest is not UTF-8 JSON")
     if not isinstance(m, dict) or not all(k in m for k in MANIFEST_KEYS) \
             or len(m) - len(MANIFEST_KEYS) != sum(1 for k in OPTIONAL_KEYS if k in m):
-        raise Reject("BAD_MANIFEST", "manifest keys must be exactly " + ",".join(MANIFEST_KEYS)
+        raise Reject(verdicts.BAD_MANIFEST,
+                     "manifest keys must be exactly " + ",".join(MANIFEST_KEYS)
                      + " and optionally " + ",".join(OPTIONAL_KEYS))
     sbom = m.get("sbom_sha256", "0" * 64)
     if not (isinstance(sbom, str) and len(sbom) == 64
             and all(c in "0123456789abcdef" for c in sbom)):
-        raise Reject("BAD_MANIFEST", "sbom_sha256 must be 64 lowercase hex digits")
+        raise Reject(verdicts.BAD_MANIFEST, "sbom_sha256 must be 64 lowercase hex digits")
     prod = m["product"]
     boards = m["boards"]
     files = m["files"]
@@ -197,7 +201,7 @@ def parse_manifest(raw, header):
           and isinstance(m["security_fix"], bool)
           and isinstance(files, list) and 0 < len(files) <= MAX_FILES)
     if not ok:
-        raise Reject("BAD_MANIFEST", "a manifest field has the wrong type or range")
+        raise Reject(verdicts.BAD_MANIFEST, "a manifest field has the wrong type or range")
     seen = set()
     total = 0
     for i, f in enumerate(files):
@@ -205,16 +209,16 @@ def parse_manifest(raw, header):
                 and "size" in f  # exactly these keys, without sorting a list per entry
                 and _check_path(f["path"], seen) and _is_int(f["size"], 0, 0x7FFFFFFF)
                 and isinstance(f["sha256"], str) and len(f["sha256"]) == 64):
-            raise Reject("BAD_MANIFEST", "bad file entry")
+            raise Reject(verdicts.BAD_MANIFEST, "bad file entry")
         try:
             # The hex text goes: the entry lives through the whole install, in a small heap.
             files[i] = {"path": f["path"], "size": f["size"], "digest": bytes.fromhex(f["sha256"])}
         except ValueError:
-            raise Reject("BAD_MANIFEST", "file hash is not hex")
+            raise Reject(verdicts.BAD_MANIFEST, "file hash is not hex")
         seen.add(f["path"])
         total += f["size"]
     if total != header.payload_len:
-        raise Reject("BAD_MANIFEST", "file sizes add up to %d, header says %d"
+        raise Reject(verdicts.BAD_MANIFEST, "file sizes add up to %d, header says %d"
                      % (total, header.payload_len))
     return m
 
@@ -222,20 +226,22 @@ def parse_manifest(raw, header):
 def check_rules(m, policy):
     """Apply the device's install/boot rules (policy: dict) to an authenticated manifest."""
     if m["kind"] != policy["kind"]:
-        raise Reject("WRONG_KIND", "bundle is %s, expected %s" % (m["kind"], policy["kind"]))
+        raise Reject(verdicts.WRONG_KIND,
+                     "bundle is %s, expected %s" % (m["kind"], policy["kind"]))
     if m["product"] != policy["product"]:
-        raise Reject("WRONG_PRODUCT", "bundle is for product %s" % m["product"])
+        raise Reject(verdicts.WRONG_PRODUCT, "bundle is for product %s" % m["product"])
     if policy["board"] not in m["boards"]:
-        raise Reject("WRONG_BOARD", "bundle is for %s, this board is %s"
+        raise Reject(verdicts.WRONG_BOARD, "bundle is for %s, this board is %s"
                      % (",".join(m["boards"]), policy["board"]))
     if m["security_version"] < policy["sec_floor"]:
-        raise Reject("DOWNGRADE", "security version %d is below the floor %d"
+        raise Reject(verdicts.DOWNGRADE, "security version %d is below the floor %d"
                      % (m["security_version"], policy["sec_floor"]))
     now = policy.get("now", 0)
     if now and m["expires"] is not None and now > m["expires"]:
-        raise Reject("EXPIRED", "bundle expired at %d" % m["expires"])
+        raise Reject(verdicts.EXPIRED, "bundle expired at %d" % m["expires"])
     if sum(f["size"] for f in m["files"]) > policy["capacity"]:
-        raise Reject("TOO_LARGE", "payload does not fit the %d-byte slot" % policy["capacity"])
+        raise Reject(verdicts.TOO_LARGE,
+                     "payload does not fit the %d-byte slot" % policy["capacity"])
 
 
 def read_exact(stream, n, what, into=None):
@@ -245,7 +251,8 @@ def read_exact(stream, n, what, into=None):
     while got < n:
         k = stream.readinto(mv[got:n])
         if not k:
-            raise Reject("TRUNCATED", "stream ended inside the %s (%d of %d bytes)" % (what, got, n))
+            raise Reject(verdicts.TRUNCATED,
+                         "stream ended inside the %s (%d of %d bytes)" % (what, got, n))
         got += k
     return buf
 
@@ -307,17 +314,18 @@ def authenticate_prefix(buf, anchors, policy):
     c0 = HEADER_LEN + header.manifest_len
     s0 = c0 + header.cert_len
     if len(buf) != s0 + header.sig_len:
-        raise Reject("TRUNCATED", "signed prefix is %d of %d bytes" % (len(buf), s0 + header.sig_len))
+        raise Reject(verdicts.TRUNCATED,
+                     "signed prefix is %d of %d bytes" % (len(buf), s0 + header.sig_len))
     manifest_raw = mv[HEADER_LEN:c0]
     if hashlib.sha256(manifest_raw).digest() != header.manifest_sha256:
-        raise Reject("BAD_MANIFEST_HASH", "manifest does not match the header's SHA-256")
+        raise Reject(verdicts.BAD_MANIFEST_HASH, "manifest does not match the header's SHA-256")
     cert = parse_cert(mv[c0:s0])
     sig = mv[s0:]
     check_cert(cert, anchors, policy["key_floor"], policy.get("now", 0))
     if cert.key_alg != header.alg:
-        raise Reject("BAD_SIGNATURE", "header algorithm does not match the update key")
+        raise Reject(verdicts.BAD_SIGNATURE, "header algorithm does not match the update key")
     if not signature_ok(cert.key_alg, cert.key, header.raw, sig):
-        raise Reject("BAD_SIGNATURE", "signature over the header is invalid")
+        raise Reject(verdicts.BAD_SIGNATURE, "signature over the header is invalid")
     manifest = parse_manifest(manifest_raw, header)
     check_rules(manifest, policy)
     return Verified(header, cert, manifest, buf)

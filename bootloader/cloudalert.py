@@ -1,114 +1,27 @@
-# Alert-only mode's one message to the cloud (ETSI 4.7-2), and the MQTT 3.1.1 packet encoder.
+# Alert-only mode's one message to the cloud (ETSI 4.7-2).
 #
 # Known-good code, frozen with the boot stage: when no app slot verifies, the device sends
 # one QoS 1 PUBLISH to dev/<id>/alert over mutual TLS (CONNECT, PUBLISH, PUBACK, DISCONNECT
 # on a blocking socket) and opens no other connection: no subscription, no telemetry, no
 # control. "Sent" is persisted per distinct failure, so a device that keeps rebooting into
-# the same failure alerts once. The application's cloud link (firmware/mqtt.py) reuses the
-# encoder below, so there is one copy of it.
+# the same failure alerts once. The packets come from mqttwire.py, the device's one MQTT
+# codec, which the application's cloud link (firmware/mqtt.py) uses too.
 import binascii
 import hashlib
 import json
 import os
-import struct
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython can import the encoder
-    def const(x):
-        return x
+from micropython import const
 
-_MAX_REMAINING = const(268435455)  # four varint bytes
+import files
+
 _TIMEOUT_S = const(10)  # per socket operation
 _RETRY_BASE_MS = const(5_000)
 _RETRY_CAP_MS = const(600_000)
 _MAX_REASONS = const(4)
 _MAX_REASON = const(200)
 RECORD = "/alert.json"  # under the data root: {"id": failure id, "sent": time}
-
-
-# ---- packet encoder: pure functions --------------------------------------------------
-
-def _varint(n):
-    if not 0 <= n <= _MAX_REMAINING:
-        raise ValueError("remaining length out of range")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return out
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else bytes(s)
-    if len(b) > 0xFFFF:
-        raise ValueError("string longer than 65535 bytes")
-    return struct.pack("!H", len(b)) + b
-
-
-def _packet(first, body):
-    return bytearray(bytes((first,)) + _varint(len(body)) + body)
-
-
-def _pid(pid):
-    if not 0 < pid <= 0xFFFF:
-        raise ValueError("packet id must be 1..65535")
-    return struct.pack("!H", pid)
-
-
-def _check_topic(topic):
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        raise ValueError("bad topic name: %r" % topic)
-
-
-def connect(client_id, keepalive_s=60, clean=True, username=None, password=None, will=None):
-    """CONNECT. `will` is None or (topic, payload, qos, retain)."""
-    if not 0 <= keepalive_s <= 0xFFFF:
-        raise ValueError("keep-alive must be 0..65535 s")
-    if not client_id and not clean:
-        raise ValueError("an empty client id needs a clean session")
-    if password is not None and username is None:
-        raise ValueError("a password needs a user name")
-    flags = 0x02 if clean else 0
-    tail = _str(client_id)
-    if will is not None:
-        topic, payload, qos, retain = will
-        _check_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ValueError("will QoS must be 0..2")
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        tail += _str(topic) + _str(payload)
-    if username is not None:
-        flags |= 0x80
-        tail += _str(username)
-    if password is not None:
-        flags |= 0x40
-        tail += _str(password)
-    return _packet(0x10, b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack("!H", keepalive_s)
-                   + tail)
-
-
-def publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
-    """PUBLISH with QoS 0 or 1. Returns a bytearray (its DUP bit can be set in place)."""
-    _check_topic(topic)
-    if qos not in (0, 1):
-        raise ValueError("QoS must be 0 or 1")
-    if dup and not qos:
-        raise ValueError("DUP is for QoS 1 only")
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-    body = _str(topic) + (_pid(pid) if qos else b"")
-    return _packet(first, body + bytes(payload))
-
-
-def puback(pid):
-    return _packet(0x40, _pid(pid))
-
-
-def disconnect():
-    return bytearray(b"\xe0\x00")
 
 
 # ---- the one alert -------------------------------------------------------------------
@@ -135,6 +48,7 @@ def send(host, port, server_hostname, ca_der, cert_der, key_der, client_id, topi
     import socket
 
     import tlsctx
+    from mqttwire import connect, disconnect, publish
 
     ctx = tlsctx.client(ca_der, cert_der, key_der)
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
@@ -172,10 +86,12 @@ def _read(path, text=False):
 class Alert:
     """The alert of one boot into alert-only mode. Call `poll()` from the mode's loop: it
     sends once (first attempt at once, then full-jitter retries up to 10 min apart while the
-    broker is unreachable) and never again once the broker has acknowledged this failure."""
+    broker is unreachable) and never again once the broker has acknowledged this failure.
+    `uplink` (station.Uplink) brings the network up for each attempt and down after it."""
 
-    def __init__(self, boot):
+    def __init__(self, boot, uplink=None):
         self.boot = boot
+        self.uplink = uplink
         self.reasons = [r[:_MAX_REASON] for r in boot.reasons[:_MAX_REASONS]] or [
             "no slot verified"]
         self.id = failure_id(self.reasons)
@@ -183,17 +99,17 @@ class Alert:
         self.state = "not configured"
         self.attempts = 0
         self._next = time.ticks_ms()
-        self._cfg = None
+        self._endpoint = None
         try:
-            factory = boot.cfg["factory"]
+            factory = boot.profile["factory"]
             ident = json.loads(_read(factory + "/identity.json", True))
             cloud = ident.get("cloud")
             if isinstance(cloud, dict) and cloud.get("host") and cloud.get("port"):
-                self._cfg = (factory, ident["device_id"], cloud)
+                self._endpoint = (factory, ident["device_id"], cloud)
                 self.state = "pending"
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no readable factory record: the alert stays local (LED, log)
-        if self._cfg and self._sent():
+        if self._endpoint and self._sent():
             self.state = "sent before"
             boot.log("alert: integrity alert %s was delivered before; not sent again" % self.id)
 
@@ -204,11 +120,8 @@ class Alert:
             return False
 
     def _remember(self):
-        tmp = self.record + ".tmp"
         try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps({"id": self.id, "sent": int(time.time())}))
-            os.rename(tmp, self.record)
+            files.write_json(self.record, {"id": self.id, "sent": int(time.time())})
         except OSError as e:  # a damaged data filesystem: the alert still went out once
             self.boot.log("alert: could not record the alert (%r)" % (e,))
 
@@ -221,11 +134,11 @@ class Alert:
         """Send if due. Returns the state: pending, sent, sent before, not configured."""
         if self.state != "pending" or time.ticks_diff(time.ticks_ms(), self._next) < 0:
             return self.state
-        factory, device_id, cloud = self._cfg
+        factory, device_id, cloud = self._endpoint
         self.attempts += 1
-        hal = self.boot.hal
+        up = self.uplink
         try:
-            if hasattr(hal, "network_up") and not hal.network_up(_TIMEOUT_S * 1000):
+            if up is not None and not up.up(_TIMEOUT_S * 1000):
                 raise OSError("no network")
             send(cloud["host"], int(cloud["port"]), cloud.get("name") or cloud["host"],
                  _read(factory + "/ca.crt.der"), _read(factory + "/device.crt.der"),
@@ -238,6 +151,9 @@ class Alert:
             self._next = time.ticks_add(time.ticks_ms(), wait)
             self.boot.log("alert: not delivered (%r); next attempt in %d ms" % (e, wait))
             return self.state
+        finally:
+            if up is not None:
+                up.down()
         self._remember()
         self.state = "sent"
         self.boot.log("alert: integrity alert %s delivered to %s:%s"

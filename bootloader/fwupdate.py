@@ -9,15 +9,16 @@
 # (slotstate.py), which also holds the key floor both kinds share.
 import binascii
 import hashlib
-import json
 import os
 import struct
 
 from micropython import const
 
 import bundle
+import files
 import slots
 import slotstate
+import verdicts
 from bundle import Reject
 
 SECTOR = const(4096)
@@ -57,13 +58,13 @@ def otadata_state(part_cls):
 
 class Firmware:
     """The firmware side of the boot stage. `part_cls` is esp32.Partition (or the unix fake),
-    `cfg` the boot configuration (board, product, root, chip)."""
+    `profile` the boot profile (bootstage.Boot.profile: board, product, root, chip)."""
 
-    def __init__(self, part_cls, cfg, anchors, key_floor, log=print):
+    def __init__(self, part_cls, profile, anchors, key_floor, log=print):
         self.Partition = part_cls
-        self.cfg = cfg
-        self.dir = cfg["root"] + "/fw"
-        self.slots_state = slotstate.path(cfg["root"])
+        self.profile = profile
+        self.dir = profile["root"] + "/fw"
+        self.slots_state = slotstate.path(profile["root"])
         self.anchors = anchors
         self.factory_key_floor = key_floor
         self.log = log
@@ -122,7 +123,8 @@ class Firmware:
     def policy(self, st=None, now=0, capacity=0, sec_floor=None):
         full = slotstate.load(self.slots_state, self.factory_key_floor)
         st = st or full["fw"]
-        return {"kind": "firmware", "product": self.cfg["product"], "board": self.cfg["board"],
+        p = self.profile
+        return {"kind": "firmware", "product": p["product"], "board": p["board"],
                 "sec_floor": st["sec_floor"] if sec_floor is None else sec_floor,
                 "key_floor": full["key_floor"], "capacity": capacity, "now": now}
 
@@ -139,15 +141,17 @@ class Firmware:
         try:
             f = open(self.record_path(self.label), "rb")
         except OSError:
-            raise Reject("NO_RECORD", "%s was not installed from a bundle" % self.label)
+            raise Reject(verdicts.NO_RECORD, "%s was not installed from a bundle" % self.label)
         with f:
             v = bundle.authenticate(f, self.anchors, self.policy(
                 capacity=self.running.info()[3], sec_floor=sec_floor))
             if f.readinto(buf):
-                raise Reject("EXTRA_BYTES", "stored prefix of %s has trailing bytes" % self.label)
+                raise Reject(verdicts.EXTRA_BYTES,
+                             "stored prefix of %s has trailing bytes" % self.label)
         entry = v.manifest["files"][0]
         if hash_partition(self.running, entry["size"], buf) != entry["digest"]:
-            raise Reject("BAD_FILE_HASH", "the image in %s does not match its bundle" % self.label)
+            raise Reject(verdicts.BAD_FILE_HASH,
+                         "the image in %s does not match its bundle" % self.label)
         return v
 
     # --- the boot sequence ---------------------------------------------------------------
@@ -261,13 +265,15 @@ class Installer:
     def __init__(self, fw, progress=None, now=0):
         st = fw.state()
         if st["pending"]:
-            raise Reject("BUSY", "firmware in %s still waits for its restart or confirmation"
+            raise Reject(verdicts.BUSY,
+                         "firmware in %s still waits for its restart or confirmation"
                          % st["pending"])
         if fw.unconfirmed():
-            raise Reject("BUSY", "the running firmware has not confirmed itself yet")
+            raise Reject(verdicts.BUSY, "the running firmware has not confirmed itself yet")
         app = slotstate.load(fw.slots_state, fw.factory_key_floor)["pending"]
         if app:
-            raise Reject("BUSY", "app slot %s is still on trial; confirm or roll back first" % app)
+            raise Reject(verdicts.BUSY,
+                         "app slot %s is still on trial; confirm or roll back first" % app)
         self.fw = fw
         self.part = fw.running.get_next_update()
         self.target = self.part.info()[4]
@@ -292,7 +298,7 @@ class Installer:
         self._pre = None
         files = self.verified.manifest["files"]
         if len(files) != 1 or not files[0]["size"]:
-            raise Reject("BAD_MANIFEST", "a firmware bundle holds exactly one image")
+            raise Reject(verdicts.BAD_MANIFEST, "a firmware bundle holds exactly one image")
         self._size = files[0]["size"]
         self._hash = hashlib.sha256()
         self.fw._forget(self.target)  # from here on the partition's old record is void
@@ -307,7 +313,7 @@ class Installer:
                 continue
             n = min(self._size - self.written, len(mv), SECTOR - self._fill)
             if not n:
-                raise Reject("EXTRA_BYTES", "bytes after the image")
+                raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
             self._sector[self._fill:self._fill + n] = mv[:n]
             self._hash.update(mv[:n])
             self._fill += n
@@ -333,42 +339,40 @@ class Installer:
     def _check_header(self, buf):
         # Cheap sanity before the first write; esp32.Partition.set_boot() validates it all.
         if self._fill < 24 or buf[0] != IMAGE_MAGIC:
-            raise Reject("BAD_IMAGE", "payload is not an ESP app image")
-        want = CHIP_IDS.get(self.fw.cfg.get("chip"))
+            raise Reject(verdicts.BAD_IMAGE, "payload is not an ESP app image")
+        want = CHIP_IDS.get(self.fw.profile.get("chip"))
         got = buf[12] | buf[13] << 8
         if want is not None and got != want:
-            raise Reject("BAD_IMAGE", "image is for chip id %d, this board is %s"
-                         % (got, self.fw.cfg["chip"]))
+            raise Reject(verdicts.BAD_IMAGE, "image is for chip id %d, this board is %s"
+                         % (got, self.fw.profile["chip"]))
         # ESP-IDF anti-rollback: the image's esp_app_desc_t.secure_version is what the
         # bootloader compares with the eFuse SECURE_VERSION (docs/secure-boot.md). When the
         # build sets one, it must be the bundle's security version: one floor, not two.
         if self._fill >= 40 and struct.unpack_from("<I", buf, 32)[0] == _APP_DESC_MAGIC:
             sv = struct.unpack_from("<I", buf, 36)[0]
             if sv and sv != self.verified.manifest["security_version"]:
-                raise Reject("BAD_IMAGE", "image secure_version %d is not the bundle's security "
+                raise Reject(verdicts.BAD_IMAGE,
+                             "image secure_version %d is not the bundle's security "
                              "version %d" % (sv, self.verified.manifest["security_version"]))
 
     def finish(self):
         """Check the whole image arrived and reads back intact, record it, make it boot next."""
         if self._pre is not None:
-            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
         if self.written < self._size:
-            raise Reject("TRUNCATED", "bundle ended inside the image (%d bytes missing)"
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside the image (%d bytes missing)"
                          % (self._size - self.written))
         if self._fill:
             self._flush()
         digest = self.verified.manifest["files"][0]["digest"]
         if self._hash.digest() != digest:
-            raise Reject("BAD_FILE_HASH", "the image does not match its manifest")
+            raise Reject(verdicts.BAD_FILE_HASH, "the image does not match its manifest")
         if hash_partition(self.part, self._size, self._sector) != digest:
-            raise Reject("BAD_FILE_HASH", "%s reads back different from what was written"
+            raise Reject(verdicts.BAD_FILE_HASH, "%s reads back different from what was written"
                          % self.target)
         fw = self.fw
         fw._mkdir()
-        tmp = fw.record_path(self.target) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(self.verified.prefix)
-        os.rename(tmp, fw.record_path(self.target))
+        files.write(fw.record_path(self.target), self.verified.prefix)
         st = fw.state()
         st["pending"] = self.target
         st["reason"] = ""
@@ -382,7 +386,7 @@ class Installer:
             st["last"] = "the bootloader refused the image in %s (%r)" % (self.target, e)
             fw._save(st)
             fw._forget(self.target)
-            raise Reject("IMAGE_REFUSED", st["last"])
+            raise Reject(verdicts.IMAGE_REFUSED, st["last"])
         self._done = True
         fw.log("firmware: " + st["last"])
         return self.verified

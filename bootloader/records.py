@@ -4,10 +4,12 @@
 # writes both copies in turn, each write-temp-then-rename: a cut between them leaves one
 # copy new and one old, and the new one wins.
 #   copy format: JSON [seq, value] on one line, then the CRC-32 of that line in hex; the app
-#   may pass a codec that seals each copy at rest (firmware/sealed.py via store.py).
+#   may pass a codec that seals each copy at rest (sealed.py via store.py).
 import binascii
 import json
-import os
+
+from files import TMP, makedirs, write
+from files import remove as _remove
 
 MISSING = 0  # no copy exists
 OK = 1  # the newest copy is valid (the other may be older or missing)
@@ -68,18 +70,6 @@ def load(path, unseal=None):
     return best[1], best[0], REPAIRED if bad else OK
 
 
-def makedirs(d):
-    """Make folder `d` and its parents (the app's store.makedirs is this one)."""
-    cur = ""
-    for seg in d.split("/"):
-        if seg:
-            cur += "/" + seg
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass  # exists
-
-
 def save(path, value, seq=None, seal=None, unseal=None):
     """Write `value` to both copies with sequence `seq` (default: the newest + 1);
     `seal(path, bytes)` seals each copy for its own path, `unseal` reads them back."""
@@ -89,10 +79,7 @@ def save(path, value, seq=None, seal=None, unseal=None):
     text = (line + "\n" + _crc(line) + "\n").encode()
     for p in paths(path):
         makedirs(p.rsplit("/", 1)[0])
-        tmp = p + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(seal(p, text) if seal else text)
-        os.rename(tmp, p)
+        write(p, seal(p, text) if seal else text)
     return seq
 
 
@@ -100,10 +87,5 @@ def remove(path):
     """Remove both copies; True if one existed."""
     found = False
     for p in paths(path):
-        for q in (p, p + ".tmp"):
-            try:
-                os.remove(q)
-                found = True
-            except OSError:
-                pass
+        found = _remove(p) | _remove(p + TMP) | found
     return found

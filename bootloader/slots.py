@@ -4,7 +4,9 @@ import os
 
 import bundle
 import slotstate
+import verdicts
 from bundle import Reject
+from files import exists, makedirs, rmtree, write
 
 
 # Where slots live on the data filesystem: the one place that builds these paths (the state
@@ -23,40 +25,6 @@ def invalidate(root, slot):
         os.remove(prefix_path(root, slot))
     except OSError:
         pass
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def rmtree(path):
-    """Remove a file, or a directory and everything in it; a missing path is fine. (The app's
-    "delete my data" uses it too: on a board this code is frozen, not in the heap.)"""
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:  # a file, or nothing
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        return
-    for ent in entries:
-        rmtree(path + "/" + ent[0])
-    os.rmdir(path)
-
-
-def _makedirs(path):
-    cur = ""
-    for seg in path.split("/"):
-        if not seg:
-            continue
-        cur += "/" + seg
-        if not exists(cur):
-            os.mkdir(cur)
 
 
 def _walk(path, rel, out):
@@ -78,11 +46,12 @@ def verify_slot(root, slot, anchors, policy, buf):
     try:
         f = open(prefix_path(root, slot), "rb")
     except OSError:
-        raise Reject("EMPTY_SLOT", "slot %s holds no installed bundle" % slot)
+        raise Reject(verdicts.EMPTY_SLOT, "slot %s holds no installed bundle" % slot)
     with f:
         v = bundle.authenticate(f, anchors, policy)
         if f.readinto(buf):
-            raise Reject("EXTRA_BYTES", "stored manifest of slot %s has trailing bytes" % slot)
+            raise Reject(verdicts.EXTRA_BYTES,
+                         "stored manifest of slot %s has trailing bytes" % slot)
     base = slot_dir(root, slot)
     for entry in v.manifest["files"]:
         h = hashlib.sha256()
@@ -99,9 +68,10 @@ def verify_slot(root, slot, anchors, policy, buf):
                         break
                     h.update(buf)
         except OSError:
-            raise Reject("BAD_FILE_HASH", "%s is missing from slot %s" % (entry["path"], slot))
+            raise Reject(verdicts.BAD_FILE_HASH,
+                         "%s is missing from slot %s" % (entry["path"], slot))
         if size != entry["size"] or h.digest() != entry["digest"]:
-            raise Reject("BAD_FILE_HASH", "%s in slot %s does not match its manifest"
+            raise Reject(verdicts.BAD_FILE_HASH, "%s in slot %s does not match its manifest"
                          % (entry["path"], slot))
     try:
         present = _walk(base, "", [])
@@ -110,7 +80,8 @@ def verify_slot(root, slot, anchors, policy, buf):
     if len(present) != len(v.manifest["files"]):
         listed = set(e["path"] for e in v.manifest["files"])
         extra = [p for p in present if p not in listed]
-        raise Reject("EXTRA_FILE", "slot %s holds unlisted files: %s" % (slot, ",".join(extra[:3])))
+        raise Reject(verdicts.EXTRA_FILE,
+                     "slot %s holds unlisted files: %s" % (slot, ",".join(extra[:3])))
     return v
 
 
@@ -132,7 +103,7 @@ class Installer:
         self.factory = factory
         st = slotstate.load(state_path, policy["key_floor"])
         if st["pending"] and not factory:
-            raise Reject("BUSY", "slot %s is still on trial; confirm or roll back first"
+            raise Reject(verdicts.BUSY, "slot %s is still on trial; confirm or roll back first"
                          % st["pending"])
         self.state = st
         # The factory programs slot A and confirms it; updates go to the inactive slot.
@@ -162,7 +133,7 @@ class Installer:
         invalidate(self.root, self.target)
         if self.resume is None:
             rmtree(slot_dir(self.root, self.target))
-        _makedirs(slot_dir(self.root, self.target))
+        makedirs(slot_dir(self.root, self.target))
         self._files = self.verified.manifest["files"]
         self._idx = -1
         if self.resume is None:
@@ -197,7 +168,8 @@ class Installer:
                         break
                     n += k
                     if n > entry["size"]:
-                        raise Reject("RESUME", "%s is longer than its manifest" % entry["path"])
+                        raise Reject(verdicts.RESUME,
+                                     "%s is longer than its manifest" % entry["path"])
                     h.update(mv[:k])
                     self.resume(mv[:k])
             self.present += n
@@ -208,7 +180,7 @@ class Installer:
                 self._left = entry["size"] - n
                 return
             if h.digest() != entry["digest"]:
-                raise Reject("RESUME", "%s does not match its manifest" % entry["path"])
+                raise Reject(verdicts.RESUME, "%s does not match its manifest" % entry["path"])
 
     def sync(self):
         """Commit what was written of the current file (littlefs keeps it across a power
@@ -223,7 +195,8 @@ class Installer:
                 self._fh = None
                 entry = self._files[self._idx]
                 if self._hash.digest() != entry["digest"]:
-                    raise Reject("BAD_FILE_HASH", "%s does not match its manifest" % entry["path"])
+                    raise Reject(verdicts.BAD_FILE_HASH,
+                                 "%s does not match its manifest" % entry["path"])
             self._idx += 1
             if self._idx >= len(self._files):
                 return
@@ -231,7 +204,7 @@ class Installer:
             path = slot_dir(self.root, self.target) + "/" + entry["path"]
             parent = path.rsplit("/", 1)[0]
             if not exists(parent):
-                _makedirs(parent)
+                makedirs(parent)
             self._fh = open(path, "wb")
             self._hash = hashlib.sha256()
             self._left = entry["size"]
@@ -248,7 +221,7 @@ class Installer:
                     self._begin_payload()
                 continue
             if self._fh is None:
-                raise Reject("EXTRA_BYTES", "bytes after the last file")
+                raise Reject(verdicts.EXTRA_BYTES, "bytes after the last file")
             n = min(self._left, len(mv))
             chunk = mv[:n]
             self._hash.update(chunk)
@@ -268,14 +241,11 @@ class Installer:
     def finish(self):
         """Check that the whole bundle arrived, then publish the slot and mark it pending."""
         if self._pre is not None:
-            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
         if self._fh is not None:
-            raise Reject("TRUNCATED", "bundle ended inside %s (%d bytes missing)"
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside %s (%d bytes missing)"
                          % (self._files[self._idx]["path"], self._left))
-        tmp = prefix_path(self.root, self.target) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(self.verified.prefix)
-        os.rename(tmp, prefix_path(self.root, self.target))
+        write(prefix_path(self.root, self.target), self.verified.prefix)
         st = self.state
         version = self.verified.manifest["version"]
         if self.factory:

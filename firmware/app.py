@@ -10,10 +10,19 @@ import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
+from privacy import Privacy
 from thermostat import Thermostat
 from updater import Updater
 
 RESTART_DELAY_MS = 800  # lets the HTTP response reach the client before the reset
+_PLAUSIBLE_EPOCH = 1704067200  # 2024-01-01: before this the clock is unset; skip expiry checks
+
+
+def wall_clock():
+    """The device's one wall clock: Unix seconds, or 0 while the clock is unset (an expiry or
+    a postponement is then not judged by it). The updater and the cloud code take it."""
+    now = int(time.time())
+    return now if now >= _PLAUSIBLE_EPOCH else 0
 
 
 class Device:
@@ -24,7 +33,7 @@ class Device:
         self.hal = boot.hal
         self.log = boot.log
         self.data = boot.root
-        self.factory = boot.cfg["factory"]
+        self.factory = boot.profile["factory"]
         self.capacity = boot.capacity
         # Owner records on the data filesystem are sealed with the device's key (4.4-1).
         sealer = sealed.from_factory(self.factory, self.data)
@@ -39,11 +48,17 @@ class Device:
                                        self.data + "/auth/password.json",
                                        blocklist_path=self._slot_file("blocklist.txt"))
         self.sessions = Sessions(self.credentials)
-        self.updater = Updater(boot, boot.buf, self.thermostat)
+        # The owner's personal data and consents: the pages and the cloud link use this one.
+        # A deletion rebuilds the password's directory too (its content kept).
+        self.privacy = Privacy(self.data, self.thermostat, keep_dirs=(
+            self.credentials.owner_path.rsplit("/", 1)[0],))
+        self.privacy.watch(self.thermostat)  # every accepted settings change goes in history
+        self.clock = wall_clock
+        self.updater = Updater(boot, boot.buf, wall_clock, self.thermostat)
         self.started = time.ticks_ms()
         self.server = None
         self.cloud = None
-        self.port = getattr(self.hal, "https_port", 443)
+        self.port = self.hal.https_port
 
     def _slot_file(self, name):
         path = self.boot.app_dir + "/" + name
@@ -100,7 +115,7 @@ class Device:
             self.log("app: no device certificate in the factory data; local API disabled")
             return False
         self.server = api.build(self)
-        await self.server.serve(getattr(self.hal, "api_host", "0.0.0.0"), self.port, ctx)
+        await self.server.serve(self.hal.api_host, self.port, ctx)
         self.log("app: API listening on port %d (TLS)" % self.port)
         return True
 
@@ -127,7 +142,7 @@ async def _main(boot):
         import cloud
 
         cloud.start(dev)  # sets dev.cloud; never waited on by the thermostat
-    if getattr(dev.hal, "network", None) is not None:
+    if dev.hal.network is not None:
         import setupap  # Wi-Fi: the station, and the set-up access point in its window
 
         tasks.append(asyncio.create_task(setupap.Onboarding(dev).run()))

@@ -9,6 +9,7 @@ import time
 from micropython import const
 
 from httpd import HTTPError
+from sealed import equal
 
 COOKIE = "sid"
 SESSION_S = const(1800)  # idle expiry
@@ -18,15 +19,6 @@ _SAFE = ("GET", "HEAD")
 
 def _token():
     return binascii.hexlify(os.urandom(24)).decode()
-
-
-def _equal(a, b):
-    if len(a) != len(b):
-        return False
-    r = 0
-    for x, y in zip(a, b):
-        r |= ord(x) ^ ord(y)
-    return r == 0
 
 
 class Sessions:
@@ -98,7 +90,7 @@ class Sessions:
             raise HTTPError(401, "log in first")
         if req.method not in _SAFE:
             token = req.header("x-csrf-token") or csrf_field or ""
-            if not _equal(token, s["csrf"]):
+            if not equal(token, s["csrf"]):
                 raise HTTPError(403, "missing or wrong CSRF token")
         s["seen"] = self.ticks()
         req.state["session"] = s

@@ -92,9 +92,6 @@ class Backoff:
         self.rng = rng or system_rng
         self.attempt = 0
 
-    def reset(self):
-        self.attempt = 0
-
     def initial(self):
         """The random start-up delay, uniform in [0, initial_window]; resets the counter."""
         self.attempt = 0

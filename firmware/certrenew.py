@@ -14,7 +14,7 @@ import os
 
 from micropython import const
 
-from updater import device_time
+import files
 
 RENEW_PERCENT = const(80)
 TRY_MS = const(60_000)  # a new certificate the broker has not taken by then is given up
@@ -156,9 +156,7 @@ class Certs:
             os.mkdir(self.dir)
         except OSError:
             pass
-        with open(self.new + ".tmp", "wb") as f:
-            f.write(der)
-        os.rename(self.new + ".tmp", self.new)
+        files.write(self.new, der)
 
     def promote(self):
         """The new certificate was accepted once: it replaces the old (atomic rename)."""
@@ -181,20 +179,20 @@ class Renewal:
         self.trying = self.certs.pending()
 
     def tls_context(self, der):
-        import mqtt
+        import tlsctx
 
         f = self.c.dev.factory
         with open(f + "/ca.crt.der", "rb") as fh:
             ca = fh.read()
         with open(f + "/device.key.der", "rb") as fh:
             key = fh.read()
-        return mqtt.tls_context(ca, der, key)
+        return tlsctx.client(ca, der, key)  # the device's one TLS policy
 
     async def run(self):
         if self.trying:
             asyncio.create_task(self._watch())
         while True:
-            await asyncio.sleep_ms(self.c.cfg["renew_check_s"] * 1000)
+            await asyncio.sleep_ms(self.c.settings["renew_check_s"] * 1000)
             if self.c.link.is_up:
                 await self.request_if_due()
 
@@ -207,13 +205,13 @@ class Renewal:
             return
         der = self.certs.current()
         try:
-            if not due(fields(der), device_time()):
+            if not due(fields(der), self.c.dev.clock()):
                 return
         except (ValueError, TypeError) as e:
             self.c.log("cloud: certificate unreadable (%s); no renewal" % e)
             return
         doc = request(der)
-        doc["t"] = device_time()
+        doc["t"] = self.c.dev.clock()
         try:  # not through the outbox: it only makes sense on a live session
             await self.c.link.publish(self.c.t_events, json.dumps(doc).encode(), 1)
             self.c.log("cloud: certificate renewal requested")

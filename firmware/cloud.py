@@ -23,12 +23,12 @@ from micropython import const
 
 import certrenew
 import mqtt
+import mqttlink
 import telemetry
 from backoff import Backoff
 from httpd import HTTPError, json_response
 from outbox import Outbox
 from puller import Puller, load_policy, set_policy
-from updater import device_time
 
 TELEMETRY_S = const(300)  # what the privacy notice promises: every 5 minutes
 KEEPALIVE_S = const(60)
@@ -75,18 +75,9 @@ def config(identity):
     return out
 
 
-def privacy_of(dev):
-    """The owner's consent records (privacy.py), made here if the pages did not make them."""
-    p = getattr(dev, "privacy", None)
-    if p is None:
-        import privacy
-        p = dev.privacy = privacy.Privacy(dev.data, dev.thermostat)
-    return p
-
-
 def consent(dev, purpose):
     """True only while the owner's consent for `purpose` stands."""
-    return privacy_of(dev).allowed(purpose)
+    return dev.privacy.allowed(purpose)
 
 
 def _fields(doc, required, optional=()):
@@ -101,31 +92,32 @@ def _fields(doc, required, optional=()):
 class Cloud:
     """The link, its tasks and the outbox for the running device `dev`."""
 
-    def __init__(self, dev, cfg):
+    def __init__(self, dev, settings):
         self.dev = dev
-        self.cfg = cfg
+        self.settings = settings
         self.log = dev.log
         ident = dev.identity
         self.id = ident["device_id"]
         base = "dev/" + self.id + "/"
         self.t_state = base + "state"
         self.anon = telemetry.Telemetry(dev.factory, ident.get("product", "iot-thermostat"),
-                                        cfg["telemetry_day_s"])
+                                        settings["telemetry_day_s"])
         self.t_events, self.t_cmd = base + "events", base + "cmd"
-        self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), cfg["channel"])
+        self.t_fleet = "fleet/%s/%s" % (ident.get("product", "iot-thermostat"), settings["channel"])
         self.renewal = certrenew.Renewal(self)
         self.ssl = self.renewal.tls_context(self.renewal.trying or self.renewal.certs.current())
-        self.privacy = privacy_of(dev)
+        self.privacy = dev.privacy
         # Telemetry is personal data queued under a consent: it lives with the rest of it,
         # so "delete my data" erases it with the rest (privacy.py rebuilds that directory).
         self.outbox = Outbox(self.privacy.dir + "/outbox")
         # Anonymous telemetry has its own outbox: its numbering never leaves the device, and
         # the events' seq stays gap-free for the service's gap check.
         self.t_outbox = Outbox(self.privacy.dir + "/telemetry", numbered=False)
-        self.client = mqtt.Client(self.id, cfg["host"], cfg["port"], self.ssl,
-                                  server_hostname=cfg["name"], keepalive_s=cfg["keepalive_s"],
+        self.client = mqtt.Client(self.id, settings["host"], settings["port"], self.ssl,
+                                  server_hostname=settings["name"],
+                                  keepalive_s=settings["keepalive_s"],
                                   will=(self.t_state, b'{"online":false}', 1, True))
-        self.link = mqtt.Link(self.client, Backoff(**cfg["backoff"]), log=self.log)
+        self.link = mqttlink.Link(self.client, Backoff(**settings["backoff"]), log=self.log)
         self.puller = Puller(dev, self.ssl, emit=self.event, log=self.log)
         self.delivered = 0
         self.commands = 0
@@ -135,7 +127,7 @@ class Cloud:
         self._security_ev = asyncio.Event()
         self._delete_due = False
         self.privacy.listeners.append(self._consent_changed)
-        self._watch_logins()
+        dev.credentials.listeners.append(self._failed)  # every refused login counts
 
     # --- start ----------------------------------------------------------------------------
 
@@ -165,7 +157,7 @@ class Cloud:
 
     def event(self, doc):
         """Queue an event in the outbox (sent in order once the link is up)."""
-        t = device_time()
+        t = self.dev.clock()
         if t:
             doc["t"] = t
         self._queue(self.t_events, doc, "e")
@@ -178,7 +170,7 @@ class Cloud:
 
     def state(self):
         return {"online": True, "version": self.dev.boot.version, "slot": self.dev.boot.slot,
-                "telemetry": consent(self.dev, "telemetry"), "channel": self.cfg["channel"],
+                "telemetry": consent(self.dev, "telemetry"), "channel": self.settings["channel"],
                 "outbox_dropped": self.outbox.dropped}
 
     async def _publish_state(self):
@@ -231,10 +223,10 @@ class Cloud:
     async def _telemetry(self):
         th = self.dev.thermostat
         while True:
-            await asyncio.sleep_ms(self.anon.period_ms(self.cfg["telemetry_s"]))
+            await asyncio.sleep_ms(self.anon.period_ms(self.settings["telemetry_s"]))
             if th.temperature is None or not consent(self.dev, "telemetry"):
                 continue
-            rec = self.anon.record(th.temperature, th.target(), th.heating, device_time())
+            rec = self.anon.record(th.temperature, th.target(), th.heating, self.dev.clock())
             if rec is not None:
                 try:
                     self.t_outbox.put(rec[0], rec[1], "t")
@@ -261,27 +253,9 @@ class Cloud:
 
     # --- security events --------------------------------------------------------------------
 
-    def _watch_logins(self):
-        # Every refused login counts: a wrong password, and a try while throttled (someone
-        # keeps guessing). Wraps the one method every interface logs in through.
-        from credentials import CredentialError
-
-        cred = self.dev.credentials
-        check = cred.login
-
-        def login(password, now, client=None):
-            try:
-                ok = check(password, now, client)
-            except CredentialError as e:
-                if e.code == "THROTTLED":
-                    self._failed(True)
-                raise
-            if not ok:
-                self._failed(False)
-            return ok
-        cred.login = login
-
     def _failed(self, throttled):
+        # Every refused login: a wrong password, or a try while throttled (someone keeps
+        # guessing), through whichever interface (Credentials.listeners).
         self._login_failures += 1
         self._throttled += throttled
         self._security_ev.set()
@@ -382,7 +356,8 @@ class Cloud:
 
     def status(self):
         c = self.client
-        return {"configured": True, "broker": "%s:%d" % (self.cfg["host"], self.cfg["port"]),
+        s = self.settings
+        return {"configured": True, "broker": "%s:%d" % (s["host"], s["port"]),
                 "connected": self.link.is_up, "connects": self.link.connects,
                 "attempts": self.link.attempts,
                 "last_error": repr(self.link.last_error) if self.link.last_error else None,
@@ -390,64 +365,63 @@ class Cloud:
                 "delivered": self.delivered,
                 "inflight": len(c.inflight), "commands": self.commands,
                 "telemetry": consent(self.dev, "telemetry"),
-                "telemetry_s": self.cfg["telemetry_s"], "channel": self.cfg["channel"],
-                "update_policy": load_policy(self.dev.data), "pull": self.puller.state,
+                "telemetry_s": self.settings["telemetry_s"], "channel": self.settings["channel"],
+                "update_policy": load_policy(self.dev.data, self.dev.clock()),
+                "pull": self.puller.state,
                 "certificate": self.renewal.status()}
 
 
 def start(dev):
     """Start the cloud link of `dev` if its factory record names a broker; returns the
     Cloud, or None. Also adds the API routes when the local API runs."""
-    if getattr(dev, "server", None) is not None:
+    if dev.server is not None:
         register(dev.server, dev)
     try:
-        cfg = config(dev.identity)
+        settings = config(dev.identity)
     except ValueError as e:
         dev.log("cloud: factory record: %s; cloud link off" % e)
         return None
-    if cfg is None:
+    if settings is None:
         dev.log("cloud: no broker in the factory record; cloud link off")
         return None
     try:
-        c = Cloud(dev, cfg)
+        c = Cloud(dev, settings)
     except (OSError, ValueError) as e:  # no device certificate or key
         dev.log("cloud: cannot start (%r); cloud link off" % (e,))
         return None
     dev.cloud = c
     c.start()
-    dev.log("cloud: link to %s:%d started" % (cfg["host"], cfg["port"]))
+    dev.log("cloud: link to %s:%d started" % (settings["host"], settings["port"]))
     return c
 
 
 def register(srv, ctx):
-    """The cloud's part of the local API (idempotent): GET /api/cloud, and the owner's
-    update policy, GET/PUT /api/update/policy."""
-    if getattr(srv, "cloud_routes", False):
-        return
-    srv.cloud_routes = True
+    """The cloud's part of the local API (start() adds it once): GET /api/cloud, and the
+    owner's update policy, GET/PUT /api/update/policy."""
 
     @srv.route("GET", "/api/cloud")
     async def cloud_get(req):
         ctx.sessions.check(req)
-        c = getattr(ctx, "cloud", None)
+        c = ctx.cloud
         if c is None:
-            return json_response({"configured": False, "update_policy": load_policy(ctx.data)})
+            return json_response({"configured": False,
+                                  "update_policy": load_policy(ctx.data, ctx.clock())})
         return json_response(c.status())
 
     @srv.route("GET", "/api/update/policy")
     async def policy_get(req):
         ctx.sessions.check(req)
-        return json_response(load_policy(ctx.data))
+        return json_response(load_policy(ctx.data, ctx.clock()))
 
     @srv.route("PUT", "/api/update/policy", max_body=256)
     async def policy_put(req):
         ctx.sessions.check(req)
         doc = await req.json(256)
         try:
-            rec = set_policy(ctx.data, doc)
+            rec = set_policy(ctx.data, doc, ctx.clock())
         except ValueError as e:
             raise HTTPError(422, str(e))
-        c = getattr(ctx, "cloud", None)
+        c = ctx.cloud
         if c is not None:
             c.event({"type": "update_policy", "policy": rec["policy"]})
             c.puller.kick()

@@ -14,6 +14,7 @@ import os
 from micropython import const
 
 import store
+from sealed import equal
 from throttle import DELAYS, LOCKOUT_AFTER, LOCKOUT_S, Throttle, delay_for  # noqa: F401
 
 ALG = "pbkdf2-sha256"
@@ -69,16 +70,6 @@ def pbkdf2_sha256(password, salt, iterations):
     return acc.to_bytes(_DIGEST, "big")
 
 
-def equal(a, b):
-    """Compare two byte strings in time that depends only on their length."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
-
-
 def _utf8(password):
     return password.encode() if isinstance(password, str) else bytes(password)
 
@@ -121,11 +112,6 @@ def _read_json(path):
         raise CredentialError("BAD_RECORD")
 
 
-def _write_json(path, doc):
-    store.makedirs(path.rsplit("/", 1)[0])
-    store.save(path, doc)
-
-
 class Credentials:
     """The device's login password.
 
@@ -143,6 +129,7 @@ class Credentials:
         self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
         self._iterations = iterations
         self.throttle = Throttle(self.state_path)
+        self.listeners = []  # fn(throttled) on every refused login (the cloud link's events)
 
     # --- records ---------------------------------------------------------------------
 
@@ -192,8 +179,20 @@ class Credentials:
     def login(self, password, now, client=None):
         """A throttled login from address `client`: True or False, or CredentialError
         THROTTLED while that address may not try (such a try is neither checked nor
-        counted)."""
-        return self._gate(password, now, client)
+        counted). Every refused login is told to the listeners."""
+        try:
+            ok = self._gate(password, now, client)
+        except CredentialError as e:
+            if e.code == "THROTTLED":
+                self._refused(True)
+            raise
+        if not ok:
+            self._refused(False)
+        return ok
+
+    def _refused(self, throttled):
+        for fn in self.listeners:
+            fn(throttled)
 
     # --- owner changes ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 from micropython import const
 
 import store
-from slots import exists, rmtree  # the boot stage's, frozen on a board
+from files import exists, rmtree  # the boot stage's, frozen on a board
 
 _RESERVE = const(8)  # free blocks left to other writers while the fill yields
 _ENOSPC = const(28)

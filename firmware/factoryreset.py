@@ -4,7 +4,7 @@
 # flash (privacy.delete) and restarts: the password on the device's own label applies again,
 # never a shared one. Kept: the app slots and their state record, the factory partition.
 # Started by POST /api/reset {"confirm": "RESET"} or the reset page (typed confirmation),
-# both in infopages.py, or by the button held for HOLD_MS. "Delete my data" (privacy.py) is
+# both in erasepages.py, or by the button held for HOLD_MS. "Delete my data" (privacy.py) is
 # the separate, lighter operation. A short press opens the login presence window instead.
 import asyncio
 import time
@@ -39,9 +39,7 @@ async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
     released, so a stuck button (or one still held through the restart) never resets twice.
     Every press also proves physical presence: the owner may log in during a password-
     guessing attack for a short while (throttle.py)."""
-    button = getattr(ctx.hal, "button", None)
-    if button is None:
-        return
+    button = ctx.hal.button
     armed = False
     since = None
     while True:
@@ -60,9 +58,7 @@ async def watch_button(ctx, hold_ms=HOLD_MS, poll_ms=100):
         elif time.ticks_diff(now, since) >= hold_ms:
             armed = False
             since = None
-            led = getattr(ctx.hal, "led", None)
-            if led is not None and hasattr(led, "pattern"):
-                led.pattern("reset", (50, 50))  # fast blink: the owner can let go
+            ctx.hal.led.pattern("reset", (50, 50))  # fast blink: the owner can let go
             try:
                 await factory_reset(ctx, "button held for %d s" % (hold_ms // 1000))
             except Busy:

@@ -127,6 +127,10 @@ class Server:
         self.dropped = 0  # connections that sent nothing within FIRST_BYTE_MS
         self.refused = 0  # connections closed at once: every slot served the owner
         self.before = None  # async hook(req, route) -> Response or None (e.g. auth)
+        # Connections from this address count as the owner's from their accept on: the
+        # self-test's own request over loopback (selftest.py), which only the device itself
+        # can make on a board, keeps its slot while a flood of strangers fills the others.
+        self.owner_peer = None
 
     def route(self, method, path, max_body=0):
         """Decorator: register a handler; `path` ending in '*' matches a prefix."""
@@ -216,6 +220,7 @@ class Server:
     async def handle(self, reader, writer):
         info = getattr(writer, "get_extra_info", None)
         conn = _Conn(asyncio.current_task(), peer(info("peername")) if info else None)
+        conn.owner = conn.remote is not None and conn.remote == self.owner_peer
         if len(self._conns) >= MAX_CONNS and not self._evict():
             # Every slot serves the owner: close at once, before a handshake costs memory.
             self.refused += 1

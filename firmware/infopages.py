@@ -27,7 +27,7 @@ async def _updates(ui, req, s, msg=None, ok=False):
     if st["last"]:
         body += ['<p><small>Last event: ', esc(st["last"]), '</small></p>']
     body.append('</div>')
-    cloud = getattr(ctx, "cloud", None)
+    cloud = ctx.cloud
     if cloud is not None:  # updates offered by the service, and the owner's say over them
         body += _offered(ui, s, cloud)
     body += ['<div class="card"><h2>Support</h2><p>', ui.named(disc.get("update_policy", "")),
@@ -44,7 +44,7 @@ _POLICY = (("auto", "Install updates automatically (recommended)"),
 def _offered(ui, s, cloud):
     from puller import load_policy
 
-    pull, pol = cloud.puller.state, load_policy(ui.ctx.data)
+    pull, pol = cloud.puller.state, load_policy(ui.ctx.data, ui.ctx.clock())
     offer = cloud.puller.offer
     out = ['<div class="card"><h2>Available</h2><p>']
     said = {"available": "It waits for you: allow it below.",
@@ -72,12 +72,13 @@ async def _updates_post(ui, req, s, f):
     from puller import set_policy
 
     only(f, ("policy",))
-    cloud = getattr(ui.ctx, "cloud", None)
+    cloud = ui.ctx.cloud
     if cloud is None:
         raise HTTPError(409, "this thermostat gets updates only from its owner")
     p = f.get("policy")
     try:
-        set_policy(ui.ctx.data, {"policy": p, "hours": 24} if p == "postpone" else {"policy": p})
+        set_policy(ui.ctx.data, {"policy": p, "hours": 24} if p == "postpone" else {"policy": p},
+                   ui.ctx.clock())
     except ValueError as e:
         raise HTTPError(422, str(e))
     cloud.event({"type": "update_policy", "policy": p})
@@ -85,7 +86,7 @@ async def _updates_post(ui, req, s, f):
     return await _updates(ui, req, s, "Saved.", True)
 
 
-# --- privacy, consent, delete my data, factory reset -----------------------------------------
+# --- privacy and consent (delete my data and factory reset: erasepages.py) -------------------
 
 async def _privacy(ui, req, s, msg=None, ok=False):
     body = ['<p>What this thermostat and its services do with data about you. ',

@@ -1,61 +1,30 @@
-# Cloud link transport: MQTT 3.1.1 over mutual TLS, with one supervisor that reconnects.
+# Cloud link transport: an MQTT 3.1.1 client over mutual TLS, one connection at a time.
 #
-# Three layers, each usable alone:
-# - a packet codec of pure functions (bytes in, bytes or tuples out) that bounds every
-#   length it reads and raises ProtocolError on anything a broker must not send;
-# - Client: one connection at a time over an asyncio stream, keep-alive pings, QoS 1
+# - the packets: mqttwire.py, the boot stage's codec (alert-only mode sends its alert with
+#   it), frozen on a board; its names are re-exported here for the app and the tests;
+# - Client (here): one connection over an asyncio stream, keep-alive pings, QoS 1
 #   publishes kept in order in a bounded in-flight window until acknowledged (sent again,
 #   flagged DUP, after a reconnect) and a bounded inbox that counts what it drops;
-# - Link: the only code that connects. It waits as backoff.py says (random start, full
-#   jitter, reset when stable), re-subscribes, and shows the state as `up`/`down` events.
+# - Link (mqttlink.py): the only code that connects. It waits as backoff.py says (random
+#   start, full jitter, reset when stable), re-subscribes, and shows the state as
+#   `up`/`down` events.
 # QoS 2 is not supported: subscriptions ask for at most QoS 1.
 
 import asyncio
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython can import the codec (with bootloader/ on the path)
-    def const(x):
-        return x
-
-from backoff import Backoff
-# The encoder of CONNECT, PUBLISH, PUBACK and DISCONNECT lives in the boot stage, which
-# alert-only mode uses on its own (bootloader/cloudalert.py): one copy, frozen with the
-# known-good code. This module adds the rest of the codec and the client.
-from cloudalert import (_packet, _pid, _str, _varint, connect, disconnect,  # noqa: F401
-                        puback, publish)
-
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
-
-MAX_PACKET = const(16384)  # default bound on the remaining length of a received packet
-_CONNECT_REFUSED = (None, "unacceptable protocol version", "client identifier rejected",
-                    "server unavailable", "bad user name or password", "not authorized")
-
-
-class MQTTError(Exception):
-    """Base of the errors this module raises."""
-
-
-class ProtocolError(MQTTError):
-    """The broker sent something malformed, oversize or not allowed in MQTT 3.1.1."""
+from mqttwire import (CONNACK, CONNECT, CONNECT_REFUSED, DISCONNECT,  # noqa: F401
+                      MAX_PACKET, PINGREQ, PINGRESP, PUBACK, PUBLISH, SUBACK, SUBSCRIBE,
+                      UNSUBACK, UNSUBSCRIBE, MQTTError, ProtocolError, connect, decode,
+                      disconnect, header, parse, pingreq, puback, publish, subscribe,
+                      unsubscribe)
 
 
 class ConnectRefused(MQTTError):
     """CONNACK with a non-zero return code; `code` is that code."""
 
     def __init__(self, code):
-        super().__init__("connection refused: %s (%d)" % (_CONNECT_REFUSED[code], code))
+        super().__init__("connection refused: %s (%d)" % (CONNECT_REFUSED[code], code))
         self.code = code
 
 
@@ -75,137 +44,7 @@ class Full(MQTTError):
     """The QoS 1 in-flight window is full; try again after acknowledgements arrive."""
 
 
-# ---- packet codec: pure functions ---------------------------------------------------
-# connect, publish, puback and disconnect come from the boot stage (imported above);
-# _varint is re-exported for the tests of the wire format.
-
-def subscribe(pid, topics):
-    """SUBSCRIBE to [(filter, qos), ...] with QoS 0 or 1 each."""
-    if not topics:
-        raise ValueError("SUBSCRIBE needs at least one filter")
-    body = _pid(pid)
-    for flt, qos in topics:
-        if not flt or qos not in (0, 1):
-            raise ValueError("bad subscription: %r %r" % (flt, qos))
-        body += _str(flt) + bytes((qos,))
-    return _packet(0x82, body)
-
-
-def unsubscribe(pid, filters):
-    if not filters:
-        raise ValueError("UNSUBSCRIBE needs at least one filter")
-    body = _pid(pid)
-    for flt in filters:
-        body += _str(flt)
-    return _packet(0xA2, body)
-
-
-def pingreq():
-    return bytearray(b"\xc0\x00")
-
-
-def header(buf, max_packet=MAX_PACKET):
-    """Parse a fixed header at the start of `buf`.
-
-    Returns (first byte, remaining length, header size), or None when `buf` is too short
-    to tell. Raises ProtocolError for a length field over four bytes or a remaining length
-    over `max_packet`, before anything of that size is read or allocated.
-    """
-    n = 0
-    for i in range(1, 5):
-        if i >= len(buf):
-            return None
-        b = buf[i]
-        n |= (b & 0x7F) << (7 * (i - 1))
-        if not b & 0x80:
-            if n > max_packet:
-                raise ProtocolError("packet of %d bytes over the %d byte limit" % (n, max_packet))
-            return buf[0], n, i + 1
-    raise ProtocolError("remaining length field longer than 4 bytes")
-
-
-def _need(cond, what):
-    if not cond:
-        raise ProtocolError(what)
-
-
-def parse(first, body):
-    """Decode one packet a broker may send, from its first byte and its body.
-
-    Returns (CONNACK, session_present, code), (PUBLISH, topic, payload, qos, retain, dup,
-    pid), (PUBACK, pid), (SUBACK, pid, codes), (UNSUBACK, pid) or (PINGRESP,).
-    Anything else, and any field out of its range, raises ProtocolError.
-    """
-    kind = first >> 4
-    flags = first & 0x0F
-    n = len(body)
-    if kind == PUBLISH:
-        qos = (flags >> 1) & 3
-        _need(qos < 2, "PUBLISH with QoS %d" % qos)  # we never subscribe above QoS 1
-        _need(qos or not flags & 0x08, "DUP on a QoS 0 PUBLISH")
-        _need(n >= 2, "PUBLISH too short")
-        tlen = (body[0] << 8) | body[1]
-        end = 2 + tlen
-        _need(end + (2 if qos else 0) <= n, "PUBLISH topic overruns the packet")
-        raw = bytes(body[2:end])
-        try:
-            topic = raw.decode()
-        except ValueError:  # UnicodeError on MicroPython
-            raise ProtocolError("PUBLISH topic is not UTF-8")
-        _need(topic and "\x00" not in topic and "+" not in topic and "#" not in topic,
-              "bad PUBLISH topic")
-        pid = 0
-        if qos:
-            pid = (body[end] << 8) | body[end + 1]
-            _need(pid, "PUBLISH with packet id 0")
-            end += 2
-        return (PUBLISH, topic, bytes(body[end:]), qos, bool(flags & 1), bool(flags & 8), pid)
-    _need(flags == 0, "reserved flags set in packet type %d" % kind)
-    if kind == CONNACK:
-        _need(n == 2 and body[0] < 2 and body[1] < len(_CONNECT_REFUSED)
-              and not (body[0] and body[1]), "malformed CONNACK")
-        return (CONNACK, bool(body[0]), body[1])
-    if kind in (PUBACK, UNSUBACK):
-        _need(n == 2, "malformed ack")
-        pid = (body[0] << 8) | body[1]
-        _need(pid, "ack with packet id 0")
-        return (kind, pid)
-    if kind == SUBACK:
-        _need(n >= 3, "SUBACK too short")
-        pid = (body[0] << 8) | body[1]
-        _need(pid, "SUBACK with packet id 0")
-        codes = bytes(body[2:])
-        for c in codes:
-            _need(c in (0, 1, 2, 0x80), "SUBACK return code 0x%02x" % c)
-        return (SUBACK, pid, codes)
-    if kind == PINGRESP:
-        _need(n == 0, "PINGRESP with a body")
-        return (PINGRESP,)
-    raise ProtocolError("unexpected packet type %d from the broker" % kind)
-
-
-def decode(buf, max_packet=MAX_PACKET):
-    """Decode the first packet in `buf`: (packet, bytes used), or None if incomplete."""
-    h = header(buf, max_packet)
-    if h is None:
-        return None
-    first, n, size = h
-    if len(buf) < size + n:
-        return None
-    return parse(first, memoryview(buf)[size:size + n]), size + n
-
-
 # ---- the client: one connection at a time ------------------------------------------
-
-def tls_context(ca_der, cert_der, key_der):
-    """A mutual-TLS client context: the broker's certificate must chain to `ca_der`, and
-    the device proves itself with its own certificate and key (all DER); AEAD suites only
-    (tlsctx.py). The update puller downloads through the same context."""
-    import tlsctx
-
-    return tlsctx.client(ca_der, cert_der, key_der)
-
-
 
 def open_tls(host, port, ssl_ctx, server_hostname):
     """A non-blocking TLS socket to host:port; the handshake (and the check of the server's
@@ -231,6 +70,7 @@ def open_tls(host, port, ssl_ctx, server_hostname):
         raise
     return tls
 
+
 class Client:
     """An MQTT 3.1.1 client over one TLS connection at a time (Link reconnects it).
 
@@ -244,7 +84,7 @@ class Client:
                  max_packet=MAX_PACKET, max_inflight=8, inbox_len=16, timeout_ms=10_000):
         import ssl
         if ssl_context is None or ssl_context.verify_mode != ssl.CERT_REQUIRED:
-            raise ValueError("the broker must be verified: use tls_context()")
+            raise ValueError("the broker must be verified: use tlsctx.client()")
         self._connect_pkt = connect(client_id, keepalive_s, clean, username, password, will)
         self.host = host
         self.port = port
@@ -568,110 +408,3 @@ class Client:
                 except NotConnected:
                     return
                 self.pings += 1
-
-
-# ---- the supervisor ----------------------------------------------------------------
-
-class Link:
-    """Keeps `client` connected: the one place that connects and reconnects.
-
-    `up` and `down` are asyncio events (exactly one is set). Subscriptions made through
-    the Link are renewed after every connect without a stored session. The wait before
-    each attempt comes from `backoff` (see backoff.py for the numbers)."""
-
-    def __init__(self, client, backoff=None, log=None):
-        self.client = client
-        self.backoff = backoff or Backoff()
-        self.up = asyncio.Event()
-        self.down = asyncio.Event()
-        self.down.set()
-        self._subs = {}
-        self._task = None
-        self._log = log or (lambda msg: None)
-        self.attempts = 0
-        self.connects = 0
-        self.last_error = None
-
-    @property
-    def is_up(self):
-        return self.up.is_set()
-
-    def start(self, boot=True):
-        """Start the supervisor task (once; later calls return the same task). With
-        `boot`, the first attempt waits the random start-up delay."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._keep_connected(boot))
-        return self._task
-
-    async def stop(self):
-        """Stop reconnecting and leave cleanly (DISCONNECT: the will is not sent)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-        await self.client.disconnect()
-        self._state(False)
-
-    def _state(self, up):
-        if up:
-            self.down.clear()
-            self.up.set()
-        else:
-            self.up.clear()
-            self.down.set()
-
-    async def _keep_connected(self, boot):
-        delay = self.backoff.after_boot() if boot else 0
-        while True:
-            await asyncio.sleep_ms(delay)
-            self.attempts += 1
-            try:
-                session = await self.client.connect()
-                if not session:
-                    await self._resubscribe()
-            except (OSError, MQTTError, asyncio.TimeoutError) as e:
-                self.client.close()
-                self.last_error = e
-                delay = self.backoff.after_failure()
-                self._log("mqtt: connect failed (%r); next attempt in %d ms" % (e, delay))
-                continue
-            self.connects += 1
-            since = time.ticks_ms()
-            self._state(True)
-            self._log("mqtt: connected")
-            await self.client.wait_lost()
-            self._state(False)
-            self.last_error = self.client.last_error
-            delay = self.backoff.after_loss(time.ticks_diff(time.ticks_ms(), since))
-            self._log("mqtt: connection lost (%r); next attempt in %d ms"
-                      % (self.last_error, delay))
-
-    async def _resubscribe(self):
-        for topic, qos in list(self._subs.items()):  # subscribe() may add to it meanwhile
-            try:
-                await self.client.subscribe(topic, qos)
-            except SubscribeRefused as e:  # a broker policy, not a broken link: carry on
-                self.last_error = e
-                self._log("mqtt: %s" % e)
-
-    async def subscribe(self, topic, qos=0):
-        """Subscribe now if up, and again after every reconnect."""
-        self._subs[topic] = qos
-        if self.client.connected:
-            try:
-                await self.client.subscribe(topic, qos)
-            except SubscribeRefused:
-                del self._subs[topic]
-                raise
-            except NotConnected:
-                pass  # the next connect subscribes
-
-    async def unsubscribe(self, topic):
-        self._subs.pop(topic, None)
-        if self.client.connected:
-            await self.client.unsubscribe(topic)
-
-    async def publish(self, topic, payload, qos=0, retain=False):
-        return await self.client.publish(topic, payload, qos, retain)
-
-    async def message(self):
-        return await self.client.message()

@@ -2,7 +2,7 @@
 #
 # Bounded (CAPACITY entries of at most MAX_ENTRY bytes): when full, the oldest entry is
 # dropped and counted, and the count is persisted. Every entry is its own small file,
-# written to a temporary name and renamed, so a power cut leaves each entry either whole
+# written to a temporary name and renamed (files.write), so a power cut leaves each entry whole
 # or absent; once put() returns, the entry survives a power cut. Entries carry a sequence
 # number that never goes back (the service sees a gap for every drop), leave in that order,
 # and are removed only after the broker's PUBACK (cloud.py). A power cut between a PUBACK
@@ -13,12 +13,13 @@ import os
 
 from micropython import const
 
+import files
 import store
 
 CAPACITY = const(96)  # 8 h of 5-minute telemetry, plus events
 MAX_ENTRY = const(512)  # topic + payload bytes: littlefs keeps files this small inline
 _META = "meta.json"  # {"next": seq, "dropped": n}
-_TMP = ".tmp"
+_TMP = files.TMP  # what files.write writes first
 
 
 class Outbox:
@@ -43,10 +44,7 @@ class Outbox:
         store.makedirs(self.path)
 
     def _save_meta(self):
-        tmp = self.path + "/" + _META + _TMP
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"next": self.next, "dropped": self.dropped}))
-        os.rename(tmp, self.path + "/" + _META)
+        files.write_json(self.path + "/" + _META, {"next": self.next, "dropped": self.dropped})
 
     def reload(self):
         """Read the directory again (at start, and after someone else emptied it: the
@@ -110,9 +108,7 @@ class Outbox:
         self.next = seq + 1
         name = self._name(seq, kind)
         try:
-            with open(name + _TMP, "wb") as f:
-                f.write(store.seal(name, data))  # personal data: sealed like the records
-            os.rename(name + _TMP, name)
+            files.write(name, store.seal(name, data))  # personal data: sealed like the records
         except OSError:
             self.dropped += 1
             try:

@@ -11,7 +11,6 @@ import asyncio
 import sys
 
 import factoryreset
-import privacy
 import store
 from httpd import Response
 
@@ -76,10 +75,6 @@ def load_disclosure(ctx):
 def register(srv, ctx):
     """Add the routes to `srv` and start what they need: the long press of the button
     (factory reset) and a deletion that a power cut interrupted."""
-    if getattr(ctx, "privacy", None) is None:
-        ctx.privacy = privacy.Privacy(ctx.data, ctx.thermostat, keep_dirs=(
-            ctx.credentials.owner_path.rsplit("/", 1)[0],))
-    ctx.privacy.watch(ctx.thermostat)
 
     @srv.route("GET", "/static/style.css")
     async def style(req):

@@ -184,17 +184,10 @@ class Privacy:
 
     def watch(self, thermostat):
         """Record every accepted settings change, whichever interface made it."""
-        if getattr(thermostat, "watched", None) is self:
-            return
-        thermostat.watched = self
-        update = thermostat.update
+        thermostat.listeners.append(self._changed)
 
-        def recorded(patch):
-            old = thermostat.settings
-            new = update(patch)
-            self.note({k: new[k] for k in new if new[k] != old.get(k)})
-            return new
-        thermostat.update = recorded
+    def _changed(self, old, new):
+        self.note({k: new[k] for k in new if new[k] != old.get(k)})
 
     # --- the service's copy --------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from micropython import const
 
 import pullstate
 import store
+import verdicts
 from backoff import Backoff, system_rng, uniform_ms
 from bundle import MAX_PREFIX, Reject
-from updater import device_time
 
 POLICIES = ("auto", "disabled", "postpone")
 POLICY_FILE = "/app/update-policy.json"  # under the data root: device configuration
@@ -36,22 +36,21 @@ class HTTPFail(Exception):
 
 # --- the owner's policy ----------------------------------------------------------------
 
-def load_policy(root, now=None):
+def load_policy(root, now):
     """{"policy": "auto"|"disabled"|"postpone", "until": seconds (postpone)}; a postponement
-    that has run out reads as auto."""
+    that has run out by `now` (the device's clock, 0 while unset) reads as auto."""
     p = store.load(root + POLICY_FILE)
     if not isinstance(p, dict) or p.get("policy") not in POLICIES:
         return {"policy": "auto"}
     if p["policy"] == "postpone":
         until = p.get("until")
-        now = device_time() if now is None else now
         if not isinstance(until, int) or (now and until <= now):
             return {"policy": "auto"}
         return {"policy": "postpone", "until": until}
     return {"policy": p["policy"]}
 
 
-def set_policy(root, doc, now=None):
+def set_policy(root, doc, now):
     """Validate and store {"policy": "auto"} | {"policy": "disabled"} |
     {"policy": "postpone", "hours": 1..720}. Raises ValueError saying what is wrong."""
     if not isinstance(doc, dict) or doc.get("policy") not in POLICIES:
@@ -63,7 +62,6 @@ def set_policy(root, doc, now=None):
         if sorted(doc) != ["hours", "policy"] or isinstance(h, bool) or not isinstance(h, int) \
                 or not 1 <= h <= MAX_POSTPONE_H:
             raise ValueError("postpone needs \"hours\": an integer from 1 to %d" % MAX_POSTPONE_H)
-        now = device_time() if now is None else now
         if not now:
             raise ValueError("the device clock is not set; postponing needs the time")
         rec = {"policy": p, "until": now + h * 3600}
@@ -187,7 +185,7 @@ class Puller:
         return self._task
 
     def policy(self):
-        return load_policy(self.root)
+        return load_policy(self.root, self.dev.clock())
 
     def announce(self, payload):
         """A message on the fleet topic. Returns None, or the reason it was ignored."""
@@ -291,7 +289,7 @@ class Puller:
                            "until": pol["until"]})
                 self.emit({"type": "update", "state": "postponed", "version": offer["version"],
                            "until": pol["until"]})
-                left = pol["until"] - device_time()
+                left = pol["until"] - self.dev.clock()
                 if not await self._wait(min(max(left, 1), 3600) * 1000):
                     self._kick.set()  # look again: the postponement may be over
                 continue
@@ -355,7 +353,7 @@ class Puller:
                     await asyncio.sleep_ms(wait)
             v = dl.finish()
         except Reject as e:
-            if e.verdict == "BUSY":  # the last update is still on trial: not this bundle's fault
+            if e.verdict == verdicts.BUSY:  # the last update is on trial: not this bundle's fault
                 self._set({"state": "waiting", "version": version, "message": e.detail})
                 return None
             self.refused.append(offer["sha256"])

@@ -10,7 +10,9 @@ import hashlib
 
 from micropython import const
 
+import files
 import store
+import verdicts
 from bundle import Reject
 
 OUTCOME_FILE = "/app/pulled.json"  # under the data root: device state, not personal data
@@ -67,10 +69,7 @@ class Download:
         self.hash.update(chunk)
         self.got += len(chunk)
         if not self._saved and self.inst.verified is not None:
-            with open(self.root + PREFIX_FILE + ".tmp", "wb") as f:
-                f.write(self.inst.verified.prefix)
-            import os
-            os.rename(self.root + PREFIX_FILE + ".tmp", self.root + PREFIX_FILE)
+            files.write(self.root + PREFIX_FILE, self.inst.verified.prefix)
             store.save(self.root + CKPT_FILE, {"sha256": self.sha})
             self._saved = True
         if self.got - self._synced >= SYNC_BYTES:
@@ -86,7 +85,8 @@ class Download:
 
         if binascii.hexlify(self.hash.digest()).decode() != self.sha:
             forget(self.root)  # what the flash holds is not the announced bundle
-            raise Reject("BAD_HASH", "downloaded bundle does not match the announced SHA-256")
+            raise Reject(verdicts.BAD_HASH,
+                         "downloaded bundle does not match the announced SHA-256")
         v = self.inst.finish()
         forget(self.root)
         return v

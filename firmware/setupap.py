@@ -4,8 +4,8 @@
 # A device with no Wi-Fi settings (new, or after a factory reset) opens a WPA2 access point
 # named setup-<device id>, with the per-device passphrase printed on its label (derived from
 # the factory secret, sealed.ap_passphrase), for one client at a time. It stays open for a
-# window (WINDOW_S after power-on, or after the button is held BUTTON_MS; the board may set
-# `setup_window_s`), and is never opened for any other reason: no fallback AP when the home
+# window (the board's `hal.setup_window_s` after power-on, or after the button is held
+# BUTTON_MS), and is never opened for any other reason: no fallback AP when the home
 # network drops (the device keeps working locally and retries). On the AP's address only the
 # set-up page listens, over TLS with the device certificate: GET/POST /setup takes the home
 # network's SSID and password, tries them, reports the result, and only after a success
@@ -20,10 +20,10 @@ import time
 from micropython import const
 
 import sealed
+import station
 import store
 from httpd import HTTPError, Response, Server
 
-WINDOW_S = const(600)
 BUTTON_MS = const(3000)
 POLL_MS = const(200)
 TRY_MS = const(20000)  # association and DHCP for a tried network
@@ -59,9 +59,9 @@ class Onboarding:
         self.dev = dev
         self.log = dev.log
         self.net = dev.hal.network
-        self.path = dev.data + "/app/wifi.json"
-        self.window_ms = getattr(dev.hal, "setup_window_s", WINDOW_S) * 1000
-        self.port = getattr(dev.hal, "setup_port", 443)
+        self.path = dev.data + station.SETTINGS  # alert-only mode reads it too
+        self.window_ms = dev.hal.setup_window_s * 1000
+        self.port = dev.hal.setup_port
         self.ssid = "setup-" + str(dev.identity.get("device_id"))
         secret = sealed.read_secret(dev.factory)
         self.key = sealed.ap_passphrase(secret) if secret else None
@@ -108,7 +108,7 @@ class Onboarding:
     def _migrate(self):
         # Settings written over the console at the factory (docs/real-board.md section 7)
         # move into the sealed record; the plaintext file goes.
-        legacy = self.dev.data + "/wifi.json"
+        legacy = self.dev.data + station.LEGACY
         try:
             with open(legacy) as f:
                 conf = json.loads(f.read())
@@ -126,7 +126,7 @@ class Onboarding:
             self._keep(conf)
         else:
             await self.open_ap("no Wi-Fi settings")
-        button = getattr(self.dev.hal, "button", None)
+        button = self.dev.hal.button
         armed, since = False, None
         while True:
             await asyncio.sleep_ms(POLL_MS)
@@ -135,8 +135,6 @@ class Onboarding:
                 self.net.WLAN(self.net.AP_IF).status("stations")  # admits or refuses phones
                 if time.ticks_diff(now, self.until) >= 0 and not self.trying:
                     await self.close_ap("set-up window ended")
-            if button is None:
-                continue
             if not button.pressed():
                 armed, since = True, None
             elif armed:

@@ -1,4 +1,4 @@
-# Small JSON records on the data filesystem, replaced atomically (write temp, then rename).
+# Small JSON records on the data filesystem, replaced atomically (files.write: temp, rename).
 # Once the app calls use(sealer) (sealed.py), records under the data root are sealed at rest.
 # The owner's records (password, settings) go through load_record/save_record: two copies with
 # a sequence number and a CRC each (the boot stage's records.py, frozen on a board), so that a
@@ -6,11 +6,11 @@
 # (LOST), so that the caller tells the owner instead of silently applying a default. Each copy
 # is sealed on its own, bound to its own path.
 import json
-import os
 
+import files
 import records
 from records import LOST, MISSING, OK, REPAIRED  # noqa: F401  (the statuses, for callers)
-from records import makedirs  # noqa: F401  (one folder helper, frozen with the boot stage)
+from files import makedirs, remove  # noqa: F401  (the boot stage's file helpers, frozen)
 
 _seal = None
 
@@ -56,15 +56,11 @@ def load(path, default=None):
 
 
 def save(path, obj):
-    """Write `obj` as JSON to a temporary file and rename it over `path`."""
-    tmp = path + ".tmp"
+    """Write `obj` as JSON to a temporary file and rename it over `path` (files.write)."""
     if _seal is not None and _seal.covers(path):
-        with open(tmp, "wb") as f:
-            f.write(_seal.seal(path, json.dumps(obj)))
+        files.write(path, _seal.seal(path, json.dumps(obj)))
     else:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(obj))
-    os.rename(tmp, path)
+        files.write_json(path, obj)
 
 
 def load_record(path, default=None):
@@ -83,12 +79,4 @@ def save_record(path, obj):
 def remove_record(path):
     """Remove both copies of an owner record; True if one existed."""
     return records.remove(path)
-
-
-def remove(path):
-    try:
-        os.remove(path)
-        return True
-    except OSError:
-        return False
 

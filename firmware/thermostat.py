@@ -95,14 +95,18 @@ class Thermostat:
         self.max_gap_ms = 0
         self.temperature = None
         self.sensor_error = None
+        self.listeners = []  # fn(old, new) after every accepted change (privacy's history)
 
     def update(self, patch):
         """Validate and apply a settings change; persisted before it takes effect."""
-        new = validate(patch, self.settings)
+        old = self.settings
+        new = validate(patch, old)
         if self.path:
             store.save_record(self.path, new)
         self.settings = new
         self.notice = None
+        for fn in self.listeners:
+            fn(old, new)
         return new
 
     def target(self):

@@ -1,20 +1,14 @@
 # Update upload: the request body streams straight into the inactive slot through the boot
 # stage's installer, chunk by chunk, yielding to the control loop between chunks.
 import asyncio
-import time
 
 from micropython import const
 
+import verdicts
 from bundle import Reject
 from httpd import HTTPError
 
 _YIELD_BYTES = const(16384)  # written between two turns of the control loop: ~1 ms of work
-_PLAUSIBLE_EPOCH = 1704067200  # 2024-01-01: before this the clock is unset; skip expiry checks
-
-
-def device_time():
-    now = int(time.time())
-    return now if now >= _PLAUSIBLE_EPOCH else 0
 
 
 class Session:
@@ -36,14 +30,16 @@ class Session:
 
     def installer(self, resume=None, at=0):
         """The boot stage's installer for the inactive slot, under the rules of now."""
-        return self.up.boot.installer(now=device_time(), resume=resume, at=at)
+        return self.up.boot.installer(now=self.up.clock(), resume=resume, at=at)
 
 
 class Updater:
-    """Receives bundles and tracks the state shown to the owner (4.3-2, 4.3-5)."""
+    """Receives bundles and tracks the state shown to the owner (4.3-2, 4.3-5). `clock` is
+    the device's wall clock (app.wall_clock: seconds, 0 while unset)."""
 
-    def __init__(self, boot, buf, thermostat=None):
+    def __init__(self, boot, buf, clock, thermostat=None):
         self.boot = boot
+        self.clock = clock
         self.thermostat = thermostat
         self.buf = memoryview(buf)
         self.state = {"state": "idle"}
@@ -99,13 +95,14 @@ class Updater:
             self.state = {"state": "refused", "verdict": e.verdict, "message": e.detail}
             self.boot.log("update refused: %s" % e)
             await self._drain(req)
-            raise HTTPError(409 if e.verdict == "BUSY" else 422, "%s: %s" % (e.verdict, e.detail))
+            raise HTTPError(409 if e.verdict == verdicts.BUSY else 422,
+                            "%s: %s" % (e.verdict, e.detail))
         except (HTTPError, asyncio.TimeoutError) as e:
             msg = e.message if isinstance(e, HTTPError) else "upload stalled"
-            self.state = {"state": "failed", "verdict": "TRUNCATED", "message": msg}
+            self.state = {"state": "failed", "verdict": verdicts.TRUNCATED, "message": msg}
             raise
         except OSError as e:
-            self.state = {"state": "failed", "verdict": "IO_ERROR", "message": repr(e)}
+            self.state = {"state": "failed", "verdict": verdicts.IO_ERROR, "message": repr(e)}
             raise HTTPError(500, "flash error while writing the update")
         finally:
             if inst is not None:

@@ -1,7 +1,6 @@
 """Build and read signed update bundles (IOTB, docs/FORMAT.md)."""
 
 import hashlib
-import importlib.util
 import json
 import re
 import struct
@@ -26,8 +25,8 @@ FIRMWARE_DIR = REPO / "firmware"
 
 
 def collect_app(source=FIRMWARE_DIR):
-    """The files of the application: everything under `source` (no caches, no dotfiles),
-    plus the pure-Python libraries named in its `manifest.json` ("libs"), under lib/."""
+    """The files of the application: everything under `source` (no caches, no dotfiles);
+    its `manifest.json` names the product."""
     source = Path(source)
     if not source.is_dir():
         raise UsageError(f"application folder {source} does not exist")
@@ -40,8 +39,6 @@ def collect_app(source=FIRMWARE_DIR):
         if path.suffix == ".pyc" or rel.as_posix() == "manifest.json":
             continue
         files[rel.as_posix()] = path.read_bytes()
-    for lib in meta.get("libs", []):
-        files.update(_library_files(lib))
     return meta, files
 
 
@@ -52,22 +49,6 @@ def _app_meta(source):
         raise UsageError(f"{source}/manifest.json is missing (it names the product)") from None
     except ValueError as e:
         raise UsageError(f"{source}/manifest.json is not JSON: {e}") from None
-
-
-def _library_files(name):
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        raise UsageError(f"library {name!r} is not installed on the host (pip install {name})")
-    out = {}
-    if spec.submodule_search_locations:
-        base = Path(list(spec.submodule_search_locations)[0])
-        for path in sorted(base.rglob("*.py")):
-            rel = path.relative_to(base.parent)
-            if not any(p in _SKIP_DIRS for p in rel.parts):
-                out["lib/" + rel.as_posix()] = path.read_bytes()
-    else:
-        out[f"lib/{Path(spec.origin).name}"] = Path(spec.origin).read_bytes()
-    return out
 
 
 def compile_files(files, boards):
@@ -192,7 +173,7 @@ def assemble(manifest, files, key, cert):
 def bind_sbom(manifest, files):
     """Make the bundle's CycloneDX SBOM and bind its SHA-256 into `manifest` (signed with
     it); returns the SBOM's bytes."""
-    from . import sbom
+    from .report import sbom
 
     data = sbom.for_bundle(manifest, files)
     manifest["sbom_sha256"] = sbom.digest(data)

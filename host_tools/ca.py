@@ -35,7 +35,7 @@ class CA:
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def _write_new(path, data, mode):
@@ -160,7 +160,7 @@ def issue_device(ca, device_id, public_key, now=None):
     """The device certificate: subject CN = device id, SAN dNSName <id> and <id>.local,
     EKU serverAuth + clientAuth (the same identity serves the local TLS API and mutual TLS
     to the cloud), valid until the CA expires (a device that never reaches the cloud has no
-    renewal path; one on the cloud link renews it: host_tools/renewal.py)."""
+    renewal path; one on the cloud link renews it: host_tools/cloud/renewal.py)."""
     now = now or _now()
     not_after = ca.cert.not_valid_after_utc
     if now >= not_after:

@@ -53,7 +53,7 @@ def wait(d, pred, timeout=20):
 
 
 def push_with_bar(dev, path):
-    from .cmd_device import AverageSpeed
+    from .cli.device import AverageSpeed
 
     size = Path(path).stat().st_size
     with Progress("  [progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -225,7 +225,8 @@ def run(out="demo-out"):
     reason = result["reason"].replace("rolled back: ", "")
     console.print(f"  [red]rolled back[/] to {result['version']}: {reason}")
 
-    step("9. Refused before a byte is written: a stranger's key; refused at the end: a flipped byte")
+    step("9. Refused before a byte is written: a stranger's key; refused at the end: "
+         "a flipped byte")
     flipped = p["flipped"]
     data = bytearray(v2.read_bytes())
     data[-10] ^= 0x01
@@ -242,7 +243,7 @@ def run(out="demo-out"):
     sim.stop(dev_dir)
 
     step("10. The cloud link: a broker outage, the thermostat keeps going, the outbox delivers")
-    from . import monitor
+    from .cloud import monitor
 
     monitor.outage_demo(out, kd, v1, console)
     console.print(Panel.fit(f"Done. Everything is in {out}/ (keys, bundles, label, the "

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from littlefs import LittleFS, LittleFSError, UserContext
 
-from . import partitions
 from .errors import DeviceError, UsageError
+from .esp import partitions
 
 REPO = Path(__file__).resolve().parent.parent
 ERASED = 0xFF

@@ -174,7 +174,8 @@ def load_info(directory):
     try:
         return json.loads((Path(directory) / INFO).read_text())
     except FileNotFoundError:
-        raise KeyError_(f"{directory} holds no keys (run `iotctl keys init --dir {directory}`)") from None
+        raise KeyError_(f"{directory} holds no keys (run `iotctl keys init --dir "
+                        f"{directory}`)") from None
     except (OSError, ValueError) as e:
         raise KeyError_(f"cannot read {directory}/{INFO}: {e}") from None
 

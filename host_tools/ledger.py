@@ -104,7 +104,7 @@ class Ledger:
         """Every row as a dict, oldest first."""
         cur = self.conn.cursor()
         cur.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY provisioned, device_id")
-        return [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+        return [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
     def columns(self):
         """Column names of the devices table as the database reports them."""

@@ -326,7 +326,8 @@ def provision(keys_dir, count=1, *, model=DEFAULT_MODEL, board="unix", station=N
     anchors = keys.anchors(keys_dir, key_floor)
     blocklist = load_blocklist()
     station = station or default_station()
-    db = ledger if isinstance(ledger, Ledger) else Ledger.open(ledger or Path(keys_dir) / "ledger.sqlite")
+    db = ledger if isinstance(ledger, Ledger) else \
+        Ledger.open(ledger or Path(keys_dir) / "ledger.sqlite")
     records = []
     try:
         for i in range(count):

@@ -13,7 +13,8 @@ from host_tools import mpy  # noqa: E402
 
 @pytest.fixture
 def run_mpy():
-    """Run a MicroPython script under the unix port with the board path; returns CompletedProcess."""
+    """Run a MicroPython script under the unix port with the board path; returns
+    CompletedProcess."""
     return mpy.run
 
 
@@ -35,7 +36,7 @@ def pytest_sessionstart(session):
         return
     xml = session.config.stash.get(xml_key, None)
     if xml is not None:  # the controller that writes the file (also under pytest-xdist)
-        from host_tools.provenance import git_commit
+        from host_tools.report.provenance import git_commit
 
         found = git_commit()
         xml.add_global_property("git_commit", found["commit"] or "")

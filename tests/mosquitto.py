@@ -118,8 +118,8 @@ class Broker:
 
     def _start(self, timeout):
         if not os.access(MOSQUITTO, os.X_OK):
-            raise RuntimeError(f"{MOSQUITTO} is missing: run `sh tools/bootstrap` (what `make test` "
-                               "does first) or apt-get install mosquitto")
+            raise RuntimeError(f"{MOSQUITTO} is missing: run `sh tools/bootstrap` (what "
+                               "`make test` does first) or apt-get install mosquitto")
         since = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,6 +1,6 @@
 """Debian's nginx serving a bundle folder over TLS for tests (pulled updates from a standard
 web server): a configuration of its own in a temporary folder
-(host_tools.updateserver.nginx_config: certificate from the manufacturer CA, byte ranges),
+(host_tools.cloud.updateserver.nginx_config: certificate from the manufacturer CA, byte ranges),
 in the foreground, on a free loopback port, stopped by its PID.
 
     with Nginx(tmp_path / "nginx", keys_dir, bundle_folder) as web:
@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from host_tools import updateserver
+from host_tools.cloud import updateserver
 from tests.mosquitto import free_port
 
 NGINX = os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"

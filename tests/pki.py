@@ -51,7 +51,7 @@ class Pki:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = _name("%s root" % name)
         self._subject = subject
@@ -101,7 +101,7 @@ class Pki:
     def issue(self, name, server=False, hosts=("localhost", "127.0.0.1"), expired=False):
         """Issue a certificate `name` (CN = name); a server one carries `hosts` as SANs.
         `expired`: valid for a year that ended yesterday."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if expired:
             now -= 366 * _DAY
         key = ec.generate_private_key(ec.SECP256R1())

@@ -1,4 +1,4 @@
-"""Open a record the device sealed (firmware/sealed.py), on the host with `cryptography`: an
+"""Open a record the device sealed (bootloader/sealed.py), on the host with `cryptography`: an
 independent reading of the format (AES-256-CBC, HMAC-SHA256 over magic, path, IV and
 ciphertext, keys derived from the factory secret), so tests can look inside the raw flash."""
 

@@ -24,8 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from host_tools import bundle, esp, firmware, keys, provision, push  # noqa: E402
+from host_tools import bundle, esp, keys, provision, push  # noqa: E402
 from host_tools.errors import IotctlError  # noqa: E402
+from host_tools.esp import micropython_image  # noqa: E402
 
 HTTPS_PORT = 443
 BROKEN_SELFTEST = b"async def run(dev, *a):\n    return 'broken on purpose by tools/hwtest.py'\n"
@@ -300,7 +301,7 @@ class HwTest:
 
     def firmware(self):
         out = self.work / "firmware.bnd"
-        firmware.build(self.a.firmware_update, self.a.keys, self.a.board,
+        micropython_image.build(self.a.firmware_update, self.a.keys, self.a.board,
                        self.a.firmware_version, 1, out=out)
         v = re.escape(self.a.firmware_version)
         self._boot_log({"trial": rf"firmware: trial of {v} in ota_1",
@@ -349,7 +350,7 @@ def preflight(a):
         problems.append(f"firmware image {a.firmware} not found (build it: docs/real-board.md)")
     else:
         try:
-            firmware.check_image(a.firmware.read_bytes(), a.board)
+            micropython_image.check_image(a.firmware.read_bytes(), a.board)
         except IotctlError as e:
             problems.append(f"{a.firmware}: {e}")
     if a.dry_run:

@@ -98,7 +98,7 @@ CATALOG = [
      "        if crc.strip() == _crc(line):",
      "        if True:",
      [f"{T}[records]"]),
-    ("mount-failure-crash", "boards/unix/simtool.py",
+    ("mount-failure-crash", "boards/unix/servicejig.py",
      "a partition that cannot be mounted crashes the board before the boot stage runs",
      "        except OSError as e:\n            problems.append(\"%s cannot be mounted",
      "        except ImportError as e:\n            problems.append(\"%s cannot be mounted",

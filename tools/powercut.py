@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host_tools import bundle, ca, firmware, flashimage, keys, mpy, sim  # noqa: E402
+from host_tools import bundle, ca, flashimage, keys, mpy, sim  # noqa: E402
+from host_tools.esp import micropython_image as firmware  # noqa: E402
 from tests.fakes.appimage import make_app_image  # noqa: E402
 
 SCRIPT = mpy.REPO / "tests" / "device" / "powercut_sweep.py"

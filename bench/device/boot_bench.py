@@ -11,7 +11,7 @@ import bootstage
 import bundle
 import flash
 import romslots
-from simtool import sim_config
+from servicejig import sim_config
 
 
 class NoHal:

@@ -6,7 +6,7 @@ import sys
 
 import bootstage
 import flash
-from simtool import sim_config
+from servicejig import sim_config
 
 
 class NoHal:
@@ -16,9 +16,9 @@ class NoHal:
 
 fl = flash.Flash(sys.argv[1] + "/flash.bin")  # simulated hardware, not firmware
 if len(sys.argv) > 2:
-    import sim_main
+    import unixboard
 
-    ballast = sim_main.reserve_heap(int(sys.argv[2]))
+    ballast = unixboard.reserve_heap(int(sys.argv[2]))
 flash.mount_factory(fl)
 flash.mount_data(fl)
 b = bootstage.start(NoHal(), sim_config(), lambda m: None)

@@ -11,6 +11,7 @@ import bootstage
 import bundle
 import fwupdate
 import romslots
+import verdicts
 from bundle import Reject
 
 
@@ -79,16 +80,16 @@ class KindInstaller:
         boot, fw = self._boot, self._boot.firmware
         if kind == bundle.KIND_FIRMWARE:
             if fw is None:
-                raise Reject("WRONG_KIND", "this board takes no firmware bundles")
+                raise Reject(verdicts.WRONG_KIND, "this board takes no firmware bundles")
             return fw.installer(self._progress, self._now)
         if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
-            raise Reject("BUSY", "the firmware image is still on trial; confirm it first")
+            raise Reject(verdicts.BUSY, "the firmware image is still on trial; confirm it first")
         return bootstage.Boot.installer(boot, self._progress, self._now,
                                         factory=self._factory)
 
     def finish(self):
         if self.inner is None:
-            raise Reject("TRUNCATED", "bundle ended inside its header")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its header")
         return self.inner.finish()
 
     def abort(self):
@@ -104,11 +105,11 @@ class NoRecovery:
         return None
 
 
-def _lfs(part, cfg, make=False, small=False):
+def _lfs(part, board_json, make=False, small=False):
     # small: the factory data, read a few times at start and kept mounted: littlefs's caches
     # (4 x the read size, two per mount and one per open file) at their least. The program
     # size stays as written: littlefs's commit layout depends on it.
-    c = cfg["littlefs"]
+    c = board_json["littlefs"]
     kw = {"readsize": c["prog_size"] if small else c["read_size"], "progsize": c["prog_size"],
           "lookahead": 32 if small else c["lookahead_size"]}
     if make:
@@ -126,7 +127,7 @@ def _blank(part, blocks=2):
     return True
 
 
-def mount(part_cls, cfg, log):
+def mount(part_cls, board_json, log):
     """Factory data read-only at /factory; the data filesystem at /data (moved from "/",
     where MicroPython's _boot.py mounts it). A data partition that holds something littlefs
     cannot read is left alone (never erase what cannot be read). Returns the problems."""
@@ -137,35 +138,35 @@ def mount(part_cls, cfg, log):
             vfs.umount("/")
         else:
             mounted.add(path)  # already in place (a service jig after power-on): keep it
-    if cfg["factory_mount"] not in mounted:
+    if board_json["factory_mount"] not in mounted:
         try:
-            vfs.mount(_lfs(part_cls(cfg["factory_partition"]), cfg, small=True),
-                      cfg["factory_mount"], readonly=True)
+            vfs.mount(_lfs(part_cls(board_json["factory_partition"]), board_json, small=True),
+                      board_json["factory_mount"], readonly=True)
         except OSError as e:
             problems.append("factory data cannot be mounted (%r)" % (e,))
-    if cfg["data_mount"] in mounted:
+    if board_json["data_mount"] in mounted:
         return problems
-    part = part_cls(cfg["data_partition"])
+    part = part_cls(board_json["data_partition"])
     try:
-        fs = _lfs(part, cfg)
+        fs = _lfs(part, board_json)
     except OSError as e:
         if not _blank(part):
             problems.append("data filesystem cannot be mounted (%r)" % (e,))
             return problems
         log("board: formatting the blank data partition")
-        fs = _lfs(part, cfg, make=True)
-    vfs.mount(fs, cfg["data_mount"])
+        fs = _lfs(part, board_json, make=True)
+    vfs.mount(fs, board_json["data_mount"])
     return problems
 
 
-def anchors(cfg):
+def anchors(board_json):
     """The trust anchors: frozen into the firmware (production: `trust_anchors`, made by the
     manifest), else the factory record's anchors.json (development). The key floor is the
     higher of both."""
     algs = {"ed25519": bundle.ALG_ED25519, "ecdsa-p256": bundle.ALG_P256}
     floor = 1
     try:
-        roots, floor = bootstage.load_anchors(cfg["factory_mount"] + "/anchors.json")
+        roots, floor = bootstage.load_anchors(board_json["factory_mount"] + "/anchors.json")
     except (OSError, ValueError, KeyError):
         roots = None
     try:
@@ -195,34 +196,36 @@ def regions(part_cls):
                             getattr(part_cls, "rom_window", _rom_window))
 
 
-def boot_config(cfg, part_cls=None):
-    """The boot stage's configuration from board.json and the factory identity."""
-    with open(cfg["factory_mount"] + "/identity.json") as f:
+def boot_profile(board_json, part_cls=None):
+    """The boot profile (bootstage.Boot.profile) from board.json and the factory identity."""
+    with open(board_json["factory_mount"] + "/identity.json") as f:
         ident = json.loads(f.read())
-    return {"board": cfg["board"], "product": ident["product"], "chip": cfg["chip"],
-            "capacity": cfg["slot_capacity"], "root": cfg["data_mount"],
-            "anchors": cfg["factory_mount"] + "/anchors.json", "factory": cfg["factory_mount"],
+    b = board_json
+    return {"board": b["board"], "product": ident["product"], "chip": b["chip"],
+            "capacity": b["slot_capacity"], "root": b["data_mount"],
+            "anchors": b["factory_mount"] + "/anchors.json", "factory": b["factory_mount"],
             "regions": regions(part_cls) if part_cls else None}
 
 
 def start(hal, part_cls, log=print):
     """Everything before the application: returns a BoardBoot whose slot is verified, or
     whose `slot` is None (alert-only mode, `reasons` say why)."""
-    cfg = hal.cfg
+    board_json = hal.board_json
     buf, space = bootstage.buffers()  # first, while the heap is in one piece
-    problems = mount(part_cls, cfg, log)
+    problems = mount(part_cls, board_json, log)
     try:
-        roots, floor = anchors(cfg)
-        bcfg = boot_config(cfg, part_cls)
+        roots, floor = anchors(board_json)
+        profile = boot_profile(board_json, part_cls)
     except (OSError, ValueError, KeyError) as e:
-        roots, floor, bcfg = [], 1, None
+        roots, floor, profile = [], 1, None
         problems.append("factory record or trust anchors unreadable (%r): not provisioned?"
                         % (e,))
-    boot = BoardBoot(hal, bcfg or {"root": cfg["data_mount"]}, roots, floor, buf, log, space)
+    boot = BoardBoot(hal, profile or {"root": board_json["data_mount"]}, roots, floor, buf, log,
+                     space)
     boot.reasons.extend(problems)
     if problems:
         return boot
-    fw = fwupdate.Firmware(part_cls, bcfg, roots, floor, log)
+    fw = fwupdate.Firmware(part_cls, profile, roots, floor, log)
     if fw.boot_check(buf) == "failed":
         hal.reset()  # unconfirmed: the bootloader goes back to the previous image
     boot.firmware = fw
@@ -241,11 +244,11 @@ def install(path, factory=False, hal=None, part_cls=None):
     (factory=True: into slot A, confirmed, as on the factory line) and return its version.
     Nothing else runs; restart the board to boot it."""
     hal = hal or _hal()
-    problems = mount(part_cls or _partition(), hal.cfg, hal.log)
+    problems = mount(part_cls or _partition(), hal.board_json, hal.log)
     if problems:
         raise OSError("; ".join(problems))
-    roots, floor = anchors(hal.cfg)
-    boot = BoardBoot(hal, boot_config(hal.cfg, part_cls or _partition()), roots, floor,
+    roots, floor = anchors(hal.board_json)
+    boot = BoardBoot(hal, boot_profile(hal.board_json, part_cls or _partition()), roots, floor,
                      bytearray(bootstage.BUF_SIZE), hal.log)
     with open(path, "rb") as f:
         return boot.install_stream(f, factory=factory).manifest["version"]
@@ -254,7 +257,7 @@ def install(path, factory=False, hal=None, part_cls=None):
 def jig(hal=None, part_cls=None):
     """Service jig: mount /factory and /data as at power-on, run nothing. Returns problems."""
     hal = hal or _hal()
-    return mount(part_cls or _partition(), hal.cfg, hal.log)
+    return mount(part_cls or _partition(), hal.board_json, hal.log)
 
 
 def _hal():
@@ -278,10 +281,10 @@ def production_build():
     return True
 
 
-def provisioned(cfg):
+def provisioned(board_json):
     """The factory record is in place (the factory line has written fctry)."""
     try:
-        open(cfg["factory_mount"] + "/identity.json").close()
+        open(board_json["factory_mount"] + "/identity.json").close()
     except OSError:
         return False
     return True
@@ -307,7 +310,7 @@ def main(hal=None, part_cls=None, kbd_intr=None):
     kbd_intr(-1 if locked else 3)  # main.py took it away first thing, before any import
     try:
         boot = start(hal, part_cls or _partition(), hal.log)
-        if locked and not provisioned(hal.cfg):
+        if locked and not provisioned(hal.board_json):
             locked = False
             kbd_intr(3)
             hal.log("board: no factory record yet: the serial console stays open for the "

@@ -3,11 +3,12 @@
 #
 # Nothing touches hardware at import: `machine`, `esp32` and `network` are imported (or
 # injected) by the constructors, so the module imports, and is tested, on the unix port with
-# the fakes in tests/fakes/. The interface is boards/unix/hal.py's.
+# the fakes in tests/fakes/. It implements the whole HAL interface (bootloader/halspec.py).
 import json
 import time
 
-PATTERNS = {"alert": (100, 100, 100, 100, 100, 700)}  # ms on, ms off, ... (as on unix)
+import halspec
+from halspec import PATTERNS
 SHT3X_ADDR = 0x44  # 0x45 when the sensor's ADDR pin is high (board.json "sensor_addr")
 _SHT3X_MEASURE = b"\x24\x00"  # single shot, high repeatability, no clock stretching
 _SHT3X_WAIT_MS = 16  # datasheet maximum for high repeatability: 15.5 ms
@@ -257,43 +258,43 @@ class Wifi:
                 pause = min(pause * 2, 120)
 
 
-class Esp32Hal:
-    """The board from its board.json (`cfg`; default: the frozen `boardcfg` module)."""
+class Esp32Hal(halspec.Hal):
+    """The board from its board.json (`board_json`; default: the frozen `boardcfg` module)."""
 
     BOARD = None  # the board this HAL is for (set by boards/<board>/hal.py)
 
-    def __init__(self, cfg=None, machine=None, log=print):
-        if cfg is None:
+    def __init__(self, board_json=None, machine=None, log=print):
+        if board_json is None:
             import boardcfg  # board.json, frozen into the firmware by the manifest
 
-            cfg = boardcfg.CONFIG
-        if self.BOARD and cfg.get("board") != self.BOARD:
+            board_json = boardcfg.CONFIG
+        if self.BOARD and board_json.get("board") != self.BOARD:
             raise ValueError("board.json is for %s, this HAL is for %s"
-                             % (cfg.get("board"), self.BOARD))
+                             % (board_json.get("board"), self.BOARD))
         if machine is None:
             import machine
-        self.cfg = cfg
+        self.board_json = board_json
         self.log = log
         self._machine = machine
-        pins = cfg["pins"]
-        if cfg.get("led") == "ws2812":
+        pins = board_json["pins"]
+        if board_json.get("led") == "ws2812":
             self.led = RgbLed(machine, pins["led"])
         else:
             self.led = GpioLed(machine, pins["led"])
-        self.relay = Relay(machine, pins["relay"], cfg.get("relay_active_low", False))
+        self.relay = Relay(machine, pins["relay"], board_json.get("relay_active_low", False))
         i2c = machine.I2C(0, scl=machine.Pin(pins["sensor_scl"]),
                           sda=machine.Pin(pins["sensor_sda"]), freq=100000)
-        self.sensor = Sht3x(i2c, cfg.get("sensor_addr", SHT3X_ADDR), " (SDA GPIO%d, SCL GPIO%d)"
-                            % (pins["sensor_sda"], pins["sensor_scl"]))
-        self.button = Button(machine, pins["button"], cfg.get("button_active_low", True))
-        self.wifi = Wifi(cfg.get("data_mount", "/data") + "/wifi.json", log,
-                         identity=cfg.get("factory_mount", "/factory") + "/identity.json")
+        self.sensor = Sht3x(i2c, board_json.get("sensor_addr", SHT3X_ADDR),
+                            " (SDA GPIO%d, SCL GPIO%d)" % (pins["sensor_sda"], pins["sensor_scl"]))
+        self.button = Button(machine, pins["button"], board_json.get("button_active_low", True))
+        self.wifi = Wifi(board_json.get("data_mount", "/data") + "/wifi.json", log,
+                         identity=board_json.get("factory_mount", "/factory") + "/identity.json")
         self.https_port = 443
         # Owner onboarding (firmware/setupap.py): the set-up page on the access point's own
         # address, 192.168.4.1:443. asyncio's listeners set SO_REUSEADDR, and lwIP hands a
         # connection to the listener bound to the exact address before one bound to all.
         self.setup_port = 443
-        self.setup_window_s = cfg.get("setup_window_s", 600)
+        self.setup_window_s = board_json.get("setup_window_s", 600)
         self._network = None
         self._flash = None
 

@@ -10,6 +10,6 @@ __all__ = ["Hal", "SensorError"]  # SensorError: what the application may catch
 
 
 class Hal(Esp32Hal):
-    """The ESP32 build of the thermostat: Hal(cfg=None, machine=None, log=print)."""
+    """The ESP32 build of the thermostat: Hal(board_json=None, machine=None, log=print)."""
 
     BOARD = "esp32"

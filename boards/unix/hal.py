@@ -1,10 +1,12 @@
 # Simulated hardware of the `unix` board: LED, relay, room temperature, button, reset, flash,
-# and (sim.json "radio": true) a Wi-Fi radio with station and access point (simradio.py).
+# and (sim.json "radio": true) a Wi-Fi radio with station and access point (wifiradio.py); it
+# implements the whole HAL interface (bootloader/halspec.py).
 #
 # Nothing happens at import. `Hal(run_dir)` builds the board from a simulated device's run
 # directory, which holds the flash image, an optional sim.json ({"unique_id": hex,
-# "speed": n, "outside_c": x, "start_c": x}) and the files the host watches: status.json
-# (rewritten atomically on every LED or relay change) and `button` (present = pressed).
+# "speed": n, "outside_c": x, "start_c": x, "https_port": n, ...}) and the files the host
+# watches: status.json (rewritten atomically on every LED or relay change), `button`
+# (present = pressed), run/device.json (the boot report) and run/inbox (serviceport.py).
 
 import hashlib
 import json
@@ -13,11 +15,12 @@ import os
 import sys
 import time
 
+import halspec
+import files
 from flash import Flash, board_config
+from halspec import PATTERNS
 
 _HISTORY = 32  # LED changes kept in memory
-# Named LED patterns (ms on, ms off, ...). "alert": fast triple blink, then a pause.
-PATTERNS = {"alert": (100, 100, 100, 100, 100, 700)}
 
 
 class Room:
@@ -168,35 +171,44 @@ class Button:
             pass
 
 
-class Hal:
+class Hal(halspec.Hal):
     """The simulated board, built from a run directory. `ticks` (ms) is injectable so
-    tests can drive the clock; by default time.ticks_ms."""
+    tests can drive the clock; by default time.ticks_ms. `boot_number` counts the power-ons
+    the sim supervisor made (in the boot report)."""
 
-    def __init__(self, run_dir, ticks=None, speed=None):
+    def __init__(self, run_dir, ticks=None, speed=None, boot_number=0):
         sim = board_config()["sim"]
         self.run_dir = run_dir.rstrip("/") or "/"
         self._sim = sim
-        cfg = self._read_config(sim["config"])
+        sim_json = self._read_config(sim["config"])
         self._ticks = ticks or time.ticks_ms
         # The room does not cool down to start_c because the device restarted: continue from
         # the temperature last published (a reset or update takes well under a second).
         last = self._read_config(sim["status"]).get("temp_c") if ticks is None else None
-        self.room = Room(self._ticks, speed if speed is not None else cfg.get("speed", 1),
-                         cfg.get("outside_c", 5.0), last or cfg.get("start_c", 18.0))
+        self.room = Room(self._ticks, speed if speed is not None else sim_json.get("speed", 1),
+                         sim_json.get("outside_c", 5.0), last or sim_json.get("start_c", 18.0))
         self.sensor = TempSensor(self.room, self._publish_now_and_then)
         self._published = self._ticks()
         self.relay = Relay(self.room, self._publish)
         self.led = Led(self._ticks, self._publish)
         self.button = Button(self._path(sim["button"]))
-        self._uid = cfg.get("unique_id")
+        self._uid = sim_json.get("unique_id")
         self._flash = None
-        # A Wi-Fi radio (simradio.py, the `network` API) only when sim.json asks for one:
-        # without it the simulated device is simply on the host's network, as before.
-        self.network = None
-        if cfg.get("radio"):
-            import simradio
+        self.boot_number = boot_number
+        self.https_port = sim_json.get("https_port", 8443)
+        self.heap_sample_ms = sim_json.get("heap_sample_ms", 0)
+        self._channel = None
+        # A Wi-Fi radio (wifiradio.py, the `network` API) only when sim.json asks for one:
+        # without it the simulated device is simply on the host's network (network None).
+        if sim_json.get("radio"):
+            import wifiradio
 
-            self.network = simradio.Radio(self.run_dir)
+            self.network = wifiradio.Radio(self.run_dir)
+            # Two interfaces, two addresses: the API on the station's (loopback), the set-up
+            # page alone on the access point's (wifiradio.AP_ADDRESS), as on a board.
+            self.api_host = "127.0.0.1"
+            self.setup_port = sim_json.get("setup_port", self.https_port + 1)
+            self.setup_window_s = sim_json.get("setup_window_s", 600)
 
     def _path(self, name):
         return self.run_dir + "/" + name
@@ -243,9 +255,7 @@ class Hal:
     def _publish(self):
         # Temp file then rename: the host never reads a half-written status.
         path = self._path(self._sim["status"])
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.status(), f)
-        os.rename(path + ".tmp", path)
+        files.write_json(path, self.status())
         self._published = self._ticks()
 
     def reset(self):
@@ -253,3 +263,52 @@ class Hal:
         if self._flash is not None:
             self._flash.close()
         sys.exit(self._sim["reset_exit_code"])
+
+    @property
+    def channel(self):
+        """The simulator's service channel (serviceport.py: run/inbox), the stand-in for a
+        board's serial port: alert-only mode takes recovery bundles from it."""
+        if self._channel is None:
+            import serviceport
+
+            self._channel = serviceport.Channel(self._path("run"))
+        return self._channel
+
+    def report(self, boot, mode):
+        """Publish the boot decision for `iotctl sim status` (run/device.json, atomic write)."""
+        st = boot.state() if boot.anchors else {}
+        doc = {"boot": self.boot_number, "mode": mode, "slot": boot.slot,
+               "version": boot.version, "trial": boot.trial, "last": st.get("last", ""),
+               "reasons": boot.reasons, "time": time.time()}
+        path = self._path("run/device.json")
+        files.write_json(path, doc)
+
+    def services(self, boot):
+        """Board tasks the application runs beside its own: the simulator's service channel
+        and, when sim.json asks for it (benchmarks), a sampler of the live heap."""
+        import serviceport
+
+        tasks = [serviceport.serve(boot, self.channel)]
+        if self.heap_sample_ms:
+            tasks.append(self._sample_heap())
+        return tasks
+
+    async def _sample_heap(self):
+        # Live heap = allocated right after a collection, without the map of the ROMFS region
+        # (flash on a board, flash.RomWindow); the peak goes to run/heap.json.
+        import asyncio
+        import gc
+
+        import flash
+        regions = flash.rom_regions(self.flash)
+        mapped = regions.window.size if regions else 0
+        peak = 0
+        while True:
+            gc.collect()
+            live = gc.mem_alloc() - mapped
+            if live > peak:
+                peak = live
+                with open(self._path("run/heap.json"), "w") as f:
+                    f.write(json.dumps({"peak_live_bytes": peak, "heap_bytes": live +
+                                        gc.mem_free()}))
+            await asyncio.sleep_ms(self.heap_sample_ms)

@@ -140,7 +140,7 @@ async def main():
                 v = update_stream(data)
             else:
                 v = record(kind, data)
-        except Exception as e:  # noqa: the point is to catch what the code did not
+        except Exception as e:  # the point is to catch what the code did not
             crash = repr(e)
         changed = False
         if fl.ops != ops and kind == "b":

@@ -60,7 +60,8 @@ assert fl.ops == ops + 6 and fl.overprograms == 2
 
 # A program spanning several sectors ANDs over the whole range.
 big = bytearray(b"\xa5" * 9000)
-nvs.ioctl(6, 2); nvs.ioctl(6, 3); nvs.ioctl(6, 4)
+for block in (2, 3, 4):
+    nvs.ioctl(6, block)
 nvs.writeblocks(4, b"\x0f", 800)  # a byte near the end of the range is taken
 nvs.writeblocks(2, big, 0)
 rb = bytearray(4096)
@@ -82,7 +83,8 @@ a, b2 = flash.Flash(sys.argv[1], seed=7), flash.Flash(sys.argv[1], seed=7)
 assert [a.rand(1000) for _ in range(5)] == [b2.rand(1000) for _ in range(5)]
 assert [a.rand(1 << 30) for _ in range(3)] != [flash.Flash(sys.argv[1], seed=8).rand(1 << 30)
                                                for _ in range(3)]
-a.close(); b2.close()
+a.close()
+b2.close()
 raises(ValueError, lambda: fl.cut_at(fl.ops + 1, "sideways"))
 
 # Basic protocol (no offset): whole blocks, erased first, so it overwrites.

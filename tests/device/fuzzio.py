@@ -7,7 +7,7 @@ import os
 import bootstage
 import flash
 from hal import Hal
-from simtool import sim_config
+from servicejig import sim_config
 
 _BUF = bytearray(2048)
 

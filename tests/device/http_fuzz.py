@@ -80,7 +80,7 @@ class Harness:
         crash = None
         try:
             await self.srv.handle(Reader(raw, chunk), w)
-        except Exception as e:  # noqa: the point is to catch what the server did not
+        except Exception as e:  # the point is to catch what the server did not
             crash = repr(e)
         head = b"".join(w.out)[:16]
         status = int(head[9:12]) if head.startswith(b"HTTP/1.1 ") else None

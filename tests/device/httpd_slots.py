@@ -98,6 +98,22 @@ async def main():
     hold.set()
     await asyncio.sleep_ms(20)
     assert me.out.startswith(b"HTTP/1.1 200 ") and srv.active == 0
+
+    # The self-test's own request (selftest.py: owner_peer is loopback while it runs) holds
+    # its slot from the accept on, before it has sent a byte: a flood never evicts it.
+    hold.clear()
+    for _ in range(4):
+        await connect("10.0.0.66")
+    srv.owner_peer = "127.0.0.1"
+    mine = await connect("127.0.0.1")  # still in its handshake: nothing sent yet
+    for _ in range(6):
+        await connect("10.0.0.66")
+    assert not mine.closed and srv.active == 4, (mine.closed, srv.active)
+    srv.owner_peer = None
+    await connect("127.0.0.1")  # after the self-test: an ordinary stranger again
+    owners = [(c.remote, c.owner) for c in srv._conns]
+    assert ("127.0.0.1", True) in owners and ("127.0.0.1", False) in owners, owners
+    assert not mine.closed
     print("OK")
 
 

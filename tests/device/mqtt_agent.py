@@ -20,6 +20,8 @@ import sys
 import time
 
 import mqtt
+import mqttlink
+import tlsctx
 from backoff import Backoff, XorShift32
 
 
@@ -34,7 +36,7 @@ def read(path):
 
 def context(cfg):
     if cfg.get("cert"):
-        return mqtt.tls_context(read(cfg["ca"]), read(cfg["cert"]), read(cfg["key"]))
+        return tlsctx.client(read(cfg["ca"]), read(cfg["cert"]), read(cfg["key"]))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a device without its certificate
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=read(cfg["ca"]))
@@ -89,7 +91,7 @@ async def rtt(link, n):
     c = link.client
     await c.subscribe(ECHO, 0)
     puback, echo_us = [], []
-    for i in range(n):
+    for _ in range(n):
         t0 = time.ticks_us()
         pid = await c.publish("rtt/ack", b"x" * 32, 1)
         await c.wait_acked(pid)
@@ -138,7 +140,7 @@ async def main(cfg):
     b = cfg.get("backoff", {})
     policy = Backoff(b.get("base_ms", 100), b.get("cap_ms", 400), b.get("initial_window_ms", 0),
                      b.get("stable_ms", 5000), XorShift32(b.get("seed", 1)))
-    link = mqtt.Link(make_client(cfg), policy)
+    link = mqttlink.Link(make_client(cfg), policy)
     asyncio.create_task(watch(link))
     asyncio.create_task(inbox(link))
     link.start()

@@ -11,6 +11,7 @@ import sys
 import time
 
 import mqtt
+import mqttlink
 from backoff import Backoff, XorShift32
 
 PORT = int(sys.argv[1])
@@ -137,7 +138,7 @@ async def dup_after_reconnect(broker):
 
 
 async def _fill(c):
-    for i in range(c.max_inflight + 1):
+    for _ in range(c.max_inflight + 1):
         await c.publish("t", b"x", 1)
 
 
@@ -299,7 +300,7 @@ async def link(broker):
     ref = policy()
     waits = [ref.after_boot(), ref.after_failure(), ref.after_failure(), ref.after_loss(100)]
     broker.use(session)
-    ln = mqtt.Link(client(), policy())
+    ln = mqttlink.Link(client(), policy())
     await ln.subscribe("cmd/#", 1)  # not connected yet: remembered
     assert ln.down.is_set() and not ln.is_up
     t0 = time.ticks_ms()

@@ -7,8 +7,9 @@
 #    "x": crash or null, "s": thermostat settings afterwards}
 # Stored state = every file on the data filesystem except the outbox (where the result event
 # is queued: the command's answer) and the login throttle; it is hashed again whenever the
-# flash saw a program or an erase besides queueing the answer. The rate limit (20 commands a minute) is lifted between
-# fuzzed commands and checked on its own at the end: "RATE" frame -> {"refused_at": n}.
+# flash saw a program or an erase besides queueing the answer. The rate limit (20 commands a
+# minute) is lifted between fuzzed commands and checked on its own at the end: "RATE" frame
+# -> {"refused_at": n}.
 #   micropython mqtt_fuzz.py SIMDIR
 import json
 import sys
@@ -58,7 +59,7 @@ def main(simdir):
         crash = ok = None
         try:
             ok = c.command(payload)
-        except Exception as e:  # noqa: what the handler did not catch would end the link
+        except Exception as e:  # what the handler did not catch would end the link
             crash = repr(e)
         changed = False
         if fl.ops - ops != queued_ops[0]:  # it wrote more than its answer: compare

@@ -2,6 +2,7 @@
 # decoder makes of what a broker sends (good, malformed, oversize, incomplete).
 # Usage: micropython mqtt_wire.py   (firmware/ on MICROPYPATH); prints OK.
 import mqtt
+import mqttwire
 from mqtt import ProtocolError
 
 
@@ -63,10 +64,10 @@ raises(ValueError, mqtt.puback, 65536)
 for n, enc in ((0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16383, b"\xff\x7f"),
                (16384, b"\x80\x80\x01"), (2097151, b"\xff\xff\x7f"),
                (2097152, b"\x80\x80\x80\x01"), (268435455, b"\xff\xff\xff\x7f")):
-    assert mqtt._varint(n) == enc, n
+    assert mqttwire.varint(n) == enc, n
     assert mqtt.header(b"\x30" + enc, 268435455) == (0x30, n, 1 + len(enc)), n
-raises(ValueError, mqtt._varint, 268435456)
-raises(ValueError, mqtt._varint, -1)
+raises(ValueError, mqttwire.varint, 268435456)
+raises(ValueError, mqttwire.varint, -1)
 
 # Decoding what a broker sends.
 D = mqtt.decode

@@ -15,7 +15,7 @@ import sys
 
 import bootstage
 import flash
-import simtool
+import servicejig
 from flash import PowerCut
 
 cfg = json.loads(open(sys.argv[1]).read())
@@ -43,9 +43,9 @@ def _quiet(msg):
 
 
 def power_on(fl):
-    """One power-on of the board over `fl`: mount, decide (sim_main's sequence)."""
+    """One power-on of the board over `fl`: mount, decide (unixboard's sequence)."""
     flash.unmount()
-    return bootstage.start(NoHal(), None, _quiet, simtool.power_on(fl))
+    return bootstage.start(NoHal(), None, _quiet, servicejig.power_on(fl))
 
 
 def install(b, version):
@@ -147,7 +147,7 @@ def record(label, fn):
     except Bad as e:
         out = None
         bad.append("%s: %s" % (label, e))
-    except Exception as e:  # noqa: the oracle: any crash of the device code is a finding
+    except Exception as e:  # the oracle: any crash of the device code is a finding
         out = None
         bad.append("%s: CRASH %r" % (label, e))
     finally:

@@ -1,7 +1,8 @@
 # Power-loss sweep (mcuboot's perm_with_fails, on the simulated NOR flash): run an update
 # scenario once to count its flash operations, then for every operation n, restore the image,
 # cut the power at n, reboot, and require a verified boot.
-#   micropython powerloss.py TEMPLATE.bin WORK.bin BUNDLE update|rollback
+#   micropython powerloss.py TEMPLATE.bin WORK.bin BUNDLE update|rollback NEW_VERSION OLD_VERSION
+# prints one JSON line: {kind, cut_points, final, outcomes, failures}.
 import json
 import sys
 
@@ -9,7 +10,7 @@ import sys
 import bootstage
 import flash
 from flash import PowerCut
-from simtool import sim_config
+from servicejig import sim_config
 
 
 class Reset(Exception):

@@ -7,7 +7,7 @@ import sys
 
 import bootstage
 import flash
-import simtool
+import servicejig
 from flash import PowerCut
 
 case = sys.argv[1]
@@ -27,7 +27,7 @@ class NoHal:
 
 def power_on(fl):
     flash.unmount()
-    return bootstage.start(NoHal(), None, lambda m: None, simtool.power_on(fl))
+    return bootstage.start(NoHal(), None, lambda m: None, servicejig.power_on(fl))
 
 
 def install(b, name):
@@ -153,7 +153,7 @@ elif case == "save_fails":
         fs = flash.mount_data(fl)
         vfs.umount("/data")
         vfs.mount(fs, "/data", readonly=True)
-        b = bootstage.start(NoHal(), simtool.sim_config(), lambda m: None)
+        b = bootstage.start(NoHal(), servicejig.sim_config(), lambda m: None)
         assert (b.slot, b.version, b.trial) == ("a", "1.0.0", False), (b.version, b.reasons)
         assert any("state record cannot be written" in r for r in b.reasons), b.reasons
     b = power_on(fl)  # writable again: the trial runs

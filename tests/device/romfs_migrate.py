@@ -14,7 +14,7 @@ import romslots
 import slots
 import slotstate
 from bundle import Reject
-from simtool import sim_config
+from servicejig import sim_config
 
 STATE = "/data/slots/state.json"
 

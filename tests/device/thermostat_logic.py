@@ -1,11 +1,10 @@
 # The thermostat's control logic under the unix port with a scripted sensor: hysteresis,
 # schedule, validation, persistence and failing safe when the sensor fails.
-import os
 import sys
 
 sys.path.insert(0, sys.argv[1])  # firmware/
 import thermostat  # noqa: E402
-from thermostat import Thermostat, validate  # noqa: E402
+from thermostat import Thermostat  # noqa: E402
 
 
 class Sensor:

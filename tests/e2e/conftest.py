@@ -7,6 +7,7 @@ import pytest
 
 from host_tools import bundle, ca, keys, push, sim
 
+
 @pytest.fixture(scope="session")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")

@@ -13,7 +13,8 @@ import paho.mqtt.client as paho
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from host_tools import ca, updateserver
+from host_tools import ca
+from host_tools.cloud import updateserver
 from tests.mosquitto import MOSQUITTO, free_port
 from tests.system import need
 

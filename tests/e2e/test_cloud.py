@@ -33,11 +33,12 @@ import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner
 
-from host_tools import bundle, ca, flashimage, push, sim, updateserver
-from host_tools.mpy import REPO
-from host_tools import monitor as monitor_mod
-from host_tools.cmd_cloud import COMMANDS, monitor_cmd, publish_cmd
+from host_tools import bundle, ca, flashimage, push, sim
+from host_tools.cli.cloud import COMMANDS, monitor_cmd, publish_cmd
+from host_tools.cloud import monitor as monitor_mod
+from host_tools.cloud import updateserver
 from host_tools.errors import DeviceError
+from host_tools.mpy import REPO
 from tests.mosquitto import Broker, free_port
 from tests.nginx import Nginx
 from tests.pki import Pki, _write_cert
@@ -290,7 +291,7 @@ def test_broker_outage_and_kill_loses_nothing(tmp_path, keydir, bundles, broker,
         consent(dev, True)
     ida, idb = ia["device_id"], ib["device_id"]
     for d in (da, db):
-        capture.wait(lambda t, m: capture.tel(d), what=f"telemetry of {d.name}")
+        capture.wait(lambda t, m, d=d: capture.tel(d), what=f"telemetry of {d.name}")
 
     # Stop right after a telemetry message, a second before the next one is due.
     n = len(capture.tel(da))

@@ -1,5 +1,5 @@
 """Owner onboarding over Wi-Fi (ETSI 4.12-1) on a simulated device with a radio
-(boards/unix/simradio.py, host_tools/simair.py): a new device opens a WPA2 set-up access point
+(boards/unix/wifiradio.py, host_tools/sim/air.py): a new device opens a WPA2 set-up access point
 named after its id with the passphrase on its label; a phone joins it by the label's Wi-Fi QR
 code; the set-up page (TLS, device certificate) tries the home network, reports the result and
 only then closes the AP. The window and the button reopen it; nothing else does; a wrong
@@ -13,12 +13,13 @@ import urllib.parse
 
 import pytest
 
-from host_tools import label, onboarding, push, sim, simair
+from host_tools import label, onboarding, push, sim
 from host_tools.errors import DeviceError
+from host_tools.sim import air as simair
 
 from .test_pages import Owner, browser  # noqa: F401  (the Chromium fixture, reused)
 
-AP_HOST = "127.0.4.1"  # boards/unix/simradio.py AP_ADDRESS
+AP_HOST = "127.0.4.1"  # boards/unix/wifiradio.py AP_ADDRESS
 HOME, HOME_KEY = "Haus Nordlicht 5G", "Birke-Wolke-Kanal-93"
 
 
@@ -151,7 +152,8 @@ def test_window_button_and_no_fallback_ap(tmp_path, keydir, bundles):
         button.touch()
         wait(lambda: simair.access_point(d), "the AP after a 3 s press", timeout=8, d=d)
         button.unlink()
-        _logged(d, "setup: access point setup-%s open for 3 s (button held 3 s)" % info["device_id"])
+        _logged(d, "setup: access point setup-%s open for 3 s (button held 3 s)"
+                % info["device_id"])
         simair.join(d, f"setup-{info['device_id']}", info["ap_passphrase"])
         _configure(d, info, keydir, port)
         wait(lambda: simair.access_point(d) is None, "the AP to close", d=d)

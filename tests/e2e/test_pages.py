@@ -14,7 +14,6 @@ import time
 import pytest
 
 from host_tools import flashimage, mpy, sim
-
 from tests.sealed import open_record
 from tests.system import need
 
@@ -53,7 +52,7 @@ def browser(tmp_path, keydir, app_device):
             args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
                   # <id>.local: the name on the label, as a phone on the device's set-up
-                  # access point resolves it (test_onboarding.py; simradio.AP_ADDRESS)
+                  # access point resolves it (test_onboarding.py; wifiradio.AP_ADDRESS)
                   f"--host-resolver-rules=MAP {info['device_id']} 127.0.0.1, "
                   f"MAP {info['device_id']}.local 127.0.4.1, MAP * ~NOTFOUND"])
         page = b.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,

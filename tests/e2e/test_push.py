@@ -12,8 +12,6 @@ from host_tools import push, sim
 from host_tools.cli import main as cli_main
 from host_tools.errors import DeviceError, VerifyError
 
-from .conftest import wait_for
-
 JSON = {"Content-Type": "application/json"}
 
 
@@ -205,9 +203,10 @@ def test_pinned_device_certificate(app_device, tmp_path):
     assert pinned.status()["device_id"] == info["device_id"]
     other = tmp_path / "other"
     other.mkdir()
-    from host_tools import ca as camod
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from host_tools import ca as camod
     camod.init(other)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = camod.issue_device(camod.load(other), info["device_id"], key.public_key())

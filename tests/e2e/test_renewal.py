@@ -1,9 +1,9 @@
-"""Device certificate renewal over the cloud link (firmware/certrenew.py, host_tools/renewal.py),
-end to end with a certificate that expires within a minute: the device asks once 80 % of
-its lifetime has passed, `iotctl monitor --renew-certs` issues a new certificate for the
-device's own key, the device connects with it once and keeps it; after the old one has
-expired (the broker refuses it), a broker restart finds the device reconnecting with the
-renewed certificate, and after a reboot its local API presents it too."""
+"""Device certificate renewal over the cloud link (firmware/certrenew.py,
+host_tools/cloud/renewal.py), end to end with a certificate that expires within a minute: the
+device asks once 80 % of its lifetime has passed, `iotctl monitor --renew-certs` issues a new
+certificate for the device's own key, the device connects with it once and keeps it; after
+the old one has expired (the broker refuses it), a broker restart finds the device
+reconnecting with the renewed certificate, and after a reboot its local API presents it too."""
 
 import datetime
 import socket
@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from host_tools import ca, flashimage, sim
-from host_tools import monitor as monitor_mod
+from host_tools.cloud import monitor as monitor_mod
 
 from .test_cloud import broker, capture, new_device  # noqa: F401 (fixtures)
 
@@ -37,7 +37,7 @@ def test_a_device_renews_its_certificate_and_keeps_its_link(tmp_path, keydir, bu
     factory = x509.load_der_x509_certificate(flashimage.read_file(img, "fctry",
                                                                   "device.crt.der"))
     maker = ca.load(keydir)
-    nb = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - \
+    nb = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - \
         datetime.timedelta(seconds=PASSED_S)
     na = nb + datetime.timedelta(seconds=LIFETIME_S)
     ekus = list(factory.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
@@ -75,7 +75,10 @@ def test_a_device_renews_its_certificate_and_keeps_its_link(tmp_path, keydir, bu
         time.sleep(max(0.0, na.timestamp() + 2 - time.time()))
         key_der = flashimage.read_file(img, "fctry", "device.key.der")
         from cryptography.hazmat.primitives.serialization import (
-            NoEncryption, PrivateFormat, load_der_private_key)
+            NoEncryption,
+            PrivateFormat,
+            load_der_private_key,
+        )
         key_pem = load_der_private_key(key_der, None).private_bytes(
             Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         (tmp_path / "old.crt").write_bytes(_pem(short_der))

@@ -19,9 +19,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from host_tools import rollout, sim
-from host_tools.cmd_cloud import publish_cmd
-from host_tools.cmd_rollout import rollout_group
+from host_tools import sim
+from host_tools.cli.cloud import publish_cmd
+from host_tools.cli.rollout import rollout_group
+from host_tools.cloud import rollout
 from tests.nginx import Nginx
 
 from .test_cloud import broker, capture, new_device  # noqa: F401 (fixtures)
@@ -99,7 +100,7 @@ def test_rollout_halts_itself_after_two_rollbacks(tmp_path, keydir, bundles, bro
         assert fleet_msgs[-1][1]["version"] == "2.1.0"
         # Each cohort device: offered, downloading, installed, then (after its restart) rolled
         # back, and back on 1.0.0; it never installs the release again.
-        for i, d in enumerate(ids):
+        for d in ids:
             updates = [m for t, m in capture.of(d, "events") if m.get("type") == "update"]
             if d in others:
                 assert updates == [], updates  # never offered, never downloaded

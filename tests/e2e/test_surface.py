@@ -86,7 +86,7 @@ def test_listening_sockets_are_the_documented_ones(app_device):
     # No REPL: the device's console input is /dev/null and it runs the frozen entry point.
     assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"sim_main" in cmd and b"-i" not in cmd
+    assert b"unixboard" in cmd and b"-i" not in cmd
     # The documented port speaks TLS only: plain HTTP gets no HTTP answer.
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
         s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -163,7 +163,7 @@ def test_security_txt_follows_rfc_9116(app_device, keydir):
         fields["Canonical"][0].endswith("/.well-known/security.txt")
     assert len(fields["Expires"]) == 1
     expires = datetime.datetime.fromisoformat(fields["Expires"][0].replace("Z", "+00:00"))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert now < expires <= now + datetime.timedelta(days=366), \
         f"security.txt Expires {expires:%Y-%m-%d}: renew firmware/disclosure.json"
 

@@ -12,7 +12,8 @@ import threading
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from host_tools import mpy, push, sim, updateserver
+from host_tools import mpy, push, sim
+from host_tools.cloud import updateserver
 
 DEVICE = mpy.REPO / "tests" / "device"
 CBC = "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:" \

@@ -58,7 +58,7 @@ def postgres_server():
     try:
         subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "ledger",
                                  "--no-sync"], check=True, capture_output=True, timeout=120)
-        for attempt in range(3):  # another process may take the free port first
+        for _attempt in range(3):  # another process may take the free port first
             port = _free_port()
             proc = subprocess.run(
                 prefix + [pg_ctl, "-D", str(data), "-w", "-t", "60", "-l", str(base / "log"),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import bundle, esp, flashimage, keys, mpy, partitions
+from host_tools import bundle, esp, flashimage, keys, mpy
+from host_tools.esp import partitions
 from tests.fakes.appimage import make_app_image, make_bootloader_image
 
 REPO = mpy.REPO
@@ -158,12 +159,12 @@ def test_board_power_on_sequence(tmp_path):
         return str(out)
 
     def fw_bundle(version, sec):
-        from host_tools import firmware
+        from host_tools.esp import micropython_image
 
         img = tmp_path / f"mp-{version}.bin"
         img.write_bytes(make_app_image("esp32", version, 12000))
         out = tmp_path / f"fw-{version}.bnd"
-        firmware.build(img, k, "esp32", version, sec, out=out)
+        micropython_image.build(img, k, "esp32", version, sec, out=out)
         return str(out)
 
     cases = {"bundles": {"app1": app_bundle("1.0.0", 1), "app2": app_bundle("1.1.0", 2),

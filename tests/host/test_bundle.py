@@ -154,7 +154,8 @@ def _resign(raw, manifest_raw, key, cert):
     import hashlib
     p = bundle.parse(raw)
     header = b"IOTB" + struct.pack("<BBBBIHHI", 1, 0, 1, 0, len(manifest_raw), len(cert), 64,
-                                   p.payload_len) + bytes(12) + hashlib.sha256(manifest_raw).digest()
+                                   p.payload_len) + bytes(12) \
+        + hashlib.sha256(manifest_raw).digest()
     return header + manifest_raw + cert + keys.sign(key, header) + raw[p.payload_offset:]
 
 

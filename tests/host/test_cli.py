@@ -260,7 +260,7 @@ def test_provision_reports_each_device_as_it_is_done(factory, tmp_path, capsys, 
 def test_push_bar_shows_the_average_rate():
     from rich.progress import Progress
 
-    from host_tools.cmd_device import AverageSpeed
+    from host_tools.cli.device import AverageSpeed
 
     with Progress(AverageSpeed(), disable=True) as bar:
         task = bar.add_task("x", total=4_000_000)
@@ -328,7 +328,7 @@ def test_an_interrupt_leaves_no_half_made_label_image_or_merged_image(factory, t
         Path(argv[argv.index("--output") + 1]).write_bytes(b"\xe9" * 1000)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(esp, "run_tool", half_written)
+    monkeypatch.setattr(esp.flashing, "run_tool", half_written)
     merged = tmp_path / "production.bin"
     code, _, err = run(["flash", "--board", "esp32", "--firmware", app, "--bootloader", boot,
                         "--merge", "-o", merged], capsys)
@@ -345,9 +345,11 @@ def test_every_error_class_has_its_own_row_in_the_table():
     import host_tools
     from host_tools.errors import IotctlError
 
-    for mod in pkgutil.iter_modules(host_tools.__path__):
-        if mod.name not in ("simrun", "__main__"):
-            importlib.import_module(f"host_tools.{mod.name}")
+    for mod in pkgutil.walk_packages(host_tools.__path__, "host_tools."):
+        if mod.name not in ("host_tools.sim.supervisor", "host_tools.devscripts.factory_write",
+                            "host_tools.devscripts.vectors_runner",
+                            "host_tools.devscripts.verify_bundle"):
+            importlib.import_module(mod.name)
     seen, todo = [], [IotctlError]
     while todo:
         cls = todo.pop()
@@ -356,3 +358,21 @@ def test_every_error_class_has_its_own_row_in_the_table():
     for cls in seen:
         assert cls.exit_code in EXIT_CODES, cls
         assert EXIT_CODES[cls.exit_code][0] == cls.kind, (cls, cls.exit_code, cls.kind)
+
+
+def test_commands_are_registered_when_the_group_is_imported():
+    """A fresh interpreter that only imports the group sees every command: nothing waits
+    for main() to register them (the Python API and tests use the group directly)."""
+    import subprocess
+    import sys
+
+    code = ("import json, pkgutil, importlib, host_tools.cli as c\n"
+            "names = sorted(c.cli.commands)\n"
+            "mods = [importlib.import_module(f'host_tools.cli.{m.name}')\n"
+            "        for m in pkgutil.iter_modules(c.__path__)]\n"
+            "want = sorted(cmd.name for m in mods for cmd in m.COMMANDS)\n"
+            "print(json.dumps([names, want]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    names, want = json.loads(out)
+    assert len(names) > 20 and names == want

@@ -16,7 +16,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from host_tools import cli, cmd_report, conformance
+from host_tools import cli
+from host_tools.cli import report as cmd_report
+from host_tools.report import conformance, published
+from host_tools.report.csaf import check_csaf
 from tests.system import need
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +27,7 @@ SPEC = "etsi-ts-103-645-v1.1.1.txt"
 ARTIFACTS = REPO / "build" / "artifacts"
 FIRMWARE = REPO / "firmware"
 CHROMIUM = "/usr/bin/chromium"
-NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 # A maker's configuration with every fact set: conformance/product.toml keeps placeholders,
 # and a provision that publishes a placeholder is reported N.
 FILLED = REPO / "tests" / "data" / "product.toml"
@@ -361,7 +364,7 @@ def test_html_report_renders_in_chromium(tmp_path, all_pass):
 
 @pytest.fixture(scope="module")
 def docs():
-    return conformance.render_docs(conformance.load_product(), today=NOW.date())
+    return published.render_docs(conformance.load_product(), today=NOW.date())
 
 
 def test_security_policy_names_a_contact_and_timelines(docs):
@@ -436,16 +439,16 @@ def test_privacy_notice_purposes_are_the_ones_the_firmware_asks_for(tmp_path):
     not record (or the reverse) stops the report with the reason."""
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
-    assert [p[0] for p in conformance.firmware_privacy(fw)["PURPOSES"]] == \
+    assert [p[0] for p in published.firmware_privacy(fw)["PURPOSES"]] == \
         ["history", "telemetry", "diagnostics"]
     notice = json.loads((fw / "notice.json").read_text())
     notice["purposes"] = notice["purposes"][::-1]
     (fw / "notice.json").write_text(json.dumps(notice))
     with pytest.raises(conformance.ConformanceError, match="purposes must be"):
-        conformance.firmware_privacy(fw)
+        published.firmware_privacy(fw)
     (fw / "notice.json").write_text("{not json")
     with pytest.raises(conformance.ConformanceError, match="not JSON"):
-        conformance.firmware_privacy(fw)
+        published.firmware_privacy(fw)
 
 
 def test_interfaces_list_is_the_checked_one(docs):
@@ -483,7 +486,7 @@ def test_csaf_advisory_template_has_the_required_structure(docs):
         used = {i for group in v["product_status"].values() for i in group}
         used |= {i for r in v["remediations"] for i in r["product_ids"]}
         assert used <= ids
-    assert conformance.check_csaf(doc) == []
+    assert check_csaf(doc) == []
     # The checker refuses what the CSAF 2.0 schema and the advisory profile refuse.
     for path, value, what in ((("product_tree",), None, "/product_tree is required"),
                               (("vulnerabilities", 0, "notes"), None, "notes is required"),
@@ -499,7 +502,7 @@ def test_csaf_advisory_template_has_the_required_structure(docs):
             del parent[path[-1]]
         else:
             parent[path[-1]] = value
-        assert any(what in p for p in conformance.check_csaf(broken)), (path, what)
+        assert any(what in p for p in check_csaf(broken)), (path, what)
 
 
 # --- facts behind claims in the map ----------------------------------------------------------
@@ -603,7 +606,7 @@ def test_report_and_docs_commands(tmp_path, all_pass, capsys):
     assert code == 2 and "--format" in err
     code, out, _ = _iotctl(["docs", "-o", tmp_path / "docs"], capsys)
     assert code == 0 and sorted(p.name for p in (tmp_path / "docs").iterdir()) == \
-        sorted(conformance.DOCUMENTS)
+        sorted(published.DOCUMENTS)
     code, _, err = _iotctl(["docs", "-o", tmp_path / "d2", "README.md"], capsys)
     assert code == 2 and "unknown document" in err
 

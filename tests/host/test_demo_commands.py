@@ -22,7 +22,7 @@ def _resolve(argv):
 
 def test_every_printed_command_parses_and_stays_in_demo_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # what the demo leaves in demo-out/, for the path checks
-    for key, path in demo.paths("demo-out").items():
+    for path in demo.paths("demo-out").values():
         if path.suffix == ".bin":
             path.write_bytes(b"")
         else:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import cli, esp, partitions
+from host_tools import cli, esp
 from host_tools.errors import DeviceError, KeyError_, ToolError, UsageError, VerifyError
+from host_tools.esp import partitions
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = ("esp32", "esp32s3", "esp32c3")
@@ -448,6 +449,50 @@ def test_tool_failure_maps_to_tool_error(tmp_path):
                                    tmp_path / "nope.pem", "--output", tmp_path / "d.bin"))
 
 
+def test_tool_failure_carries_the_tools_own_exception(tmp_path):
+    """run_tool's message is the exception the tool raised through its Python API (here
+    espsecure's FatalError for a key it cannot use), passed back by the child process, not
+    a line picked out of its printed output."""
+    import espsecure
+    from esptool.util import FatalError
+
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key\n")
+    with open(bad, "rb") as f, pytest.raises(FatalError) as direct:
+        espsecure.digest_sbv2_public_key(f, str(tmp_path / "direct.bin"))
+    with pytest.raises(ToolError) as exc:
+        esp.run_tool(esp.tool_argv("espsecure", "digest-sbv2-public-key", "--keyfile", bad,
+                                   "--output", tmp_path / "d.bin"))
+    assert str(exc.value) == f"espsecure failed (exit 2): {' '.join(str(direct.value).split())}"
+    # a bad argument: click's own error for it, as `espsecure --help` would explain it
+    with pytest.raises(ToolError, match="No such command 'no-such-command'"):
+        esp.run_tool(esp.tool_argv("espsecure", "no-such-command"))
+    with pytest.raises(UsageError):  # only the three tools run through it
+        esp.run_tool([sys.executable, "-m", "pip", "list"])
+
+
+def test_tool_stopped_at_its_timeout_is_unreachable(tmp_path):
+    """A tool still running at `timeout` is killed: Unreachable, and nothing is left running.
+    A pseudo-terminal that never answers stands in for a board that does not sync."""
+    import os
+    import pty
+    import time
+
+    from host_tools.errors import Unreachable
+
+    leader, follower = pty.openpty()
+    try:
+        start = time.monotonic()
+        with pytest.raises(Unreachable, match="did not finish within 2 s"):
+            esp.run_tool(esp.tool_argv("esptool", "--chip", "esp32", "--port",
+                                       os.ttyname(follower), "--connect-attempts", "0",
+                                       "read-mac"), timeout=2)
+        assert time.monotonic() - start < 15
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
 # --- command surface -------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["flash"], ["secure-boot"], ["secure-boot", "plan"],
@@ -459,6 +504,6 @@ def test_help(args, capsys):
 
 
 def test_command_list():
-    from host_tools import cmd_esp
+    from host_tools.cli import esp as cmd_esp
     assert [c.name for c in cmd_esp.COMMANDS] == ["flash", "secure-boot"]
     assert sorted(cmd_esp.secure_boot.commands) == ["apply", "keys", "plan", "sign", "verify"]

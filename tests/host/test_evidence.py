@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import advisories, bundle, firmware, keys, sbom, verify
+from host_tools import bundle, keys, verify
 from host_tools.cli import main as cli_main
 from host_tools.errors import UsageError, VerifyError
+from host_tools.esp import micropython_image
+from host_tools.report import advisories, sbom
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "tests" / "data" / "advisories"
@@ -107,7 +109,7 @@ def test_firmware_image_sbom_and_firmware_bundle(keydir, tmp_path, capsys):
     assert {(c["name"], c.get("version")) for c in doc["components"]} == \
         {("esp-idf", "5.2.2"), ("micropython.bin", None)}
     (tmp_path / "mp.bin").write_bytes(image)
-    blob, _ = firmware.build(tmp_path / "mp.bin", keydir, "esp32", "2.0.0", 2)
+    blob, _ = micropython_image.build(tmp_path / "mp.bin", keydir, "esp32", "2.0.0", 2)
     bound = sbom.check_bundle(blob)
     names = {c["name"]: c.get("version") for c in json.loads(bound["sbom"])["components"]}
     assert names["micropython"] == "1.24.1" and "micropython.bin" in names

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import flashimage, partitions
+from host_tools import flashimage
 from host_tools.errors import DeviceError, UsageError
+from host_tools.esp import partitions
 
 DEVICE = Path(__file__).resolve().parent.parent / "device"
 MIB = 1024 * 1024

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import bundle, cli, esp, firmware, flashimage, keys, mpy
+from host_tools import bundle, cli, esp, flashimage, keys, mpy
 from host_tools.errors import KeyError_, UsageError, VerifyError
+from host_tools.esp import micropython_image
 from tests.fakes.appimage import make_app_image
 
 DEVICE = mpy.REPO / "tests" / "device"
@@ -65,7 +66,8 @@ def test_sign_firmware_builds_a_firmware_bundle(keydir, tmp_path, capsys):
 
 def test_sign_firmware_refuses_wrong_images(keydir, tmp_path):
     def build(path, board="esp32", **kw):
-        return firmware.build(path, keydir, board, "1.0.0", 1, out=tmp_path / "o.bnd", **kw)
+        return micropython_image.build(path, keydir, board, "1.0.0", 1, out=tmp_path / "o.bnd",
+                                       **kw)
 
     c3 = image(tmp_path, "c3.bin", "esp32c3")
     with pytest.raises(UsageError, match=r"built for ESP32-C3 \(chip id 5\); board esp32 is "
@@ -87,18 +89,18 @@ def test_sign_firmware_refuses_wrong_images(keydir, tmp_path):
         build(tmp_path / "missing.bin")
     ok = image(tmp_path, "fine.bin")
     with pytest.raises(UsageError, match="must not overwrite"):
-        firmware.build(ok, keydir, "esp32", "1.0.0", 1, out=ok)
+        micropython_image.build(ok, keydir, "esp32", "1.0.0", 1, out=ok)
     with pytest.raises(UsageError, match="MAJOR.MINOR.PATCH"):
-        firmware.build(ok, keydir, "esp32", "1.0", 1)
+        micropython_image.build(ok, keydir, "esp32", "1.0", 1)
     with pytest.raises(KeyError_):
-        firmware.build(ok, tmp_path / "nokeys", "esp32", "1.0.0", 1)
+        micropython_image.build(ok, tmp_path / "nokeys", "esp32", "1.0.0", 1)
 
 
 def test_sign_firmware_with_secure_boot_v2(keydir, tmp_path):
     sb = tmp_path / "sb.pem"
     esp.generate_signing_key(sb)
     img = image(tmp_path, "mp.bin", "esp32c3", size=30000)
-    blob, info = firmware.build(img, keydir, "esp32c3", "1.0.0", 1, secure_boot_key=sb)
+    blob, info = micropython_image.build(img, keydir, "esp32c3", "1.0.0", 1, secure_boot_key=sb)
     assert info["signed"]
     parsed = bundle.parse(blob)
     signed = tmp_path / "signed.bin"
@@ -106,7 +108,7 @@ def test_sign_firmware_with_secure_boot_v2(keydir, tmp_path):
     assert esp.verify_image(signed, sb) == "OK"
     assert signed.read_bytes()[:len(img.read_bytes())] == img.read_bytes()
     with pytest.raises(UsageError, match="already carries a Secure Boot v2 signature"):
-        firmware.build(signed, keydir, "esp32c3", "1.0.1", 1, secure_boot_key=sb)
+        micropython_image.build(signed, keydir, "esp32c3", "1.0.1", 1, secure_boot_key=sb)
     other = tmp_path / "other.pem"
     esp.generate_signing_key(other)
     with pytest.raises(VerifyError) as e:
@@ -125,7 +127,7 @@ def test_sign_help_and_bad_kind(capsys):
 # --- the device side, through the fake esp32.Partition --------------------------------
 
 def _fw_bundle(keydir, out, version, sec, img, board="esp32", serial=None, **kw):
-    firmware.build(img, keydir, board, version, sec, out=out, serial=serial, **kw)
+    micropython_image.build(img, keydir, board, version, sec, out=out, serial=serial, **kw)
     return str(out)
 
 
@@ -269,7 +271,7 @@ def test_sign_binds_the_security_version_to_the_images_efuse_secure_version(keyd
     img = tmp_path / "ar.bin"
     img.write_bytes(make_app_image("esp32", "1.24.1", 20000, seed=b"ar", secure_version=3))
     with pytest.raises(UsageError, match="secure_version is 3 .* security version is 2"):
-        firmware.build(img, keydir, "esp32", "1.2.0", 2, out=tmp_path / "x.bnd")
+        micropython_image.build(img, keydir, "esp32", "1.2.0", 2, out=tmp_path / "x.bnd")
     assert not (tmp_path / "x.bnd").exists()
-    _blob, info = firmware.build(img, keydir, "esp32", "1.2.0", 3, out=tmp_path / "ok.bnd")
+    _blob, info = micropython_image.build(img, keydir, "esp32", "1.2.0", 3, out=tmp_path / "ok.bnd")
     assert info["secure_version"] == 3 and info["security_version"] == 3

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from host_tools import codefacts, conformance, cra, ics, ixit, provision
+from host_tools import provision
 from host_tools.errors import UsageError
+from host_tools.report import codefacts, conformance, cra, ics, ixit
 from tests.host.test_conformance import FILLED, _iotctl, _junit
 
 

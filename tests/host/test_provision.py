@@ -11,7 +11,6 @@ import stat
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -20,8 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from littlefs import LittleFS
 from PIL import Image
 
-from host_tools import ca, cmd_provision, flashimage, keys, label, ledger, mpy, onboarding, \
-    provision
+from host_tools import ca, flashimage, keys, label, ledger, mpy, onboarding, provision
+from host_tools.cli import cli as iotctl_group
 from host_tools.errors import DeviceError, KeyError_, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,13 +29,6 @@ FIRMWARE = REPO / "firmware"
 DEVICE_BLOCKLIST = FIRMWARE / "blocklist.txt"
 ITER = 1000  # low: these tests are about correctness, not the cost of a guess
 PW_RE = re.compile(rb"[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}")
-
-
-def _cli():
-    group = click.Group()
-    for command in cmd_provision.COMMANDS:
-        group.add_command(command)
-    return group
 
 
 def _run_device(script, args, stdin, timeout=60):
@@ -258,7 +250,7 @@ def test_cli(factory, tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(provision, "generate_password", spy)
     runner = CliRunner()
-    cli = _cli()
+    cli = iotctl_group  # the commands are in the group from import on
     for args in (["--help"], ["ca", "--help"], ["ca", "init", "--help"], ["provision", "--help"]):
         res = runner.invoke(cli, args)
         assert res.exit_code == 0 and "Usage:" in res.output

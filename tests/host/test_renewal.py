@@ -1,6 +1,6 @@
 """Certificate renewal without a broker: the device reads certificates and checks a renewed
 one on the unix port (firmware/certrenew.py); the service issues one only for a due
-certificate of its own CA naming the asking device (host_tools/renewal.py). The end-to-end
+certificate of its own CA naming the asking device (host_tools/cloud/renewal.py). The end-to-end
 run is tests/e2e/test_renewal.py."""
 
 import base64
@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from host_tools import ca, keys, mpy
-from host_tools.renewal import Renewer
+from host_tools.cloud.renewal import Renewer
 
 SCRIPT = mpy.REPO / "tests" / "device" / "cert_fields.py"
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EKU = (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,)
 
 

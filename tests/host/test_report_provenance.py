@@ -11,7 +11,8 @@ import tomllib
 import jsonschema
 import pytest
 
-from host_tools import bundle, conformance, keys, provenance
+from host_tools import bundle, keys
+from host_tools.report import conformance, provenance
 from tests.host.test_conformance import FILLED, REPO, _iotctl, _junit, _pytest
 
 HELD = {"4.2-1", "4.2-2", "4.3-4", "4.8-1"}  # the rows whose published facts are placeholders

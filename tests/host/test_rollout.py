@@ -1,4 +1,4 @@
-"""Staged rollouts, the service's side (host_tools/rollout.py) and the device's cohort rule
+"""Staged rollouts, the service's side (host_tools/cloud/rollout.py) and the device's cohort rule
 (firmware/pullstate.py), without a broker: the end-to-end run with six simulated devices is
 tests/e2e/test_rollout.py."""
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from host_tools import mpy, rollout
-from host_tools.cmd_rollout import COMMANDS, rollout_group
+from host_tools import mpy
+from host_tools.cli.rollout import COMMANDS, rollout_group
+from host_tools.cloud import rollout
+from host_tools.cloud.monitor import Monitor
 from host_tools.errors import UsageError
-from host_tools.monitor import Monitor
 from tests.host.conftest import new_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,7 +207,7 @@ def test_an_unusable_store_is_a_clear_error(tmp_path):
 
 
 def test_publish_refuses_bad_rollout_options_before_storing_anything(tmp_path):
-    from host_tools import updateserver
+    from host_tools.cloud import updateserver
 
     (tmp_path / "b.bin").write_bytes(b"not read")
     for opts in ({"rollout": 0}, {"rollout": 101}, {"rollout": 10, "halt_failures": 0},

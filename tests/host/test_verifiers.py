@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (Prehashed, decode_d
 
 from host_tools import mpy, vectors
 from host_tools.errors import ToolError, UsageError
-
 from host_tools.mpy import REPO
 
 RUNNER_DIR = str(vectors.RUNNER.parent)
@@ -122,7 +121,7 @@ def _flip(b, rng):
 def test_ed25519_against_cryptography(tmp_path):
     rng = random.Random(7)
     groups = []
-    for i in range(60):
+    for _ in range(60):
         key = ed25519.Ed25519PrivateKey.generate()
         pk = key.public_key().public_bytes(serialization.Encoding.Raw,
                                            serialization.PublicFormat.Raw)
@@ -161,7 +160,7 @@ def _ec_ok(pub, msg, sig):
 def test_ecdsa_against_cryptography(tmp_path):
     rng = random.Random(8)
     groups = []
-    for i in range(25):
+    for _ in range(25):
         key = ec.generate_private_key(ec.SECP256R1())
         pub = key.public_key().public_bytes(serialization.Encoding.X962,
                                             serialization.PublicFormat.UncompressedPoint)
@@ -188,7 +187,7 @@ def test_random_junk_never_raises(tmp_path):
     rng = random.Random(9)
     for alg, field, klen in (("ed25519", "pk", 32), ("ecdsa-p256", "uncompressed", 65)):
         groups = []
-        for i in range(40):
+        for _ in range(40):
             n = rng.choice([0, 1, klen - 1, klen, klen, klen + 1, 64])
             key = rng.randbytes(n)
             if alg == "ecdsa-p256" and n == 65:
