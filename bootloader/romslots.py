@@ -14,6 +14,7 @@ import struct
 from micropython import const
 
 import bundle
+import verdicts
 from bundle import HEADER_LEN, Reject
 
 SECTOR = const(4096)
@@ -83,22 +84,22 @@ def verify(part, anchors, policy, buf, space, mapped=None, name="?"):
     mv = memoryview(space)
     read(part, 0, mv[:HEADER_LEN])
     if bytes(mv[:4]) != b"IOTB":
-        raise Reject("EMPTY_SLOT", "region %s holds no image" % name)
+        raise Reject(verdicts.EMPTY_SLOT, "region %s holds no image" % name)
     plen = bundle.prefix_len(bundle.parse_header(mv[:HEADER_LEN]))
     read(part, HEADER_LEN, mv[HEADER_LEN:plen])
     v = bundle.authenticate_prefix(mv[:plen], anchors, policy)
     if not is_romfs(v.manifest):
-        raise Reject("BAD_MANIFEST", "a ROMFS region holds one file, " + IMAGE)
+        raise Reject(verdicts.BAD_MANIFEST, "a ROMFS region holds one file, " + IMAGE)
     entry = v.manifest["files"][0]
     off, n = image_offset(plen), entry["size"]
     if off + n > _blocks(part) * SECTOR:
-        raise Reject("TOO_LARGE", "image runs past the end of region %s" % name)
+        raise Reject(verdicts.TOO_LARGE, "image runs past the end of region %s" % name)
     if mapped is not None:
         digest = hashlib.sha256(mapped[off:off + n]).digest()
     else:
         digest = _hash(part, off, n, buf).digest()
     if digest != entry["digest"]:
-        raise Reject("BAD_FILE_HASH", "image in region %s does not match its manifest"
+        raise Reject(verdicts.BAD_FILE_HASH, "image in region %s does not match its manifest"
                      % name)
     return v
 
@@ -152,7 +153,8 @@ class Installer:
     def _begin(self):
         v = bundle.authenticate_prefix(self._pre.buf, self.anchors, self.policy)
         if not is_romfs(v.manifest):
-            raise Reject("BAD_MANIFEST", "this board takes ROMFS app images: one file, " + IMAGE)
+            raise Reject(verdicts.BAD_MANIFEST,
+                         "this board takes ROMFS app images: one file, " + IMAGE)
         self._pre = None
         self.verified = v
         plen = len(v.prefix)
@@ -161,7 +163,7 @@ class Installer:
         size = v.manifest["files"][0]["size"]
         self._off = image_offset(len(v.prefix))
         if self._off + size > _blocks(self.part) * SECTOR:
-            raise Reject("TOO_LARGE", "image does not fit slot %s" % self.target)
+            raise Reject(verdicts.TOO_LARGE, "image does not fit slot %s" % self.target)
         for s in range(self._off // SECTOR):
             erase(self.part, s)  # the old header goes first: the region is unbootable now
         at = min(self._at, size) // SECTOR * SECTOR
@@ -186,7 +188,7 @@ class Installer:
                     self._begin()
                 continue
             if not self._left:
-                raise Reject("EXTRA_BYTES", "bytes after the image")
+                raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
             n = min(self._left, len(mv))
             addr = self._off + self.written
             while self._erased < addr + n:
@@ -208,15 +210,15 @@ class Installer:
         """Check the whole image arrived and reads back as hashed; then publish it (program
         the prefix). Returns bundle.Verified; the caller records the slot as pending."""
         if self._pre is not None:
-            raise Reject("TRUNCATED", "bundle ended inside its signed prefix")
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
         if self._left:
-            raise Reject("TRUNCATED", "bundle ended %d bytes before the end of the image"
+            raise Reject(verdicts.TRUNCATED, "bundle ended %d bytes before the end of the image"
                          % self._left)
         digest = self.verified.manifest["files"][0]["digest"]
         if self._hash.digest() != digest:
-            raise Reject("BAD_FILE_HASH", "%s does not match its manifest" % IMAGE)
+            raise Reject(verdicts.BAD_FILE_HASH, "%s does not match its manifest" % IMAGE)
         if _hash(self.part, self._off, self.written, self._buf).digest() != digest:
-            raise Reject("BAD_FILE_HASH", "the image read back from flash differs")
+            raise Reject(verdicts.BAD_FILE_HASH, "the image read back from flash differs")
         program(self.part, 0, self.verified.prefix)
         self.publish(self.verified)
         return self.verified
