@@ -28,6 +28,7 @@ demo: bootstrap $(STAMP)
 
 test: bootstrap $(STAMP)
 	mkdir -p build
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) -q --junitxml=build/junit.xml tests
 
 bench: bootstrap $(STAMP)

@@ -144,7 +144,7 @@ class Bench:
         work with `kib` KiB? frozen: the boot stage and HAL count as frozen firmware and kib
         is the heap left for the rest; otherwise kib is the unix port's whole -X heapsize."""
         # heapsize: room for the ballast and the map of the ROMFS region, which the unix port
-        # keeps in its heap (flash.RomWindow, allocated before the ballast: flash on a board)
+        # keeps in its heap (romwindow.RomWindow, allocated before the ballast: flash on a board)
         kw = {"free_heap_kib": kib, "heapsize": "4m"} if frozen else {"heapsize": f"{kib}k"}
         try:
             d, dev = self.device(**kw)

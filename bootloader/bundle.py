@@ -95,7 +95,8 @@ def parse_header(raw):
         raise Reject(verdicts.BAD_LENGTH, "signature length %d, expected %d" % (slen, SIG_LEN))
     h = Header()
     h.raw = bytes(raw[:HEADER_LEN])
-    h.kind, h.alg, h.manifest_len, h.cert_len, h.sig_len, h.payload_len = kind, alg, mlen, clen, slen, plen
+    h.kind, h.alg, h.manifest_len = kind, alg, mlen
+    h.cert_len, h.sig_len, h.payload_len = clen, slen, plen
     h.manifest_sha256 = h.raw[32:64]
     return h
 
@@ -142,7 +143,8 @@ def check_cert(cert, anchors, key_floor, now=0):
             break
     else:
         raise Reject(verdicts.UNKNOWN_ROOT, "certificate is not from a pinned root key")
-    if not signature_ok(alg, key, memoryview(cert.raw)[:cert.signed_len], cert.raw[cert.signed_len:]):
+    signed = memoryview(cert.raw)[:cert.signed_len]
+    if not signature_ok(alg, key, signed, cert.raw[cert.signed_len:]):
         raise Reject(verdicts.BAD_CERT_SIGNATURE, "root signature on the update key is invalid")
     if cert.serial < key_floor:
         raise Reject(verdicts.KEY_REVOKED, "update key serial %d is below the floor %d"
@@ -191,7 +193,8 @@ def parse_manifest(raw, header):
     boards = m["boards"]
     files = m["files"]
     ok = (m["schema"] == 1 and m["kind"] in KINDS and m["kind"] == KINDS[header.kind]
-          and isinstance(prod, str) and 0 < len(prod) <= 32 and all(c in _PRODUCT_CHARS for c in prod)
+          and isinstance(prod, str) and 0 < len(prod) <= 32
+          and all(c in _PRODUCT_CHARS for c in prod)
           and isinstance(boards, list) and 0 < len(boards) <= 8
           and all(isinstance(b, str) and 0 < len(b) <= 16 for b in boards)
           and _version_ok(m["version"]) and _is_int(m["security_version"], 0, 0x7FFFFFFF)

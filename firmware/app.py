@@ -74,7 +74,8 @@ class Device:
                 "version": self.boot.version, "slot": self.boot.slot, "trial": self.boot.trial,
                 "slots": {"active": st["active"], "pending": st["pending"],
                           "security_floor": st["sec_floor"], "key_floor": st["key_floor"]},
-                "mode": "normal", "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
+                "mode": "normal",
+                "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
                 "update": self.updater.state, "last_event": st["last"],
                 "thermostat": self.thermostat.state()}
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .errors import KeyError_, UsageError
+from .errors import KeyFileError, UsageError
 
 CA_KEY = "ca.key"  # PEM, PKCS#8, mode 0600
 CA_CERT = "ca.crt"  # PEM
@@ -51,7 +51,7 @@ def init(directory, name=DEFAULT_NAME, org=DEFAULT_ORG, validity_days=CA_VALIDIT
     d.mkdir(parents=True, exist_ok=True)
     for f in (CA_KEY, CA_CERT):
         if (d / f).exists():
-            raise KeyError_(f"{d / f} already exists; refusing to overwrite the CA")
+            raise KeyFileError(f"{d / f} already exists; refusing to overwrite the CA")
     if validity_days < 365:
         raise UsageError("a manufacturer CA must be valid for at least a year")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -90,23 +90,23 @@ def describe(cert, directory=None):
 
 
 def load(directory):
-    """The CA in `directory` (KeyError_ if missing or inconsistent)."""
+    """The CA in `directory` (KeyFileError if missing or inconsistent)."""
     d = Path(directory)
     try:
         key_pem = (d / CA_KEY).read_bytes()
         cert_pem = (d / CA_CERT).read_bytes()
     except FileNotFoundError:
-        raise KeyError_(f"{d} holds no manufacturer CA (run `iotctl ca init --dir {d}`)") from None
+        raise KeyFileError(f"{d} holds no manufacturer CA (run `iotctl ca init --dir {d}`)") from None
     except OSError as e:
-        raise KeyError_(f"cannot read the CA in {d}: {e.strerror}") from None
+        raise KeyFileError(f"cannot read the CA in {d}: {e.strerror}") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
         cert = x509.load_pem_x509_certificate(cert_pem)
     except (ValueError, TypeError) as e:
-        raise KeyError_(f"the CA in {d} is unreadable: {e}") from None
+        raise KeyFileError(f"the CA in {d} is unreadable: {e}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or \
             key.public_key().public_numbers() != cert.public_key().public_numbers():
-        raise KeyError_(f"{d / CA_KEY} does not belong to {d / CA_CERT}")
+        raise KeyFileError(f"{d / CA_KEY} does not belong to {d / CA_CERT}")
     return CA(key, cert)
 
 
@@ -164,7 +164,7 @@ def issue_device(ca, device_id, public_key, now=None):
     now = now or _now()
     not_after = ca.cert.not_valid_after_utc
     if now >= not_after:
-        raise KeyError_("the manufacturer CA has expired")
+        raise KeyFileError("the manufacturer CA has expired")
     return issue_leaf(ca, device_id, public_key, (ExtendedKeyUsageOID.SERVER_AUTH,
                                                  ExtendedKeyUsageOID.CLIENT_AUTH),
                       (device_id, device_id + ".local"), not_after, now)

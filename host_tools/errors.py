@@ -23,7 +23,7 @@ class UsageError(IotctlError):
     kind = "usage"
 
 
-class KeyError_(IotctlError):
+class KeyFileError(IotctlError):
     """A key or certificate is missing, unreadable, or would be overwritten."""
 
     exit_code = 3

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
                                                              encode_dss_signature)
 
-from .errors import KeyError_, UsageError
+from .errors import KeyFileError, UsageError
 
 ALGS = {"ed25519": 1, "ecdsa-p256": 2}
 ALG_NAMES = {v: k for k, v in ALGS.items()}
@@ -40,7 +40,7 @@ def alg_of(key):
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
             and isinstance(key.curve, ec.SECP256R1):
         return "ecdsa-p256"
-    raise KeyError_("unsupported key type (need Ed25519 or EC P-256)")
+    raise KeyFileError("unsupported key type (need Ed25519 or EC P-256)")
 
 
 def raw_public(key):
@@ -112,12 +112,12 @@ class CertInfo:
 
 def parse_cert(raw):
     if len(raw) < CERT_FIXED or raw[:4] != b"IOTK":
-        raise KeyError_("not an update-key certificate (bad magic)")
+        raise KeyFileError("not an update-key certificate (bad magic)")
     ver, key_alg, root_alg, _res, serial, not_after = struct.unpack_from("<BBBBII", raw, 4)
     (klen,) = struct.unpack_from("<H", raw, 24)
     if ver != 1 or key_alg not in KEY_LEN or root_alg not in KEY_LEN or klen != KEY_LEN[key_alg] \
             or len(raw) != CERT_FIXED + klen + SIG_LEN:
-        raise KeyError_("malformed update-key certificate")
+        raise KeyFileError("malformed update-key certificate")
     end = CERT_FIXED + klen
     return CertInfo(ALG_NAMES[key_alg], ALG_NAMES[root_alg], serial, not_after, raw[16:24],
                     raw[CERT_FIXED:end], raw[end:], raw[:end])
@@ -143,11 +143,11 @@ def load_private(path):
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise KeyError_(f"cannot read private key {path}: {e.strerror}") from None
+        raise KeyFileError(f"cannot read private key {path}: {e.strerror}") from None
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
-        raise KeyError_(f"{path} is not a usable private key: {e}") from None
+        raise KeyFileError(f"{path} is not a usable private key: {e}") from None
 
 
 def _update_name(serial):
@@ -159,7 +159,7 @@ def init(directory, alg="ed25519", update_alg=None, validity_days=DEFAULT_VALIDI
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     if (d / INFO).exists() or (d / "root.key").exists():
-        raise KeyError_(f"{d} already holds keys; refusing to overwrite them")
+        raise KeyFileError(f"{d} already holds keys; refusing to overwrite them")
     update_alg = update_alg or alg
     root = generate(alg)
     _write_private(d / "root.key", root)
@@ -174,10 +174,10 @@ def load_info(directory):
     try:
         return json.loads((Path(directory) / INFO).read_text())
     except FileNotFoundError:
-        raise KeyError_(f"{directory} holds no keys (run `iotctl keys init --dir "
+        raise KeyFileError(f"{directory} holds no keys (run `iotctl keys init --dir "
                         f"{directory}`)") from None
     except (OSError, ValueError) as e:
-        raise KeyError_(f"cannot read {directory}/{INFO}: {e}") from None
+        raise KeyFileError(f"cannot read {directory}/{INFO}: {e}") from None
 
 
 def rotate(directory, alg=None):
@@ -189,7 +189,7 @@ def rotate(directory, alg=None):
     serial = info["serial"] + 1
     name = _update_name(serial)
     if (d / f"{name}.key").exists():
-        raise KeyError_(f"{d / name}.key already exists; refusing to overwrite it")
+        raise KeyFileError(f"{d / name}.key already exists; refusing to overwrite it")
     key = generate(alg)
     not_after = int(time.time()) + info.get("validity_days", DEFAULT_VALIDITY_DAYS) * 86400
     cert = make_cert(root, raw_public(key), alg, serial, not_after)
@@ -212,7 +212,7 @@ def current_update_key(directory, serial=None):
     try:
         cert = (d / f"{name}.cert").read_bytes()
     except OSError:
-        raise KeyError_(f"certificate {d / name}.cert is missing") from None
+        raise KeyFileError(f"certificate {d / name}.cert is missing") from None
     return key, cert, serial
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from . import keys as keymod
 from . import mpy
 from .bundle import parse
-from .errors import KeyError_, ToolError, UsageError, VerifyError
+from .errors import KeyFileError, ToolError, UsageError, VerifyError
 
 SCRIPT = Path(__file__).parent / "devscripts" / "verify_bundle.py"
 
@@ -57,7 +57,7 @@ def describe(bundle_path):
         cert = keymod.parse_cert(parsed.cert)
         cert_info = {"serial": cert.serial, "key_alg": cert.key_alg, "root_alg": cert.root_alg,
                      "not_after": cert.not_after, "root_id": cert.root_id.hex()}
-    except KeyError_ as e:  # shown to the user; the verdict comes from the device
+    except KeyFileError as e:  # shown to the user; the verdict comes from the device
         cert_info = {"error": str(e)}
     return {"size": parsed.total, "kind": ["app", "firmware"][parsed.kind] if parsed.kind < 2
             else parsed.kind, "payload_bytes": parsed.payload_len, "manifest": parsed.manifest,

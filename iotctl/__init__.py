@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from host_tools import provision as _provision
 from host_tools import push as _push
 from host_tools.errors import (EXIT_CODES, AuthRefused, DeviceError, IdentityMismatch,
-                               IotctlError, KeyError_, LedgerError, RolledBack, ToolError,
+                               IotctlError, KeyFileError, LedgerError, RolledBack, ToolError,
                                Unreachable, UsageError, VerifyError)
 
 Error = IotctlError
@@ -19,7 +19,7 @@ Refused = VerifyError  # `.verdict` names the rule (the device's own, or VERSION
 
 __all__ = ["connect", "status", "push", "provision", "Device", "PushResult", "Provisioned",
            "Error", "Unreachable", "IdentityMismatch", "AuthRefused", "Refused", "RolledBack",
-           "DeviceError", "UsageError", "KeyError_", "LedgerError", "ToolError", "EXIT_CODES"]
+           "DeviceError", "UsageError", "KeyFileError", "LedgerError", "ToolError", "EXIT_CODES"]
 
 Device = _push.Device
 

@@ -304,8 +304,8 @@ class Partition:
     def rom_window(size):
         """What vfs.rom_ioctl(2, 0) maps on a board: the `romfs` partition (first `size`
         bytes). esp32.Partition has no such method; esp32board uses vfs.rom_ioctl there."""
-        import flash
-        return flash.RomWindow(_chip.flash.partition("romfs"))(size)
+        import romwindow
+        return romwindow.RomWindow(_chip.flash.partition("romfs"))(size)
 
     def writeblocks(self, block, buf, offset=None):
         self._writable()

@@ -295,12 +295,12 @@ class Hal(halspec.Hal):
 
     async def _sample_heap(self):
         # Live heap = allocated right after a collection, without the map of the ROMFS region
-        # (flash on a board, flash.RomWindow); the peak goes to run/heap.json.
+        # (flash on a board, romwindow.RomWindow); the peak goes to run/heap.json.
         import asyncio
         import gc
 
-        import flash
-        regions = flash.rom_regions(self.flash)
+        import romwindow
+        regions = romwindow.rom_regions(self.flash)
         mapped = regions.window.size if regions else 0
         peak = 0
         while True:

@@ -4,7 +4,7 @@ import sys
 
 import alertmode
 import bootstage
-import flash
+import romwindow
 from hal import Hal
 from servicejig import power_on
 
@@ -42,7 +42,7 @@ def reserve_heap(kib):
 def main(simdir, boot_number):
     board = Hal(simdir, boot_number=boot_number)
     fl = board.flash  # the simulated NOR chip's buffers are hardware, not firmware heap
-    flash.map_romfs(fl)  # so is the map of the app's ROMFS region (flash.RomWindow)
+    romwindow.map_romfs(fl)  # so is the map of the app's ROMFS region (romwindow.RomWindow)
     free_kib = board._read_config(board._sim["config"]).get("free_heap_kib")
     ballast = reserve_heap(free_kib) if free_kib else None  # noqa: F841  (kept alive)
     boot = bootstage.start(board, None, log, power_on(fl))

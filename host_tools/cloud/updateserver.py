@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import bundle
 from .. import ca as ca_mod
-from ..errors import KeyError_, Unreachable, UsageError, VerifyError
+from ..errors import KeyFileError, Unreachable, UsageError, VerifyError
 
 SERVICE_DIR = "service"
 SERVICE_CN = "service"  # the MQTT user name the broker derives from the certificate
@@ -52,7 +52,7 @@ def _issue(keys_dir, name, cn, eku, hosts=()):
             except x509.ExtensionNotFound:
                 have = set()
             if not set(ca_mod.san(hosts)) <= have:
-                raise KeyError_(f"{crt} does not name {', '.join(hosts)}; remove it (and "
+                raise KeyFileError(f"{crt} does not name {', '.join(hosts)}; remove it (and "
                                 f"{key.name}) to issue a new one")
         return crt, key
     ca = ca_mod.load(keys_dir)
@@ -87,7 +87,7 @@ def service_credentials(keys_dir):
 def ca_path(keys_dir):
     path = Path(keys_dir) / ca_mod.CA_CERT
     if not path.exists():
-        raise KeyError_(f"{keys_dir} holds no manufacturer CA ({ca_mod.CA_CERT})")
+        raise KeyFileError(f"{keys_dir} holds no manufacturer CA ({ca_mod.CA_CERT})")
     return path
 
 

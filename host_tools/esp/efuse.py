@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeviceError, KeyError_, UsageError
+from ..errors import DeviceError, KeyFileError, UsageError
 from .boards import CHIPS, load_board
 from .secureboot import key_paths, prepare_keys
 from .tools import run_tool, tool_argv
@@ -256,7 +256,7 @@ def apply_secure_boot(chip, keys_dir, port=None, virt=None, confirm=None, report
         raise DeviceError(f"refusing to burn {chip} eFuses on {target.describe()}: "
                           + "; ".join(problems) + ". Nothing was burnt.")
     if plan["missing"]:
-        raise KeyError_(
+        raise KeyFileError(
             f"{', '.join(plan['missing'])} not found. On a real chip the keys must be the ones "
             "the flashed images were signed and encrypted with: create them with `iotctl "
             "secure-boot keys`, sign the images, flash with --encrypt-key, then apply")

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import KeyError_, UsageError
+from ..errors import KeyFileError, UsageError
 from . import partitions
 from .boards import load_board, size_name
 from .tools import run_tool, tool_argv
@@ -120,7 +120,7 @@ def plan_flash(board, firmware, *, factory=None, data=None, bootloader=None, por
     prepare = []
     if encrypt_key is not None:
         if not Path(encrypt_key).is_file():
-            raise KeyError_(f"flash encryption key {encrypt_key} not found")
+            raise KeyFileError(f"flash encryption key {encrypt_key} not found")
         flagged = {p.name for p in parts if "encrypted" in p.flags.split(":")}
         for im in images:
             if im.name in ALWAYS_ENCRYPTED or im.name in flagged:

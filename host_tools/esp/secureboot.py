@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from ..errors import KeyError_, UsageError, VerifyError
+from ..errors import KeyFileError, UsageError, VerifyError
 from .boards import load_board
 from .tools import run_tool, tool_argv
 
@@ -35,7 +35,7 @@ def key_paths(keys_dir):
 def _new_private(path, make):
     path = Path(path)
     if path.exists():
-        raise KeyError_(f"{path} exists; refusing to overwrite a key")
+        raise KeyFileError(f"{path} exists; refusing to overwrite a key")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmpdir = tempfile.mkdtemp(dir=path.parent, prefix=".keygen-")
     try:
@@ -45,7 +45,7 @@ def _new_private(path, make):
         try:
             os.link(tmp, path)  # fails if a key appeared meanwhile: never overwrite
         except FileExistsError:
-            raise KeyError_(f"{path} exists; refusing to overwrite a key") from None
+            raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return str(path)
@@ -66,7 +66,7 @@ def generate_flash_encryption_key(path, bits=256):
 def key_digest(key, out):
     """SHA-256 digest of the SBv2 public key (what the eFuse holds); returns the bytes."""
     if not Path(key).is_file():
-        raise KeyError_(f"signing key {key} not found")
+        raise KeyFileError(f"signing key {key} not found")
     run_tool(tool_argv("espsecure", "digest-sbv2-public-key", "--keyfile", key, "--output", out))
     return Path(out).read_bytes()
 
@@ -82,7 +82,7 @@ def prepare_keys(chip, keys_dir, generate=True):
                             p, board["flash_encryption"]["key_bits"]))):
         if not Path(paths[name]).is_file():
             if not generate:
-                raise KeyError_(
+                raise KeyFileError(
                     f"{paths[name]} not found. On a real chip the keys must be the ones the "
                     f"flashed images were signed and encrypted with: create them with "
                     f"`iotctl secure-boot keys`, then sign and flash (flash --encrypt-key)")
@@ -102,7 +102,7 @@ def sign_image(image, key, out):
     if not Path(image).is_file():
         raise UsageError(f"image {image} not found")
     if not Path(key).is_file():
-        raise KeyError_(f"signing key {key} not found")
+        raise KeyFileError(f"signing key {key} not found")
     if Path(out).resolve() == Path(image).resolve():
         raise UsageError("output must not be the input image")
     run_tool(tool_argv("espsecure", "sign-data", "--version", "2", "--keyfile", key,
@@ -119,7 +119,7 @@ def _load_key(path):
             return load(data)
         except (ValueError, TypeError):
             continue
-    raise KeyError_(f"{path} is not a PEM private or public key")
+    raise KeyFileError(f"{path} is not a PEM private or public key")
 
 
 def verify_image(image, key):
@@ -133,7 +133,7 @@ def verify_image(image, key):
     from esptool.util import FatalError
 
     if not Path(key).is_file():
-        raise KeyError_(f"verification key {key} not found")
+        raise KeyFileError(f"verification key {key} not found")
     if not Path(image).is_file():
         raise UsageError(f"image {image} not found")
     public = _load_key(key)

@@ -24,7 +24,7 @@ else:
         h = hal.Hal(json.load(f), log=lambda m: None)
 problems = halspec.check(h)
 assert problems == [], problems
-for name, absent in halspec.OPTIONAL.items():  # declared on the object, whatever its value
+for name in halspec.OPTIONAL:  # declared on the object, whatever its value
     assert name in dir(h) or name in dir(type(h)), name
 if board != "unix":
     assert h.network is not None and h.network.WLAN  # the radio, imported on first use

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import cli, esp
-from host_tools.errors import DeviceError, KeyError_, ToolError, UsageError, VerifyError
+from host_tools.errors import DeviceError, KeyFileError, ToolError, UsageError, VerifyError
 from host_tools.esp import partitions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -401,7 +401,7 @@ def test_apply_refuses_esp32_before_rev3_and_missing_keys_on_real_chip(tmp_path)
 def test_sign_and_verify_images(tmp_path, capsys):
     key = Path(esp.generate_signing_key(tmp_path / "keys" / "sb.pem"))
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    with pytest.raises(KeyError_, match="refusing to overwrite"):
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
         esp.generate_signing_key(key)
     fe = Path(esp.generate_flash_encryption_key(tmp_path / "keys" / "fe.bin"))
     assert len(fe.read_bytes()) == 32 and stat.S_IMODE(fe.stat().st_mode) == 0o600
@@ -411,7 +411,7 @@ def test_sign_and_verify_images(tmp_path, capsys):
     signed = tmp_path / "app-signed.bin"
     with pytest.raises(UsageError, match="input"):
         esp.sign_image(image, key, image)
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         esp.sign_image(image, tmp_path / "nokey.pem", signed)
     esp.sign_image(image, key, signed)
     data = signed.read_bytes()
@@ -432,7 +432,7 @@ def test_sign_and_verify_images(tmp_path, capsys):
     with pytest.raises(VerifyError) as exc:
         esp.verify_image(image, pub)
     assert exc.value.verdict == "NOT_SIGNED"
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         esp.verify_image(signed, tmp_path / "nokey.pem")
 
     code, out, _ = run_cli(["secure-boot", "verify", signed, "--key", pub], capsys)

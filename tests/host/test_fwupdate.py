@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import bundle, cli, esp, flashimage, keys, mpy
-from host_tools.errors import KeyError_, UsageError, VerifyError
+from host_tools.errors import KeyFileError, UsageError, VerifyError
 from host_tools.esp import micropython_image
 from tests.fakes.appimage import make_app_image
 
@@ -92,7 +92,7 @@ def test_sign_firmware_refuses_wrong_images(keydir, tmp_path):
         micropython_image.build(ok, keydir, "esp32", "1.0.0", 1, out=ok)
     with pytest.raises(UsageError, match="MAJOR.MINOR.PATCH"):
         micropython_image.build(ok, keydir, "esp32", "1.0", 1)
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         micropython_image.build(ok, tmp_path / "nokeys", "esp32", "1.0.0", 1)
 
 

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from host_tools import keys
-from host_tools.errors import KeyError_, UsageError
+from host_tools.errors import KeyFileError, UsageError
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256"])
@@ -31,7 +31,7 @@ def test_init_refuses_to_overwrite(tmp_path):
     d = tmp_path / "k"
     keys.init(d)
     before = (d / "root.key").read_bytes()
-    with pytest.raises(KeyError_, match="refusing to overwrite"):
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
         keys.init(d)
     assert (d / "root.key").read_bytes() == before
 
@@ -49,7 +49,7 @@ def test_rotate_increments_serial_and_keeps_old_keys(tmp_path):
 
 
 def test_rotate_without_keys_is_a_clear_error(tmp_path):
-    with pytest.raises(KeyError_, match="holds no keys"):
+    with pytest.raises(KeyFileError, match="holds no keys"):
         keys.rotate(tmp_path)
 
 
@@ -66,5 +66,5 @@ def test_cert_tampering_breaks_root_signature(tmp_path):
     raw[8] ^= 1  # serial
     cert = keys.parse_cert(bytes(raw))
     assert not keys.verify(1, root_pub, cert.signed, cert.signature)
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         keys.parse_cert(bytes(raw[:-1]))

@@ -21,7 +21,7 @@ from PIL import Image
 
 from host_tools import ca, flashimage, keys, label, ledger, mpy, onboarding, provision
 from host_tools.cli import cli as iotctl_group
-from host_tools.errors import DeviceError, KeyError_, UsageError
+from host_tools.errors import DeviceError, KeyFileError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = REPO / "tests" / "device"
@@ -86,10 +86,10 @@ def test_ca_init(tmp_path):
     days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
     assert days >= 20 * 365
     before = (d / ca.CA_KEY).read_bytes()
-    with pytest.raises(KeyError_, match="refusing to overwrite"):
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
         ca.init(d)
     assert (d / ca.CA_KEY).read_bytes() == before
-    with pytest.raises(KeyError_, match="no manufacturer CA"):
+    with pytest.raises(KeyFileError, match="no manufacturer CA"):
         ca.load(tmp_path / "elsewhere")
 
 
@@ -280,7 +280,7 @@ def test_cli(factory, tmp_path, monkeypatch, caplog):
     assert isinstance(res.exception, UsageError) and "one target" in str(res.exception)
     assert len(issued) == 5  # the refused runs generated nothing
     res = runner.invoke(cli, ["ca", "init", "--dir", str(factory)])
-    assert isinstance(res.exception, KeyError_)
+    assert isinstance(res.exception, KeyFileError)
     images = list((tmp_path / "img").iterdir()) + list((tmp_path / "img2").iterdir())
     needles = [p.encode() for p in issued] + [p.replace("-", "").encode() for p in issued]
     _scan(tmp_path, needles, allowed=images + list(labels.iterdir()))
