@@ -96,7 +96,8 @@ def load(directory):
         key_pem = (d / CA_KEY).read_bytes()
         cert_pem = (d / CA_CERT).read_bytes()
     except FileNotFoundError:
-        raise KeyFileError(f"{d} holds no manufacturer CA (run `iotctl ca init --dir {d}`)") from None
+        raise KeyFileError(
+            f"{d} holds no manufacturer CA (run `iotctl ca init --dir {d}`)") from None
     except OSError as e:
         raise KeyFileError(f"cannot read the CA in {d}: {e.strerror}") from None
     try:
