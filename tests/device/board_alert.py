@@ -14,6 +14,7 @@ import esp32board
 import fakepart
 import machine
 import network
+import romslots
 import sealed
 import station
 from fakepart import Partition
@@ -71,9 +72,16 @@ with open(rec, "wb") as f:
     f.write(sealer.seal(rec, json.dumps({"ssid": cases["ssid"], "password": cases["password"]})))
 assert station.settings("/data", "/factory") == (cases["ssid"], cases["password"])
 
-# --- Someone changes the app in flash. ---
-with open("/data/slots/a/app.py", "a") as f:
-    f.write("\nprint('pwned')\n")
+# --- Someone changes the app in flash: one byte of the ROMFS image in the `romfs` region. ---
+part = Partition("romfs")
+end = romslots.used(part, bytearray(romslots.HEADER_LEN))
+assert end > romslots.SECTOR, end
+sector = bytearray(romslots.SECTOR)
+last = (end - 1) // romslots.SECTOR
+part.readblocks(last, sector)
+sector[(end - 1) % romslots.SECTOR] ^= 0x01
+part.ioctl(6, last)
+part.writeblocks(last, sector)
 
 # --- Power-on: alert-only mode, the alert through the station, which goes down after. ---
 power_on_main()
