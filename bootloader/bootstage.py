@@ -135,10 +135,15 @@ class Boot:
     def choose(self):
         """Pick and verify the slot to run. Returns True, or False for alert-only mode.
         Always decides: a state record that cannot be written costs the trial (a trial whose
-        count is not kept could crash forever), never the boot."""
+        count is not kept could crash forever), never the boot. With ROMFS regions the slot
+        that runs must first be in the primary region (the only one a board maps): _bring
+        verifies a slot in the secondary there, swaps the regions (romslots.Swap) and verifies
+        it again where it runs; the other slot's image stays in the secondary for a rollback."""
         st = self.state()
+        bring = self._verify
         if self.regions:
-            return self._rom_choose(st)
+            self._settle(st)
+            bring = self._bring
         if st.get("lost"):
             st = self.recover(st)
         pending = st["pending"]
@@ -147,54 +152,7 @@ class Boot:
                 st["trials"] -= 1  # persisted before the trial runs: a crash still counts
                 if self._save(st):
                     try:
-                        self.verified = self._verify(pending, st)
-                        self.slot, self.trial = pending, True
-                        self.log("boot: trial of slot %s (%s), %d boots left to confirm"
-                                 % (pending, self.version, st["trials"]))
-                        return True
-                    except Reject as e:
-                        self._rollback(st, "slot %s failed verification: %s" % (pending, e))
-                else:
-                    self.log("boot: trial of slot %s not run: its boot count cannot be kept"
-                             % pending)
-            else:
-                self._rollback(st, "slot %s did not confirm itself within %d boots"
-                               % (pending, slotstate.TRIALS))
-        active = st["active"]
-        for slot in (active, slotstate.other(active)):
-            if slot == st["pending"]:
-                continue  # its trial is not run (above)
-            try:
-                self.verified = self._verify(slot, st)
-            except Reject as e:
-                self.reasons.append("%s: %s" % (slot, e))
-                self.log("boot: slot %s refused: %s" % (slot, e))
-                continue
-            self.slot = slot
-            if slot != active:
-                st["active"] = slot
-                st["last"] = "slot %s refused (%s); fell back to slot %s" % (
-                    active, self.reasons[-1], slot)
-                self._save(st)
-            self.log("boot: slot %s verified (%s)" % (slot, self.version))
-            return True
-        return False
-
-    def _rom_choose(self, st):
-        """choose() for ROMFS slots: as for directories, but the slot that runs must first be
-        in the primary region (the only one a board maps): a slot in the secondary is
-        verified there, then the regions are swapped (romslots.Swap), then it is verified
-        again where it runs. The other slot's image stays in the secondary for a rollback."""
-        self._settle(st)
-        if st.get("lost"):
-            st = self.recover(st)
-        pending = st["pending"]
-        if pending:
-            if st["trials"] > 0:
-                st["trials"] -= 1  # persisted before the trial runs: a crash still counts
-                if self._save(st):
-                    try:
-                        self.verified = self._bring(pending, st)
+                        self.verified = bring(pending, st)
                         self.slot, self.trial = pending, True
                         self.log("boot: trial of slot %s (%s), %d boots left to confirm"
                                  % (pending, self.version, st["trials"]))
@@ -215,7 +173,7 @@ class Boot:
             if slot == st["pending"]:
                 continue  # its trial is not run (above)
             try:
-                self.verified = self._bring(slot, st)
+                self.verified = bring(slot, st)
             except Reject as e:
                 self.reasons.append("%s: %s" % (slot, e))
                 self.log("boot: slot %s refused: %s" % (slot, e))
@@ -227,9 +185,10 @@ class Boot:
                     active, self.reasons[-1], slot)
                 self._save(st)
             self.log("boot: slot %s verified (%s)" % (slot, self.version))
-            self._drop_legacy()
+            if self.regions:
+                self._drop_legacy()
             return True
-        return self._legacy(st)
+        return self._legacy(st) if self.regions else False
 
     def _bring(self, slot, st):
         """Verify `slot`; if it is in the secondary region, swap it into the primary and

@@ -306,6 +306,30 @@ class Prefix:
         return mv[n:], self._got == len(self.buf) > HEADER_LEN
 
 
+class Fed:
+    """The push-fed front every installer shares (app slot directory, ROMFS region, firmware
+    partition): feed() the bundle's bytes as they arrive. The signed prefix is gathered first
+    (`_pre`, a Prefix); `_begin()` then authenticates it and checks every rule before the first
+    write, and each later byte goes to `_take(mv)`, which returns how many it consumed."""
+
+    def feed(self, data):
+        """Consume the next bytes of the bundle (a bytes-like object; may be a memoryview)."""
+        mv = memoryview(data)
+        while len(mv):
+            if self._pre is not None:
+                mv, complete = self._pre.take(mv)
+                if complete:
+                    self._begin()
+                continue
+            mv = mv[self._take(mv):]
+        if self.progress:
+            self.progress(self.written)
+
+    def _prefix_done(self):
+        if self._pre is not None:
+            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
+
+
 def authenticate_prefix(buf, anchors, policy):
     """Authenticate a complete bundle prefix held in `buf`; returns Verified or raises Reject.
 

@@ -256,7 +256,7 @@ def hash_partition(part, size, buf):
     return h.digest()
 
 
-class Installer:
+class Installer(bundle.Fed):
     """Push-fed like slots.Installer: feed() the bundle bytes, then finish(). Nothing is written
     before the prefix is authenticated and every rule passes; the image then goes to the next
     OTA partition sector by sector (erase, program), hashed as it arrives, read back and hashed
@@ -303,26 +303,17 @@ class Installer:
         self._hash = hashlib.sha256()
         self.fw._forget(self.target)  # from here on the partition's old record is void
 
-    def feed(self, data):
-        mv = memoryview(data)
-        while len(mv):
-            if self._pre is not None:
-                mv, complete = self._pre.take(mv)
-                if complete:
-                    self._begin()
-                continue
-            n = min(self._size - self.written, len(mv), SECTOR - self._fill)
-            if not n:
-                raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
-            self._sector[self._fill:self._fill + n] = mv[:n]
-            self._hash.update(mv[:n])
-            self._fill += n
-            self.written += n
-            mv = mv[n:]
-            if self._fill == SECTOR:
-                self._flush()
-        if self.progress:
-            self.progress(self.written)
+    def _take(self, mv):
+        n = min(self._size - self.written, len(mv), SECTOR - self._fill)
+        if not n:
+            raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
+        self._sector[self._fill:self._fill + n] = mv[:n]
+        self._hash.update(mv[:n])
+        self._fill += n
+        self.written += n
+        if self._fill == SECTOR:
+            self._flush()
+        return n
 
     def _flush(self):
         buf = self._sector
@@ -357,8 +348,7 @@ class Installer:
 
     def finish(self):
         """Check the whole image arrived and reads back intact, record it, make it boot next."""
-        if self._pre is not None:
-            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
+        self._prefix_done()
         if self.written < self._size:
             raise Reject(verdicts.TRUNCATED, "bundle ended inside the image (%d bytes missing)"
                          % (self._size - self.written))

@@ -118,7 +118,7 @@ def _hash(part, off, n, buf, h=None, also=None):
     return h
 
 
-class Installer:
+class Installer(bundle.Fed):
     """Push-fed installer of a ROMFS image into a region, the interface of slots.Installer:
     feed() the bundle's bytes, then finish(). Nothing is written before the prefix is
     authenticated and every rule passes; then the region's prefix sectors are erased (it is
@@ -179,28 +179,19 @@ class Installer:
         buffered, but a sector being written is erased again when the writing re-enters it)."""
         return self.written // SECTOR * SECTOR
 
-    def feed(self, data):
-        mv = memoryview(data)
-        while len(mv):
-            if self._pre is not None:
-                mv, complete = self._pre.take(mv)
-                if complete:
-                    self._begin()
-                continue
-            if not self._left:
-                raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
-            n = min(self._left, len(mv))
-            addr = self._off + self.written
-            while self._erased < addr + n:
-                erase(self.part, self._erased // SECTOR)
-                self._erased += SECTOR
-            self._hash.update(mv[:n])
-            program(self.part, addr, mv[:n])
-            self.written += n
-            self._left -= n
-            mv = mv[n:]
-        if self.progress:
-            self.progress(self.written)
+    def _take(self, mv):
+        if not self._left:
+            raise Reject(verdicts.EXTRA_BYTES, "bytes after the image")
+        n = min(self._left, len(mv))
+        addr = self._off + self.written
+        while self._erased < addr + n:
+            erase(self.part, self._erased // SECTOR)
+            self._erased += SECTOR
+        self._hash.update(mv[:n])
+        program(self.part, addr, mv[:n])
+        self.written += n
+        self._left -= n
+        return n
 
     @property
     def total(self):
@@ -209,8 +200,7 @@ class Installer:
     def finish(self):
         """Check the whole image arrived and reads back as hashed; then publish it (program
         the prefix). Returns bundle.Verified; the caller records the slot as pending."""
-        if self._pre is not None:
-            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
+        self._prefix_done()
         if self._left:
             raise Reject(verdicts.TRUNCATED, "bundle ended %d bytes before the end of the image"
                          % self._left)

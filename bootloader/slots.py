@@ -85,7 +85,7 @@ def verify_slot(root, slot, anchors, policy, buf):
     return v
 
 
-class Installer:
+class Installer(bundle.Fed):
     """Push-fed installer: feed() the bundle bytes as they arrive, then finish().
 
     Nothing is written until the prefix is authenticated and every rule passes; the payload
@@ -126,7 +126,7 @@ class Installer:
         self.resume = resume
         self.present = 0
 
-    def _begin_payload(self):
+    def _begin(self):
         self.verified = bundle.authenticate_prefix(self._pre.buf, self.anchors, self.policy)
         self._pre = None
         # Invalidate the target slot first: from here on it has no prefix, so it is unusable.
@@ -211,28 +211,18 @@ class Installer:
             if self._left:
                 return
 
-    def feed(self, data):
-        """Consume the next bytes of the bundle (a bytes-like object; may be a memoryview)."""
-        mv = memoryview(data)
-        while len(mv):
-            if self._pre is not None:
-                mv, complete = self._pre.take(mv)
-                if complete:
-                    self._begin_payload()
-                continue
-            if self._fh is None:
-                raise Reject(verdicts.EXTRA_BYTES, "bytes after the last file")
-            n = min(self._left, len(mv))
-            chunk = mv[:n]
-            self._hash.update(chunk)
-            self._fh.write(chunk)
-            self._left -= n
-            self.written += n
-            mv = mv[n:]
-            if not self._left:
-                self._next_file()
-        if self.progress:
-            self.progress(self.written)
+    def _take(self, mv):
+        if self._fh is None:
+            raise Reject(verdicts.EXTRA_BYTES, "bytes after the last file")
+        n = min(self._left, len(mv))
+        chunk = mv[:n]
+        self._hash.update(chunk)
+        self._fh.write(chunk)
+        self._left -= n
+        self.written += n
+        if not self._left:
+            self._next_file()
+        return n
 
     @property
     def total(self):
@@ -240,8 +230,7 @@ class Installer:
 
     def finish(self):
         """Check that the whole bundle arrived, then publish the slot and mark it pending."""
-        if self._pre is not None:
-            raise Reject(verdicts.TRUNCATED, "bundle ended inside its signed prefix")
+        self._prefix_done()
         if self._fh is not None:
             raise Reject(verdicts.TRUNCATED, "bundle ended inside %s (%d bytes missing)"
                          % (self._files[self._idx]["path"], self._left))
