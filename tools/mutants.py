@@ -30,9 +30,9 @@ CATALOG = [
      "the trial counter is not persisted before the trial runs (a release that crashes on "
      "every boot is never rolled back)",
      "                if self._save(st):\n                    try:\n"
-     "                        self.verified = self._bring(pending, st)",
+     "                        self.verified = bring(pending, st)",
      "                if True:\n                    try:\n"
-     "                        self.verified = self._bring(pending, st)",
+     "                        self.verified = bring(pending, st)",
      [f"{T}[crash_loop]"]),
     ("key-floor-not-raised", "bootloader/bootstage.py",
      "the key floor is not raised at confirm (a revoked key's bundles install again)",
@@ -80,8 +80,8 @@ CATALOG = [
      [f"{T}[save_fails]"]),
     ("recover-defaults", "bootloader/bootstage.py",
      "a lost state record falls back to the factory floors (security floor 0)",
-     "        self._settle(st)\n        if st.get(\"lost\"):\n            st = self.recover(st)\n",
-     "        self._settle(st)\n",
+     "            bring = self._bring\n        if st.get(\"lost\"):\n            st = self.recover(st)\n",
+     "            bring = self._bring\n",
      [f"{T}[state_lost]"]),
     ("record-one-copy", "bootloader/records.py",
      "the state and owner records are written to one copy only",
