@@ -34,8 +34,15 @@ class DuplicateError(LedgerError):
     pass
 
 
-class Ledger:
+class Ledger(sqldb.Store):
     """A DB-API connection holding the `devices` table. Use as a context manager."""
+
+    WHAT = "the ledger"
+    FAIL = LedgerError
+
+    @staticmethod
+    def _errors(db):
+        return (db.integrity,)
 
     def __init__(self, conn, paramstyle, integrity_errors):
         self.conn = conn
@@ -46,25 +53,6 @@ class Ledger:
         if "replaced_by" not in self.columns():  # a ledger made before the column existed
             cur.execute(f"ALTER TABLE {TABLE} ADD COLUMN replaced_by VARCHAR(64)")
         conn.commit()
-
-    @classmethod
-    def open(cls, where):
-        """A path (SQLite) or a postgresql:// URL."""
-        db = sqldb.connect(where, "the ledger", LedgerError)
-        try:
-            return cls(db.conn, "qmark" if db.ph == "?" else "format", (db.integrity,))
-        except db.error as e:
-            db.conn.close()
-            raise LedgerError(f"cannot use the ledger {where}: {e}") from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.conn.close()
 
     def insert(self, row):
         """Add one device (not committed: commit() or rollback() follow). Raises

@@ -38,3 +38,35 @@ def connect(where, what, fail):
     except sqlite3.Error as e:
         raise fail(f"cannot open {what} {path}: {e}") from None
     return Db(conn, "?", sqlite3.Error, sqlite3.IntegrityError)
+
+
+class Store:
+    """Base of a service-side store over one connection: open() by path or URL, a context
+    manager, close(). Subclasses set WHAT ("the ledger"), FAIL (their error class) and
+    `_errors(db)`, the driver exceptions their constructor is given to translate."""
+
+    WHAT = "the store"
+    FAIL = UsageError
+
+    @staticmethod
+    def _errors(db):
+        return (db.error,)
+
+    @classmethod
+    def open(cls, where):
+        """A path (SQLite) or a postgresql:// URL."""
+        db = connect(where, cls.WHAT, cls.FAIL)
+        try:
+            return cls(db.conn, "qmark" if db.ph == "?" else "format", cls._errors(db))
+        except db.error as e:
+            db.conn.close()
+            raise cls.FAIL(f"cannot use {cls.WHAT} {where}: {e}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.conn.close()

@@ -119,8 +119,11 @@ def default_db(keys_dir):
     return Path(keys_dir) / "service" / DB_NAME
 
 
-class Store:
+class Store(sqldb.Store):
     """The rollouts, the fleet as the service has seen it, and each device's last outcome."""
+
+    WHAT = "the rollout store"
+    FAIL = RolloutError
 
     def __init__(self, conn, paramstyle, errors):
         self.conn = conn
@@ -130,25 +133,6 @@ class Store:
         for stmt in SCHEMA:
             cur.execute(stmt)
         conn.commit()
-
-    @classmethod
-    def open(cls, where):
-        """A path (SQLite) or a postgresql:// URL."""
-        db = sqldb.connect(where, "the rollout store", RolloutError)
-        try:
-            return cls(db.conn, "qmark" if db.ph == "?" else "format", (db.error,))
-        except db.error as e:
-            db.conn.close()
-            raise RolloutError(f"cannot use the rollout store {where}: {e}") from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.conn.close()
 
     def _exec(self, sql, args=(), commit=True):
         cur = self.conn.cursor()
