@@ -80,7 +80,8 @@ CATALOG = [
      [f"{T}[save_fails]"]),
     ("recover-defaults", "bootloader/bootstage.py",
      "a lost state record falls back to the factory floors (security floor 0)",
-     "            bring = self._bring\n        if st.get(\"lost\"):\n            st = self.recover(st)\n",
+     "            bring = self._bring\n"
+     "        if st.get(\"lost\"):\n            st = self.recover(st)\n",
      "            bring = self._bring\n",
      [f"{T}[state_lost]"]),
     ("record-one-copy", "bootloader/records.py",
