@@ -1,7 +1,15 @@
 # SHA-512 (FIPS 180-4) for the boot stage: MicroPython's hashlib has no sha512 and Ed25519 needs it.
 #
-# Plain Python ints, so it is the same on 32- and 64-bit ports. A rotation of a 64-bit word x is
-# a shift of x * (2**64 + 1), whose two copies of x supply the bits that wrap around.
+# Two compression backends with one interface, selected as ed25519.py selects its field:
+# - _Int: plain Python ints, the same on every port. A rotation of a 64-bit word x is a shift
+#   of x * (2**64 + 1), whose two copies of x supply the bits that wrap around.
+# - _Word: viper code on unsigned machine words, which wrap modulo 2**64 by themselves; chosen
+#   only where sys.maxsize says words are 64 bits (the unix port). On 32-bit ports it is
+#   compiled but never called (no literal in it is wider than 31 bits).
+# Every Ed25519 check hashes R || A || message with it, so it is on the boot path twice.
+import sys
+
+import micropython
 from micropython import const
 
 _MASK = const(0xFFFFFFFFFFFFFFFF)
@@ -41,7 +49,7 @@ def _words(b):
     return [int.from_bytes(b[i:i + 8], "big") for i in range(0, len(b), 8)]
 
 
-def _compress(h, block):
+def _int_compress(h, block):
     """Mix one 128-byte block into the state h (a list of 8 ints)."""
     w = _words(block)  # the message schedule, kept as a ring of its last 16 words
     a, b, c, d, e, f, g, hh = h
@@ -71,11 +79,140 @@ def _compress(h, block):
         h[i] = (h[i] + v) & _MASK
 
 
+class _Int:
+    def state(self):
+        return _words(_H0)
+
+    compress = staticmethod(_int_compress)
+
+    def out(self, h):
+        return b"".join(v.to_bytes(8, "big") for v in h)
+
+
+@micropython.viper
+def _word_compress(h: ptr32, block: ptr8, k: ptr32, w: ptr32):
+    # h: the state, 8 words; k: the 80 round constants; w: 16 words of scratch for the message
+    # schedule ring. A word is two native uint32 halves, low half first (viper stores through
+    # 32-bit pointers only); block: the 128 message bytes, big-endian words.
+    i = 0
+    while i < 16:
+        j = i << 3
+        w[2 * i + 1] = ((block[j] << 24) | (block[j + 1] << 16) | (block[j + 2] << 8)
+                        | block[j + 3])
+        w[2 * i] = ((block[j + 4] << 24) | (block[j + 5] << 16) | (block[j + 6] << 8)
+                    | block[j + 7])
+        i += 1
+    a = uint(h[0]) | (uint(h[1]) << 32)
+    b = uint(h[2]) | (uint(h[3]) << 32)
+    c = uint(h[4]) | (uint(h[5]) << 32)
+    d = uint(h[6]) | (uint(h[7]) << 32)
+    e = uint(h[8]) | (uint(h[9]) << 32)
+    f = uint(h[10]) | (uint(h[11]) << 32)
+    g = uint(h[12]) | (uint(h[13]) << 32)
+    hh = uint(h[14]) | (uint(h[15]) << 32)
+    t = 0
+    while t < 80:
+        r = 2 * (t & 15)
+        if t >= 16:
+            q = 2 * ((t - 15) & 15)
+            x = uint(w[q]) | (uint(w[q + 1]) << 32)
+            q = 2 * ((t - 2) & 15)
+            y = uint(w[q]) | (uint(w[q + 1]) << 32)
+            q = 2 * ((t - 7) & 15)
+            v = (uint(w[r]) | (uint(w[r + 1]) << 32)) + (uint(w[q]) | (uint(w[q + 1]) << 32))
+            v += ((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)
+            v += ((y >> 19) | (y << 45)) ^ ((y >> 61) | (y << 3)) ^ (y >> 6)
+            w[r] = v
+            w[r + 1] = v >> 32
+        t1 = (hh + (((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46)) ^ ((e >> 41) | (e << 23)))
+              + (g ^ (e & (f ^ g))) + (uint(k[2 * t]) | (uint(k[2 * t + 1]) << 32))
+              + (uint(w[r]) | (uint(w[r + 1]) << 32)))
+        t2 = ((((a >> 28) | (a << 36)) ^ ((a >> 34) | (a << 30)) ^ ((a >> 39) | (a << 25)))
+              + ((a & b) | (c & (a | b))))
+        hh = g
+        g = f
+        f = e
+        e = d + t1
+        d = c
+        c = b
+        b = a
+        a = t1 + t2
+        t += 1
+    v = (uint(h[0]) | (uint(h[1]) << 32)) + a
+    h[0] = v
+    h[1] = v >> 32
+    v = (uint(h[2]) | (uint(h[3]) << 32)) + b
+    h[2] = v
+    h[3] = v >> 32
+    v = (uint(h[4]) | (uint(h[5]) << 32)) + c
+    h[4] = v
+    h[5] = v >> 32
+    v = (uint(h[6]) | (uint(h[7]) << 32)) + d
+    h[6] = v
+    h[7] = v >> 32
+    v = (uint(h[8]) | (uint(h[9]) << 32)) + e
+    h[8] = v
+    h[9] = v >> 32
+    v = (uint(h[10]) | (uint(h[11]) << 32)) + f
+    h[10] = v
+    h[11] = v >> 32
+    v = (uint(h[12]) | (uint(h[13]) << 32)) + g
+    h[12] = v
+    h[13] = v >> 32
+    v = (uint(h[14]) | (uint(h[15]) << 32)) + hh
+    h[14] = v
+    h[15] = v >> 32
+
+
+def _halves(words):
+    """Big-endian 64-bit words -> each as two native uint32 halves, low half first."""
+    out = bytearray(len(words))
+    for i in range(0, len(words), 8):
+        v = int.from_bytes(words[i:i + 8], "big")
+        out[i:i + 4] = (v & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
+        out[i + 4:i + 8] = (v >> 32).to_bytes(4, sys.byteorder)
+    return out
+
+
+def _big(h):
+    """The state's words (uint32 halves, low first) as big-endian bytes."""
+    return b"".join((int.from_bytes(h[i + 4:i + 8], sys.byteorder) << 32
+                     | int.from_bytes(h[i:i + 4], sys.byteorder)).to_bytes(8, "big")
+                    for i in range(0, len(h), 8))
+
+
+class _Word:
+    def __init__(self):
+        self._k = _halves(_K)
+        self._w = bytearray(_BLOCK)
+
+    def state(self):
+        return _halves(_H0)
+
+    def compress(self, h, block):
+        _word_compress(h, block, self._k, self._w)
+
+    def out(self, h):
+        return _big(h)
+
+
+_ops = None
+
+
+def _use(ops):
+    """Select a backend (tests call this to run the other one)."""
+    global _ops
+    _ops = ops
+
+
+_use(_Word() if sys.maxsize > 0xFFFFFFFF else _Int())
+
+
 class SHA512:
     """Incremental SHA-512: update(data) any number of times, then digest()."""
 
     def __init__(self, data=b""):
-        self._h = _words(_H0)
+        self._h = _ops.state()
         self._buf = bytearray(_BLOCK)
         self._fill = 0
         self._len = 0
@@ -93,27 +230,27 @@ class SHA512:
             self._fill += pos
             if self._fill < _BLOCK:
                 return
-            _compress(self._h, self._buf)
+            _ops.compress(self._h, self._buf)
             self._fill = 0
         while n - pos >= _BLOCK:
-            _compress(self._h, mv[pos:pos + _BLOCK])
+            _ops.compress(self._h, mv[pos:pos + _BLOCK])
             pos += _BLOCK
         self._buf[:n - pos] = mv[pos:]
         self._fill = n - pos
 
     def digest(self):
         """The 64-byte digest of everything so far; the object stays usable."""
-        h = list(self._h)
+        h = self._h[:]
         buf = bytearray(self._buf)
         fill = self._fill
         buf[fill] = 0x80
         buf[fill + 1:] = bytes(_BLOCK - fill - 1)
         if fill >= _BLOCK - 16:  # no room left for the 128-bit length: one more block
-            _compress(h, buf)
+            _ops.compress(h, buf)
             buf[:] = bytes(_BLOCK)
         buf[_BLOCK - 16:] = (self._len * 8).to_bytes(16, "big")
-        _compress(h, buf)
-        return b"".join(v.to_bytes(8, "big") for v in h)
+        _ops.compress(h, buf)
+        return _ops.out(h)
 
 
 def sha512(data):
