@@ -124,7 +124,7 @@ class Boot:
             here = slotstate.primary(st) == slot
             part = self.regions.primary if here else self.regions.secondary
             v = romslots.verify(part, self.anchors, self.policy(st), self.buf, self.space(),
-                                name=slot)
+                                self.regions.window if here else None, slot)
             if here:
                 self._image = (romslots.image_offset(len(v.prefix)), v.header.payload_len)
         else:

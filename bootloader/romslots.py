@@ -77,9 +77,10 @@ def invalidate(part):
     erase(part, 0)
 
 
-def verify(part, anchors, policy, buf, space, mapped=None, name="?"):
-    """Authenticate the region's stored prefix, then hash its image in one pass (from
-    `mapped`, the memory-mapped region, when given; else read through `buf`). Returns
+def verify(part, anchors, policy, buf, space, window=None, name="?"):
+    """Authenticate the region's stored prefix, then hash its image in one pass: where the
+    board maps the region (`window(size)`, Regions.window: the primary), in place, so the
+    bytes hashed are the bytes that will be mounted; else read through `buf`. Returns
     bundle.Verified (its prefix in `space`, a bytearray of bundle.MAX_PREFIX)."""
     mv = memoryview(space)
     read(part, 0, mv[:HEADER_LEN])
@@ -94,8 +95,8 @@ def verify(part, anchors, policy, buf, space, mapped=None, name="?"):
     off, n = image_offset(plen), entry["size"]
     if off + n > _blocks(part) * SECTOR:
         raise Reject(verdicts.TOO_LARGE, "image runs past the end of region %s" % name)
-    if mapped is not None:
-        digest = hashlib.sha256(mapped[off:off + n]).digest()
+    if window is not None:
+        digest = hashlib.sha256(window(off + n)[off:off + n]).digest()
     else:
         digest = _hash(part, off, n, buf).digest()
     if digest != entry["digest"]:

@@ -1,7 +1,9 @@
 # Boot-time verification benchmark on the simulated board.
-#   micropython boot_bench.py SIMDIR RUNS   -> JSON: median ms of a full slot verification (the
-#   ROMFS image in the primary region: certificate, header signature, one SHA-256 pass read from
-#   flash), of one signature check plus hashing the same bytes in RAM, and the image size.
+#   micropython boot_bench.py SIMDIR RUNS   -> JSON: median ms of a full slot verification as the
+#   boot stage does it (the ROMFS image in the primary region: certificate, header signature,
+#   one SHA-256 pass over the region where the board maps it; on this board the map is a copy
+#   of the region read from the flash image, and that read is timed with the verification), of
+#   one signature check plus hashing the same bytes in RAM, and the image size.
 import hashlib
 import json
 import sys
@@ -11,6 +13,7 @@ import bootstage
 import bundle
 import flash
 import romslots
+import romwindow
 from servicejig import sim_config
 
 
@@ -27,10 +30,11 @@ def median(xs):
 def _target(path, anchors, policy, buf, space):
     # (primary region, the image in RAM, signature, header, cert) of another device's flash
     part = flash.Flash(path + "/flash.bin").partition("romfs")
-    v = romslots.verify(part, anchors, policy, buf, space)
+    window = romwindow.RomWindow(part)
+    v = romslots.verify(part, anchors, policy, buf, space, window)
     blob = bytearray(v.header.payload_len)
     romslots.read(part, romslots.image_offset(len(v.prefix)), memoryview(blob))
-    return [part, blob, bytes(v.prefix[-64:]), v.header.raw, v.cert, [], []]
+    return [part, window, blob, bytes(v.prefix[-64:]), v.header.raw, v.cert, [], []]
 
 
 def main(simdir, runs, *others):
@@ -43,8 +47,9 @@ def main(simdir, runs, *others):
     st = boot.state()
     policy = boot.policy(st)
     part = cfg["regions"].primary
+    window = cfg["regions"].window
     space = boot.space()
-    v = romslots.verify(part, anchors, policy, boot.buf, space)
+    v = romslots.verify(part, anchors, policy, boot.buf, space, window)
     size = v.header.payload_len
     sig = bytes(v.prefix[-64:])
     header = v.header.raw
@@ -54,16 +59,16 @@ def main(simdir, runs, *others):
     full, base = [], []
     for _ in range(runs):
         # Other devices (the files slope) in the same loop: the same moments, the same load.
-        for part2, blob2, sig2, head2, cert2, full2, base2 in more:
+        for part2, window2, blob2, sig2, head2, cert2, full2, base2 in more:
             t0 = time.ticks_us()
-            romslots.verify(part2, anchors, policy, boot.buf, space)
+            romslots.verify(part2, anchors, policy, boot.buf, space, window2)
             t1 = time.ticks_us()
             assert bundle.signature_ok(cert2.key_alg, cert2.key, head2, sig2)
             hashlib.sha256(blob2).digest()
             full2.append(time.ticks_diff(t1, t0))
             base2.append(time.ticks_diff(time.ticks_us(), t1))
         t0 = time.ticks_us()
-        romslots.verify(part, anchors, policy, boot.buf, space)
+        romslots.verify(part, anchors, policy, boot.buf, space, window)
         t1 = time.ticks_us()
         ok = bundle.signature_ok(v.cert.key_alg, v.cert.key, header, sig)
         hashlib.sha256(blob).digest()
@@ -79,8 +84,8 @@ def main(simdir, runs, *others):
     cert_ms = (time.ticks_diff(time.ticks_us(), t0)) / runs / 1000
     return {"slot_bytes": size, "boot_verify_ms": median(full) / 1000,
             "one_verify_plus_hash_ms": median(base) / 1000, "cert_check_ms": cert_ms,
-            "others": [{"slot_bytes": len(m[1]), "boot_verify_ms": median(m[5]) / 1000,
-                        "one_verify_plus_hash_ms": median(m[6]) / 1000} for m in more]}
+            "others": [{"slot_bytes": len(m[2]), "boot_verify_ms": median(m[6]) / 1000,
+                        "one_verify_plus_hash_ms": median(m[7]) / 1000} for m in more]}
 
 
 print(json.dumps(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])))
