@@ -48,9 +48,12 @@ CATALOG = [
      [f"{T}[state_lost]"]),
     ("only-code-hashed", "bootloader/romslots.py",
      "only the start of a slot's ROMFS image is hashed at boot (a tampered data file runs)",
-     "        digest = _hash(part, off, n, buf).digest()",
-     "        digest = _hash(part, off, min(n, 4096), buf).digest()\n"
-     "        digest = entry[\"digest\"]",
+     "    if window is not None:\n"
+     "        digest = hashlib.sha256(window(off + n)[off:off + n]).digest()\n"
+     "    else:\n"
+     "        digest = _hash(part, off, n, buf).digest()\n",
+     "    digest = _hash(part, off, min(n, 4096), buf).digest()\n"
+     "    digest = entry[\"digest\"]\n",
      [f"{T}[all_files_hashed]"]),
     ("pending-not-verified", "bootloader/bootstage.py",
      "a pending slot that fails verification runs its trial all the same",
