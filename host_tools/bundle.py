@@ -103,27 +103,52 @@ def _uint(data, pos):
             return v, pos
 
 
-def romfs_paths(image, _pos=None, _end=None, _prefix=""):
+def romfs_paths(image):
     """The file paths in a ROMFS image (for display and tests; the device mounts it with
     vfs.VfsRom). Raises VerifyError if it is not a ROMFS image."""
+    return list(romfs_files(image))
+
+
+def romfs_files(image, _pos=None, _end=None, _prefix=""):
+    """{path: bytes} of the files in a ROMFS image as mpremote's builder writes them (data
+    verbatim in each file record). Raises VerifyError if it is not such an image."""
     if _pos is None:
         if image[:3] != b"\xd2\xcd\x31":
             raise VerifyError("BAD_IMAGE", "not a ROMFS image")
-        n, pos = _uint(image, 3)
-        return romfs_paths(image, pos, pos + n)
-    out, pos = [], _pos
+        try:
+            n, pos = _uint(image, 3)
+        except IndexError:
+            raise VerifyError("BAD_IMAGE", "ROMFS image ends inside its header") from None
+        if pos + n > len(image):
+            raise VerifyError("BAD_IMAGE", "ROMFS image is shorter than its header says")
+        return romfs_files(image, pos, pos + n)
+    out, pos = {}, _pos
     try:
         while pos < _end:
             kind, pos = _uint(image, pos)
             n, pos = _uint(image, pos)
             body, pos = pos, pos + n
+            if pos > _end:
+                raise IndexError
             if kind in (4, 5):  # directory, file: name first
                 k, q = _uint(image, body)
                 name = image[q:q + k].decode()
-                if kind == 5:
-                    out.append(_prefix + name)
-                else:
-                    out += romfs_paths(image, q + k, pos, _prefix + name + "/")
+                if kind == 4:
+                    out.update(romfs_files(image, q + k, pos, _prefix + name + "/"))
+                    continue
+                data, q = b"", q + k
+                while q < pos:  # the file's own records: its data
+                    sub, q = _uint(image, q)
+                    m, q = _uint(image, q)
+                    if q + m > pos:
+                        raise IndexError
+                    if sub == 2:
+                        data += bytes(image[q:q + m])
+                    elif sub == 3:
+                        raise VerifyError("BAD_IMAGE", f"{_prefix + name}: data kept elsewhere "
+                                          "in the image (not what the builder writes)")
+                    q += m
+                out[_prefix + name] = data
     except (IndexError, UnicodeError):
         raise VerifyError("BAD_IMAGE", "ROMFS image ends inside a record") from None
     return out

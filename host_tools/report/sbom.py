@@ -21,6 +21,7 @@ import subprocess
 import tomllib
 import uuid
 
+from ..bundle import ROMFS_IMAGE, romfs_files
 from ..errors import ToolError, UsageError, VerifyError
 from ..mpy import REPO
 
@@ -169,6 +170,9 @@ def for_bundle(manifest, files, platform_path=PLATFORM_PATH):
                           ("iotctl:security_fix", str(m["security_fix"]).lower())])
     subject.purl = None
     comps = [_file(e["path"], files[e["path"]]) for e in m["files"]]
+    if ROMFS_IMAGE in files and kind == "app":  # and each file inside the signed image
+        inside = romfs_files(files[ROMFS_IMAGE])
+        comps += [_file(f"{ROMFS_IMAGE}/{p}", inside[p]) for p in sorted(inside)]
     if kind == "firmware":
         comps += image_components(files.get("micropython.bin", b""))
     else:

@@ -8,7 +8,7 @@ import pytest
 
 from host_tools import bundle, keys, verify
 from host_tools.cli import main as cli_main
-from host_tools.errors import UsageError
+from host_tools.errors import UsageError, VerifyError
 
 FILES = {"app.py": b"print('hello')\n" * 50, "lib/util.py": b"X = 1\n" * 300,
          "data/empty.txt": b""}
@@ -206,3 +206,15 @@ def test_build_from_firmware_and_inspect_cli(keydir, tmp_path, capsys):
         cli_main(["inspect", str(bad), "--keys", str(keydir)])
     assert e.value.code == 4
     assert "BAD_FILE_HASH" in capsys.readouterr().out
+
+
+def test_romfs_files_read_back_what_the_builder_wrote():
+    files = {"app.mpy": b"\x4d" * 300, "lib/x.mpy": b"abc", "static/s.css": b"", "e/f/g": b"q"}
+    image = bundle.romfs_image(files)
+    assert bundle.romfs_files(image) == files
+    assert sorted(bundle.romfs_paths(image)) == sorted(files)
+    for cut in range(3, len(image)):  # a torn image is an error, never a shorter file list
+        with pytest.raises(VerifyError, match="BAD_IMAGE"):
+            bundle.romfs_files(image[:cut])
+    with pytest.raises(VerifyError, match="BAD_IMAGE"):
+        bundle.romfs_files(b"\x00" + image[1:])

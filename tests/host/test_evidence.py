@@ -1,6 +1,7 @@
 """Release evidence: the CycloneDX SBOM of every bundle (bound by the signed manifest) and of a
 firmware image, and the offline advisory check against it (provision 4.2-3)."""
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -51,9 +52,19 @@ def test_bundle_sbom_validates_and_is_bound_by_the_signature(demo, keydir, tmp_p
     m = bundle.parse(data).manifest
     assert m["sbom_sha256"] == sbom.digest(raw)
     files = {c["name"]: c for c in doc["components"] if c["type"] == "file"}
-    assert sorted(files) == sorted(e["path"] for e in m["files"])
+    assert [e["path"] for e in m["files"]] == [bundle.ROMFS_IMAGE]
+    # The signed ROMFS image, and each file inside it, each with its own hash.
+    p = bundle.parse(data)
+    inside = bundle.romfs_files(data[p.payload_offset:])
+    assert "app.mpy" in inside and len(inside) > 10
+    assert sorted(files) == sorted([bundle.ROMFS_IMAGE]
+                                   + [f"{bundle.ROMFS_IMAGE}/{k}" for k in inside])
     for e in m["files"]:
         assert files[e["path"]]["hashes"] == [{"alg": "SHA-256", "content": e["sha256"]}]
+    for k, blob in inside.items():
+        got = files[f"{bundle.ROMFS_IMAGE}/{k}"]
+        assert got["hashes"] == [{"alg": "SHA-256",
+                                  "content": hashlib.sha256(blob).hexdigest()}]
     runtime = [c for c in doc["components"] if c["name"] == "micropython"]
     version, build = sbom._unix_micropython(__import__("host_tools.mpy").mpy.micropython_path())
     assert [c["version"] for c in runtime] == [version]
