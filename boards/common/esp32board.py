@@ -38,21 +38,26 @@ class BoardBoot(bootstage.Boot):
         super().rollback(reason)
 
     def installer(self, progress=None, now=0, resume=None, at=0, factory=False):
-        return KindInstaller(self, progress, now, factory)
+        return KindInstaller(self, progress, now, factory, resume, at)
 
 
 class KindInstaller:
     """The push-fed installer for either kind of bundle: reads the 64-byte header, then hands
-    the stream to the app-slot installer or the firmware installer (same feed/finish/abort)."""
+    the stream to the app-slot installer or the firmware installer (same feed/finish/abort).
+    `resume`, `at`: what a pulled download cut by a power loss already wrote, kept by the app
+    installer (romslots.Installer); a firmware image is downloaded again from its start."""
 
-    def __init__(self, boot, progress=None, now=0, factory=False):
+    def __init__(self, boot, progress=None, now=0, factory=False, resume=None, at=0):
         self._boot = boot
         self._progress = progress
         self._now = now
         self._factory = factory
+        self._resume = resume
+        self._at = at
         self._head = bytearray(bundle.HEADER_LEN)
         self._got = 0
         self.inner = None
+        self._app = False
 
     @property
     def target(self):
@@ -61,6 +66,19 @@ class KindInstaller:
     @property
     def total(self):
         return self.inner.total if self.inner else 0
+
+    @property
+    def verified(self):
+        return self.inner.verified if self.inner else None
+
+    @property
+    def present(self):
+        """Image bytes a resumed download keeps from flash (0 for a firmware image)."""
+        return self.inner.present if self._app else 0
+
+    def sync(self):
+        """What a resumed download may keep (pullstate checkpoints it): app images only."""
+        return self.inner.sync() if self._app else 0
 
     def feed(self, data):
         mv = memoryview(data)
@@ -84,17 +102,24 @@ class KindInstaller:
             return fw.installer(self._progress, self._now)
         if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
             raise Reject(verdicts.BUSY, "the firmware image is still on trial; confirm it first")
-        return bootstage.Boot.installer(boot, self._progress, self._now,
-                                        factory=self._factory)
+        inst = bootstage.Boot.installer(boot, self._progress, self._now, self._resume, self._at,
+                                        self._factory)
+        self._app = True
+        return inst
 
     def finish(self):
         if self.inner is None:
             raise Reject(verdicts.TRUNCATED, "bundle ended inside its header")
         return self.inner.finish()
 
-    def abort(self):
+    def abort(self, keep=False):
+        """keep: leave a partial app image for a resumed download (a firmware image's
+        installer never keeps one)."""
         if self.inner is not None:
-            self.inner.abort()
+            if self._app:
+                self.inner.abort(keep)
+            else:
+                self.inner.abort()
 
 
 class NoRecovery:

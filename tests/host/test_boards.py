@@ -152,9 +152,12 @@ def test_board_power_on_sequence(tmp_path):
            b"            boot.rollback('self-test failed (test)')\n"
            b"    return 'ran ' + boot.version\n")
 
-    def app_bundle(version, sec):
+    def app_bundle(version, sec, assets=0):
         out = tmp_path / f"app-{version}.bnd"
-        bundle.build(k, ["esp32"], version, sec, out=out, files={"app.py": app},
+        files = {"app.py": app}
+        if assets:  # a release large enough that its pulled download is cut after syncs
+            files["static/assets.bin"] = os.urandom(assets)
+        bundle.build(k, ["esp32"], version, sec, out=out, files=files,
                      product="iot-thermostat", compile=False)
         return str(out)
 
@@ -167,7 +170,7 @@ def test_board_power_on_sequence(tmp_path):
         micropython_image.build(img, k, "esp32", version, sec, out=out)
         return str(out)
 
-    cases = {"bundles": {"app1": app_bundle("1.0.0", 1), "app2": app_bundle("1.1.0", 2),
+    cases = {"bundles": {"app1": app_bundle("1.0.0", 1), "app2": app_bundle("1.1.0", 2, 200_000),
                          "fw2": fw_bundle("2.0.0", 2), "fw3": fw_bundle("3.0.0", 3)},
              "other_root": os.urandom(32).hex(), "root": keys.load_info(k)["root_public"]}
     spec = tmp_path / "cases.json"
