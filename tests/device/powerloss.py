@@ -2,7 +2,9 @@
 # scenario once to count its flash operations, then for every operation n, restore the image,
 # cut the power at n, reboot, and require a verified boot.
 #   micropython powerloss.py TEMPLATE.bin WORK.bin BUNDLE update|rollback NEW_VERSION OLD_VERSION
-# prints one JSON line: {kind, cut_points, final, outcomes, failures}.
+# prints one JSON line: {kind, cut_points, first, final, outcomes, failures}. Both scenarios
+# share their start (install, reboot into the trial): the same operations on the same image,
+# so the rollback sweep starts where they part (`first`); the update sweep cuts them all.
 import json
 import sys
 
@@ -43,7 +45,9 @@ def scenario(fl, bundle_path, kind):
         b.install_stream(f)
     b = boot(fl)  # reboot into the trial
     assert b.trial, "update did not boot as a trial"
-    if kind == "update":
+    if kind == "common":
+        pass
+    elif kind == "update":
         b.confirm()
     else:
         try:
@@ -79,13 +83,19 @@ def check(work, allowed):
 def main(template, work, bundle_path, kind, new_version, old_version):
     flash.copy_image(template, work)
     fl = flash.Flash(work)
+    scenario(fl, bundle_path, "common")
+    common = fl.ops
+    fl.close()
+    flash.copy_image(template, work)
+    fl = flash.Flash(work)
     scenario(fl, bundle_path, kind)
     total = fl.ops
     fl.close()
     final = check(work, (new_version, old_version))
+    first = 1 if kind == "update" else common + 1
     outcomes = {}
     failures = []
-    for n in range(1, total + 1):
+    for n in range(first, total + 1):
         flash.copy_image(template, work)
         fl = flash.Flash(work)
         fl.cut_at(n)
@@ -100,8 +110,8 @@ def main(template, work, bundle_path, kind, new_version, old_version):
         if outcome.startswith("UNBOOTABLE") or outcome.startswith("WRONG"):
             failures.append("cut %d: %s" % (n, outcome))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return {"kind": kind, "cut_points": total, "final": final, "outcomes": outcomes,
-            "failures": failures}
+    return {"kind": kind, "cut_points": total - first + 1, "first": first, "final": final,
+            "outcomes": outcomes, "failures": failures}
 
 
 print(json.dumps(main(*sys.argv[1:7])))
