@@ -10,6 +10,7 @@ import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
+from marks import Marks
 from privacy import Privacy
 from thermostat import Thermostat
 from updater import Updater
@@ -46,7 +47,9 @@ class Device:
         self.thermostat = Thermostat(self.hal, self.data + "/app/settings.json")
         self.credentials = Credentials(self.factory + "/password.json",
                                        self.data + "/auth/password.json",
-                                       blocklist_path=self._slot_file("blocklist.txt"))
+                                       blocklist_path=self._slot_file("blocklist.txt"),
+                                       marks=Marks(self.hal.marks()))
+        self.credentials.settle()  # a device from before the mark: mark its owner record
         self.sessions = Sessions(self.credentials)
         # The owner's personal data and consents: the pages and the cloud link use this one.
         # A deletion rebuilds the password's directory too (its content kept).

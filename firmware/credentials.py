@@ -5,8 +5,12 @@
 # owner changes the password, an owner record in the data filesystem takes precedence;
 # factory_reset() removes it, so the device falls back to its *own* label password, never
 # to a shared default (ETSI TS 103 645 provision 4.1-1). Records and the failure counters
-# are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md; the
-# login throttle (per address, per device, per account, physical presence): throttle.py.
+# are replaced by write-temp-then-rename. littlefs can roll a directory back past both copies
+# of the owner record after one flipped bit, so the fact "an owner password is in force" is
+# also kept outside it, in the raw `marks` region (marks.py): odd parity = set. A missing
+# record with the mark odd is RECORD_LOST, never the label password in silence. Numbers and
+# rationale: docs/provisioning.md; the login throttle (per address, per device, per account,
+# physical presence): throttle.py.
 import binascii
 import hashlib
 import os
@@ -117,35 +121,57 @@ class Credentials:
 
     factory_path: the factory record (read-only); owner_path: the owner's record, e.g.
     /data/auth/password.json; state_path: the failure counters (default: beside the owner
-    record); blocklist_path: common passwords, one per line, lower case. Time is passed
-    in (`now`, seconds) so the owner of the clock decides, and tests are deterministic.
+    record); blocklist_path: common passwords, one per line, lower case; marks: a
+    marks.Marks over the board's `marks` region (hal.marks()), whose odd parity says an owner
+    password is in force (None: no such region, the record alone decides; the app always
+    passes one). Time is passed in (`now`, seconds) so the owner of the clock decides, and
+    tests are deterministic.
     """
 
     def __init__(self, factory_path, owner_path, blocklist_path=None, state_path=None,
-                 iterations=None):
+                 iterations=None, marks=None):
         self.factory_path = factory_path
         self.owner_path = owner_path
         self.blocklist_path = blocklist_path
         self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
         self._iterations = iterations
         self.throttle = Throttle(self.state_path)
+        self.marks = marks
         self.listeners = []  # fn(throttled) on every refused login (the cloud link's events)
 
     # --- records ---------------------------------------------------------------------
+
+    def _marked(self):
+        # The mark outside littlefs: an owner password was set and not factory-reset since.
+        return self.marks is not None and self.marks.parity() == 1
 
     def _record(self):
         rec, status = store.load_record(self.owner_path)
         if status == store.LOST:
             raise CredentialError("RECORD_LOST")  # never the label password in silence
         if rec is None:
+            if self._marked():  # both copies gone (a littlefs rollback): still lost
+                raise CredentialError("RECORD_LOST")
             rec = _read_json(self.factory_path)
         if rec is None:
             raise CredentialError("BAD_RECORD")  # no factory record: not provisioned
         return rec
 
     def owner_set(self):
-        """True once the owner has replaced the factory password."""
-        return store.load_record(self.owner_path)[1] != store.MISSING
+        """True once the owner has replaced the factory password (also when that record is
+        lost: the mark outside littlefs says so)."""
+        return store.load_record(self.owner_path)[1] != store.MISSING or self._marked()
+
+    def settle(self):
+        """Bring the mark in line with a record that exists (a device from before the mark,
+        or a power cut between saving the record and marking it): at start-up and after
+        each successful login. True if the mark was written."""
+        if self.marks is None:
+            return False
+        self.marks.repair()  # what a power cut left in the region (marks.py)
+        if store.load_record(self.owner_path)[1] == store.MISSING:
+            return False
+        return self.marks.set(1)
 
     def verify(self, password):
         """Check `password` against the record in force (no throttling: see login)."""
@@ -172,6 +198,7 @@ class Credentials:
             raise CredentialError("THROTTLED", wait)
         if self.verify(password):
             self.throttle.succeeded(client)
+            self.settle()
             return True
         self.throttle.failed(client, now)
         return False
@@ -229,10 +256,16 @@ class Credentials:
             raise CredentialError("WRONG_PASSWORD")
         n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
         store.save_record(self.owner_path, make_record(new, n))
+        if self.marks is not None:
+            self.marks.set(1)  # after the record: a cut between them is settled later
 
     def factory_reset(self):
         """Forget the owner's password and the failure counters: the device's own factory
         password (the one on its label) applies again."""
         removed = store.remove_record(self.owner_path)
+        if self.marks is not None:
+            # After the record: a cut between them leaves RECORD_LOST, which asks for this
+            # reset again (with physical presence) and then completes it.
+            self.marks.set(0)
         self.throttle.clear()
         return removed

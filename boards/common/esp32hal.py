@@ -317,6 +317,10 @@ class Esp32Hal(halspec.Hal):
             self._flash = Flash(esp32)
         return self._flash
 
+    def marks(self):
+        """The `marks` partition (the owner mark, bootloader/marks.py) as a block device."""
+        return self.flash.partition("marks")
+
     def unique_id(self):
         """6 bytes: the chip's base MAC address."""
         return self._machine.unique_id()

@@ -120,7 +120,8 @@ def test_binary_partition_table(board, table):
     assert rows[-1] == "md5" and len(rows) == len(parts) + 1
     subtypes = {"nvs": (1, 0x02), "otadata": (1, 0x00), "fctry": (1, 0x40),
                 "ota_0": (0, 0x10), "ota_1": (0, 0x11), "vfs": (1, 0x81),
-                "romfs": (1, 0x8f), "romfs_b": (1, 0x41), "romfs_s": (1, 0x42)}
+                "romfs": (1, 0x8f), "romfs_b": (1, 0x41), "romfs_s": (1, 0x42),
+                "marks": (1, 0x43)}
     for p, row in zip(parts, rows):
         # the factory record holds the device's private key: encrypted under flash encryption
         flags = 1 if p.name == "fctry" else 0

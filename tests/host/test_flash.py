@@ -42,7 +42,7 @@ def test_board_json_fits_the_table_and_littlefs():
         ("unix", "sim", 16 * MIB, 4096)
     table = flashimage.partition_table("unix")
     assert [p.name for p in table] == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "romfs",
-                                       "romfs_b", "romfs_s", "vfs"]
+                                       "romfs_b", "romfs_s", "vfs", "marks"]
     vfs = partitions.find(table, cfg["data_partition"])
     # The app slots are ROMFS regions of their own (with their prefix sectors): littlefs
     # keeps user data only and has room for it.
