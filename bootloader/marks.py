@@ -108,11 +108,15 @@ class Marks:
             return 0
         return 1 if b.open else None
 
-    def parity(self):
-        """0 or 1 (0 when never set)."""
+    def value(self):
+        """The parity, 0 or 1; None while the region has never been set (no sector open)."""
         a, b = self.scan(0), self.scan(1)
         cur = self._current(a, b)
-        return 0 if cur is None else (a, b)[cur].parity()
+        return None if cur is None else (a, b)[cur].parity()
+
+    def parity(self):
+        """0 or 1 (0 when never set)."""
+        return self.value() or 0
 
     def repair(self):
         """Finish or undo what a power cut left: erase the sector not in force when it holds

@@ -8,7 +8,10 @@
 # are replaced by write-temp-then-rename. littlefs can roll a directory back past both copies
 # of the owner record after one flipped bit, so the fact "an owner password is in force" is
 # also kept outside it, in the raw `marks` region (marks.py): odd parity = set. A missing
-# record with the mark odd is RECORD_LOST, never the label password in silence. Numbers and
+# record with the mark odd is RECORD_LOST, never the label password in silence; a record with
+# the mark even (a rollback that brought back a record a factory reset removed) is stale: the
+# label password applies. A mark never written yet (a device from before it) is written for
+# the record that exists (settle). Numbers and
 # rationale: docs/provisioning.md; the login throttle (per address, per device, per account,
 # physical presence): throttle.py.
 import binascii
@@ -141,17 +144,28 @@ class Credentials:
 
     # --- records ---------------------------------------------------------------------
 
-    def _marked(self):
-        # The mark outside littlefs: an owner password was set and not factory-reset since.
-        return self.marks is not None and self.marks.parity() == 1
+    def _mark(self):
+        # The mark outside littlefs: 1 an owner password was set and not factory-reset since,
+        # 0 it was reset, None never written (no region, or a device from before the mark).
+        return None if self.marks is None else self.marks.value()
 
-    def _record(self):
+    def _owner(self):
+        # (the owner record in force or None, the mark): raises RECORD_LOST when an owner
+        # password is in force but no copy of its record is readable.
         rec, status = store.load_record(self.owner_path)
         if status == store.LOST:
             raise CredentialError("RECORD_LOST")  # never the label password in silence
+        mark = self._mark()
         if rec is None:
-            if self._marked():  # both copies gone (a littlefs rollback): still lost
+            if mark == 1:  # both copies gone (a littlefs rollback): still lost
                 raise CredentialError("RECORD_LOST")
+        elif mark == 0:
+            rec = None  # stale: a reset removed it (or a change was cut before its mark)
+        return rec, mark
+
+    def _record(self):
+        rec = self._owner()[0]
+        if rec is None:
             rec = _read_json(self.factory_path)
         if rec is None:
             raise CredentialError("BAD_RECORD")  # no factory record: not provisioned
@@ -160,18 +174,28 @@ class Credentials:
     def owner_set(self):
         """True once the owner has replaced the factory password (also when that record is
         lost: the mark outside littlefs says so)."""
-        return store.load_record(self.owner_path)[1] != store.MISSING or self._marked()
+        try:
+            return self._owner()[0] is not None
+        except CredentialError:
+            return True  # RECORD_LOST: an owner password is in force
 
     def settle(self):
-        """Bring the mark in line with a record that exists (a device from before the mark,
-        or a power cut between saving the record and marking it): at start-up and after
-        each successful login. True if the mark was written."""
+        """Bring the mark and the record in line, at start-up and after each successful login:
+        finish what a power cut left in the region; a record with no mark written yet (a
+        device from before the mark) is marked; a stale record (mark even) is removed. True
+        if anything was written."""
         if self.marks is None:
             return False
         self.marks.repair()  # what a power cut left in the region (marks.py)
-        if store.load_record(self.owner_path)[1] == store.MISSING:
+        rec, status = store.load_record(self.owner_path)
+        if status == store.MISSING:
             return False
-        return self.marks.set(1)
+        mark = self.marks.value()
+        if mark is None:
+            return self.marks.set(1)
+        if mark == 0 and rec is not None:
+            return store.remove_record(self.owner_path)
+        return False
 
     def verify(self, password):
         """Check `password` against the record in force (no throttling: see login)."""

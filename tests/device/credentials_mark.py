@@ -1,7 +1,8 @@
 # The owner mark in credentials.py, on the NOR model (a littlefs data partition and the raw
 # `marks` region, bootloader/marks.py): both copies of the owner record removed behind its
 # back (what a littlefs rollback does) is RECORD_LOST, never the label password; a factory
-# reset brings the label back; a change after it works; a device from before the mark is
+# reset brings the label back; a record a rollback brings back after a reset is stale (the
+# label applies; settle removes it); a change after it works; a device from before the mark is
 # marked at start-up (settle) or at its next login; a power cut at every flash operation of a
 # change and of a factory reset, in every tear shape, never leaves the label password working
 # while an owner password was in force, and a repeated reset always completes.
@@ -87,10 +88,17 @@ assert c.marks.parity() == 0 and works(c, LABEL) is True and not c.owner_set()
 # A change after the reset works, and is marked again.
 c.change(LABEL, OWNER2, 3000)
 assert works(c, OWNER2) is True and works(c, LABEL) is False and c.marks.parity() == 1
+old = store.load_record(RECORD)[0]
 c.factory_reset()
 assert works(c, LABEL) is True and works(c, OWNER2) is False and c.marks.parity() == 0
+# A rollback brings the removed record back behind its back: stale, the label applies.
+store.save_record(RECORD, old)
+assert works(c, OWNER2) is False and works(c, LABEL) is True and not c.owner_set()
+assert c.settle() and store.load_record(RECORD)[1] == store.MISSING  # and it is removed
+assert not c.settle()
 assert fl.overprograms == 0
 down(fl)
+flash.copy_image(WORK, image("reset.bin"))
 print("mark: lost record -> RECORD_LOST; reset -> label; change after reset -> owner")
 
 # --- migration: a record from before the mark gets marked at start-up or at a login --------
@@ -161,6 +169,9 @@ before, after = (True, False), (False, True)
 got = cut_sweep("change", image("factory.bin"), lambda c: c.change(LABEL, OWNER, 1000),
                 (before, after))
 assert before in got and after in got
+got = cut_sweep("change after a reset", image("reset.bin"),
+                lambda c: c.change(LABEL, OWNER, 1000), (before, after))
+assert before in got  # (after: only where the torn mark reads as written)
 got = cut_sweep("factory reset", image("owner.bin"), lambda c: c.factory_reset(),
                 (after, before, ("RECORD_LOST", "RECORD_LOST")))
 lost = ("RECORD_LOST", "RECORD_LOST")
