@@ -24,7 +24,8 @@
 #                        board's watcher reads it (console line, the sim's device.json).
 #   services(boot)       a list of coroutines the application runs beside its own tasks.
 #   marks()              the `marks` partition as a block device (two raw 4 KiB sectors outside
-#                        littlefs: the owner mark, bootloader/marks.py).
+#                        littlefs: the owner mark, bootloader/marks.py); None when the board's
+#                        partition table has none (flashed before the region existed).
 # Optional features (class attributes here hold the "absent" values):
 #   network          the Wi-Fi radio, with MicroPython's `network` module API (WLAN(STA_IF),
 #                    WLAN(AP_IF), hostname()); None: the board is on a network it does not

@@ -45,10 +45,13 @@ class Device:
             store.makedirs(self.data + d)
         self.identity = store.load(self.factory + "/identity.json", {})
         self.thermostat = Thermostat(self.hal, self.data + "/app/settings.json")
+        part = self.hal.marks()  # the owner mark outside littlefs (credentials.py)
+        if part is None:
+            self.log("app: no marks partition: a lost owner record cannot be told from none")
         self.credentials = Credentials(self.factory + "/password.json",
                                        self.data + "/auth/password.json",
                                        blocklist_path=self._slot_file("blocklist.txt"),
-                                       marks=Marks(self.hal.marks()))
+                                       marks=Marks(part) if part is not None else None)
         self.credentials.settle()  # a device from before the mark: mark its owner record
         self.sessions = Sessions(self.credentials)
         # The owner's personal data and consents: the pages and the cloud link use this one.
