@@ -126,7 +126,7 @@ def test_host_filesystem_round_trip(image):
     flashimage.remove_files(image, "vfs", ["app"])
     assert flashimage.list_files(image, "vfs") == ["data/log", "empty"]
     info = flashimage.fs_info(image, "vfs")
-    vfs_blocks = 0x3D7000 // 4096  # the vfs partition (after the ROMFS regions)
+    vfs_blocks = 0x3D5000 // 4096  # the vfs partition (after the ROMFS regions)
     assert info["disk_version"] == "2.1" and info["block_count"] == vfs_blocks
 
 
