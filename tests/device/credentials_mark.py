@@ -7,7 +7,6 @@
 # change and of a factory reset, in every tear shape, never leaves the label password working
 # while an owner password was in force, and a repeated reset always completes.
 #   micropython credentials_mark.py WORKDIR   -> "mark: ..." lines, then OK
-import json
 import os
 import sys
 
