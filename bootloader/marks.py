@@ -60,8 +60,9 @@ class Sector:
 
 class Marks:
     """The parity counter over a block device `part` (the board's `marks` partition, two
-    sectors: hal.marks()). parity() reads; set(p) makes the parity p, safe against a power
-    cut at any flash operation (the next set or repair finishes or undoes it)."""
+    sectors: hal.marks()). value() and parity() read; set(p) makes the parity p (and the
+    region written), safe against a power cut at any flash operation (the next set or repair
+    finishes or undoes it)."""
 
     def __init__(self, part):
         self.part = part
@@ -136,9 +137,7 @@ class Marks:
     def set(self, parity):
         """Make the parity `parity` (0 or 1); True if a flash write was needed."""
         cur, info = self.repair()
-        if cur is None:
-            if not parity:
-                return False
+        if cur is None:  # never written: even 0 is written, so that "reset" is told from "never"
             self._open(0, 1, parity)
             return True
         if info.parity() == parity:

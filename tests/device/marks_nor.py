@@ -44,7 +44,8 @@ def check_clean(fl):
 # --- parity through carry-overs -----------------------------------------------------------
 blank()
 fl, m = open_fl()
-assert m.parity() == 0
+assert m.parity() == 0 and m.value() is None  # never written
+assert m.set(0) and m.value() == 0  # written even: a reset is told from "never"
 assert not m.set(0)  # nothing to write for the parity it already has
 p = 0
 for k in range(3 * (marks.ENTRIES - marks.FIRST) + 7):
