@@ -23,6 +23,9 @@
 #   report(boot, mode)   publish the boot decision (`mode`: "normal", "alert-only") where the
 #                        board's watcher reads it (console line, the sim's device.json).
 #   services(boot)       a list of coroutines the application runs beside its own tasks.
+#   marks()              the `marks` partition as a block device (two raw 4 KiB sectors outside
+#                        littlefs: the owner mark, bootloader/marks.py); None when the board's
+#                        partition table has none (flashed before the region existed).
 # Optional features (class attributes here hold the "absent" values):
 #   network          the Wi-Fi radio, with MicroPython's `network` module API (WLAN(STA_IF),
 #                    WLAN(AP_IF), hostname()); None: the board is on a network it does not
@@ -42,7 +45,7 @@ COMPONENTS = {
     "button": ("pressed",),
 }
 BOARD_SPECIFIC = ("flash",)
-METHODS = ("unique_id", "reset", "report", "services")
+METHODS = ("unique_id", "reset", "report", "services", "marks")
 OPTIONAL = {"network": None, "https_port": 443, "api_host": "0.0.0.0", "setup_port": 443,
             "setup_window_s": 600}
 

@@ -10,6 +10,7 @@ import sealed
 import store
 from auth import Sessions
 from credentials import Credentials
+from marks import Marks
 from privacy import Privacy
 from thermostat import Thermostat
 from updater import Updater
@@ -44,9 +45,14 @@ class Device:
             store.makedirs(self.data + d)
         self.identity = store.load(self.factory + "/identity.json", {})
         self.thermostat = Thermostat(self.hal, self.data + "/app/settings.json")
+        part = self.hal.marks()  # the owner mark outside littlefs (credentials.py)
+        if part is None:
+            self.log("app: no marks partition: a lost owner record cannot be told from none")
         self.credentials = Credentials(self.factory + "/password.json",
                                        self.data + "/auth/password.json",
-                                       blocklist_path=self._slot_file("blocklist.txt"))
+                                       blocklist_path=self._slot_file("blocklist.txt"),
+                                       marks=Marks(part) if part is not None else None)
+        self.credentials.settle()  # a device from before the mark: mark its owner record
         self.sessions = Sessions(self.credentials)
         # The owner's personal data and consents: the pages and the cloud link use this one.
         # A deletion rebuilds the password's directory too (its content kept).

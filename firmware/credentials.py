@@ -5,8 +5,15 @@
 # owner changes the password, an owner record in the data filesystem takes precedence;
 # factory_reset() removes it, so the device falls back to its *own* label password, never
 # to a shared default (ETSI TS 103 645 provision 4.1-1). Records and the failure counters
-# are replaced by write-temp-then-rename. Numbers and rationale: docs/provisioning.md; the
-# login throttle (per address, per device, per account, physical presence): throttle.py.
+# are replaced by write-temp-then-rename. littlefs can roll a directory back past both copies
+# of the owner record after one flipped bit, so the fact "an owner password is in force" is
+# also kept outside it, in the raw `marks` region (marks.py): odd parity = set. A missing
+# record with the mark odd is RECORD_LOST, never the label password in silence; a record with
+# the mark even (a rollback that brought back a record a factory reset removed) is stale: the
+# label password applies. A mark never written yet (a device from before it) is written for
+# the record that exists (settle). Numbers and
+# rationale: docs/provisioning.md; the login throttle (per address, per device, per account,
+# physical presence): throttle.py.
 import binascii
 import hashlib
 import os
@@ -117,26 +124,47 @@ class Credentials:
 
     factory_path: the factory record (read-only); owner_path: the owner's record, e.g.
     /data/auth/password.json; state_path: the failure counters (default: beside the owner
-    record); blocklist_path: common passwords, one per line, lower case. Time is passed
-    in (`now`, seconds) so the owner of the clock decides, and tests are deterministic.
+    record); blocklist_path: common passwords, one per line, lower case; marks: a
+    marks.Marks over the board's `marks` region (hal.marks()), whose odd parity says an owner
+    password is in force (None: no such region, the record alone decides; the app always
+    passes one). Time is passed in (`now`, seconds) so the owner of the clock decides, and
+    tests are deterministic.
     """
 
     def __init__(self, factory_path, owner_path, blocklist_path=None, state_path=None,
-                 iterations=None):
+                 iterations=None, marks=None):
         self.factory_path = factory_path
         self.owner_path = owner_path
         self.blocklist_path = blocklist_path
         self.state_path = state_path or owner_path.rsplit("/", 1)[0] + "/throttle.json"
         self._iterations = iterations
         self.throttle = Throttle(self.state_path)
+        self.marks = marks
         self.listeners = []  # fn(throttled) on every refused login (the cloud link's events)
 
     # --- records ---------------------------------------------------------------------
 
-    def _record(self):
+    def _mark(self):
+        # The mark outside littlefs: 1 an owner password was set and not factory-reset since,
+        # 0 it was reset, None never written (no region, or a device from before the mark).
+        return None if self.marks is None else self.marks.value()
+
+    def _owner(self):
+        # (the owner record in force or None, the mark): raises RECORD_LOST when an owner
+        # password is in force but no copy of its record is readable.
         rec, status = store.load_record(self.owner_path)
         if status == store.LOST:
             raise CredentialError("RECORD_LOST")  # never the label password in silence
+        mark = self._mark()
+        if rec is None:
+            if mark == 1:  # both copies gone (a littlefs rollback): still lost
+                raise CredentialError("RECORD_LOST")
+        elif mark == 0:
+            rec = None  # stale: a reset removed it (or a change was cut before its mark)
+        return rec, mark
+
+    def _record(self):
+        rec = self._owner()[0]
         if rec is None:
             rec = _read_json(self.factory_path)
         if rec is None:
@@ -144,8 +172,30 @@ class Credentials:
         return rec
 
     def owner_set(self):
-        """True once the owner has replaced the factory password."""
-        return store.load_record(self.owner_path)[1] != store.MISSING
+        """True once the owner has replaced the factory password (also when that record is
+        lost: the mark outside littlefs says so)."""
+        try:
+            return self._owner()[0] is not None
+        except CredentialError:
+            return True  # RECORD_LOST: an owner password is in force
+
+    def settle(self):
+        """Bring the mark and the record in line, at start-up and after each successful login:
+        finish what a power cut left in the region; a record with no mark written yet (a
+        device from before the mark) is marked; a stale record (mark even) is removed. True
+        if anything was written."""
+        if self.marks is None:
+            return False
+        self.marks.repair()  # what a power cut left in the region (marks.py)
+        rec, status = store.load_record(self.owner_path)
+        if status == store.MISSING:
+            return False
+        mark = self.marks.value()
+        if mark is None:
+            return self.marks.set(1)
+        if mark == 0 and rec is not None:
+            return store.remove_record(self.owner_path)
+        return False
 
     def verify(self, password):
         """Check `password` against the record in force (no throttling: see login)."""
@@ -172,6 +222,7 @@ class Credentials:
             raise CredentialError("THROTTLED", wait)
         if self.verify(password):
             self.throttle.succeeded(client)
+            self.settle()
             return True
         self.throttle.failed(client, now)
         return False
@@ -229,10 +280,16 @@ class Credentials:
             raise CredentialError("WRONG_PASSWORD")
         n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
         store.save_record(self.owner_path, make_record(new, n))
+        if self.marks is not None:
+            self.marks.set(1)  # after the record: a cut between them is settled later
 
     def factory_reset(self):
         """Forget the owner's password and the failure counters: the device's own factory
         password (the one on its label) applies again."""
         removed = store.remove_record(self.owner_path)
+        if self.marks is not None:
+            # After the record: a cut between them leaves RECORD_LOST, which asks for this
+            # reset again (with physical presence) and then completes it.
+            self.marks.set(0)
         self.throttle.clear()
         return removed

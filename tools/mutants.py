@@ -112,6 +112,18 @@ CATALOG = [
      '        if status == store.LOST:\n            raise CredentialError("RECORD_LOST")',
      '        if False:\n            raise CredentialError("RECORD_LOST")',
      [f"{T}[bit_flips]"]),
+    ("owner-mark-ignored", "firmware/credentials.py",
+     "a record littlefs rolled back (both copies gone) brings back the label password although "
+     "the owner mark outside littlefs says an owner password is in force",
+     "            if mark == 1:  # both copies gone (a littlefs rollback): still lost\n",
+     "            if False:\n",
+     ["tests/host/test_marks.py::test_lost_owner_record_is_never_the_label_password"]),
+    ("marks-threshold-any-zero", "bootloader/marks.py",
+     "an entry counts as set when any of its bits is 0 (one flipped bit at rest changes the "
+     "owner mark)",
+     "                on = z > _HALF\n",
+     "                on = z > 0\n",
+     ["tests/host/test_marks.py::test_marks_survive_cuts_flips_and_carry_overs"]),
     ("fw-key-floor-not-shared", "bootloader/fwupdate.py",
      "confirming a firmware image signed by a rotated key does not revoke the old key",
      '        full["key_floor"] = max(full["key_floor"], v.cert.serial)\n',

@@ -1,4 +1,4 @@
-"""Flashing an ESP32 board with esptool: bootloader, partition table, blank otadata, the
+"""Flashing an ESP32 board with esptool: bootloader, partition table, blank otadata and marks, the
 MicroPython image (ota_0), factory data (fctry) and the data filesystem (vfs), written to the
 chip or merged into one production image; images encrypted on the host with espsecure."""
 
@@ -109,6 +109,11 @@ def plan_flash(board, firmware, *, factory=None, data=None, bootloader=None, por
     blank = work / "ota_data_initial.bin"
     blank.write_bytes(b"\xFF" * otadata.size)  # erased otadata: the bootloader starts ota_0
     images.append(Image("otadata", otadata.offset, str(blank)))
+    marks = next((p for p in parts if p.name == "marks"), None)
+    if marks is not None:  # erased: no owner mark (bootloader/marks.py), whatever was there
+        unmarked = work / "marks_initial.bin"
+        unmarked.write_bytes(b"\xFF" * marks.size)
+        images.append(Image("marks", marks.offset, str(unmarked)))
     for name, src in (("ota_0", firmware), (cfg["factory_partition"], factory),
                       (cfg["data_partition"], data)):
         if src is not None:

@@ -5,7 +5,8 @@
 # the image, cut at n, power on again, optionally cut a second time during that recovery,
 # then let the device settle (a trial is confirmed in `update`, failed in `rollback`) and
 # install one more update, which must succeed. Bit flips at rest: one bit in every used
-# block of the data and factory partitions, device off, then power on.
+# block of the data and factory partitions, the slots' regions and the owner mark, device off,
+# then power on.
 # The oracle (DESIGN.md "Slots and state"): a verified approved version runs, or alert-only
 # where nothing valid is left; never a crash or a boot loop; the floors never go down; an owner
 # record is never lost without a notice (no silent label password); still updatable.
@@ -217,13 +218,21 @@ def used_blocks(fl, part):
     return out
 
 
-def owner_check(label):
+def owner_credentials(fl):
+    """The app's Credentials over `fl`, with the owner mark of its `marks` region."""
+    import credentials
+    from marks import Marks
+    return credentials.Credentials("/factory/password.json", "/data/auth/password.json",
+                                   marks=Marks(fl.partition("marks")))
+
+
+def owner_check(label, fl):
     """An owner record that cannot be read is never replaced by a default in silence."""
     if not OWNER:
         return
     import credentials
     from thermostat import Thermostat
-    c = credentials.Credentials("/factory/password.json", "/data/auth/password.json")
+    c = owner_credentials(fl)
     try:
         if c.verify(OWNER["label"]):
             raise Bad("the label password works again, silently")
@@ -253,7 +262,8 @@ def flips(base, floor, allowed, per_block):
     fl = flash.Flash(base)
     blocks = [("data", a, nz) for a, nz in used_blocks(fl, "vfs")] + \
         [("factory", a, nz) for a, nz in used_blocks(fl, "fctry")]
-    for part in ("romfs", "romfs_b", "romfs_s"):  # the app slots' images and the swap log
+    # the app slots' images, the swap log, and the owner mark (bootloader/marks.py)
+    for part in ("romfs", "romfs_b", "romfs_s", "marks"):
         blocks += [(part, a, nz) for a, nz in used_blocks(fl, part)]
     fl.close()
     results = {"alert-only": 0}
@@ -266,6 +276,8 @@ def flips(base, floor, allowed, per_block):
             off = nz[seed % len(nz)] + (seed * 7) % 64
             bit = seed % 8
             label = "flip %s 0x%x bit %d" % (region, addr + off, bit)
+            if cfg.get("flip_only") and label not in cfg["flip_only"]:
+                continue  # a targeted run: only the flips named (e.g. a finding's)
 
             def one():
                 flash.copy_image(base, WORK)
@@ -295,7 +307,7 @@ def flips(base, floor, allowed, per_block):
                     b.confirm()
                 else:
                     raise Bad("boot loop")
-                owner_check(label)
+                owner_check(label, fl)
                 if cfg.get("final"):
                     updatable(fl, cfg["last"])
                 fl.close()
@@ -323,10 +335,9 @@ def prepare_aged(template, versions):
     for v in versions:
         cycle(fl, v, "update")
     if OWNER:
-        import credentials
         from thermostat import Thermostat
         power_on(fl)
-        c = credentials.Credentials("/factory/password.json", "/data/auth/password.json")
+        c = owner_credentials(fl)
         c.change(OWNER["label"], OWNER["owner"], 1000)
         Thermostat(None, "/data/app/settings.json").update({"setpoint": OWNER["setpoint"]})
         flash.unmount()

@@ -47,7 +47,7 @@ def test_partition_table_holds_firmware_slots_and_data(board, table):
     assert partitions.validate(parts, cfg["flash_size"]) == parts
     by = {p.name: p for p in parts}
     assert list(by) == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "romfs", "romfs_b",
-                        "romfs_s", "vfs"]
+                        "romfs_s", "vfs", "marks"]
     # no gaps that waste flash, nothing before the partition table's sector
     ordered = sorted(parts, key=lambda p: p.offset)
     assert ordered[0].offset >= partitions.TABLE_OFFSET + partitions.TABLE_SIZE
@@ -71,6 +71,9 @@ def test_partition_table_holds_firmware_slots_and_data(board, table):
     log_cells = (by["romfs_s"].size - 4096) // 8
     assert log_cells >= 3 * (by["romfs"].size // 4096) + 2 + 64
     assert by["vfs"].size >= DATA_ROOM
+    # the owner mark (bootloader/marks.py): two raw sectors, outside littlefs, unencrypted
+    assert (by["marks"].type, by["marks"].subtype, by["marks"].size, by["marks"].flags) == \
+        ("data", "0x43", 0x2000, "")
     assert (cfg["data_partition"], cfg["factory_partition"]) == ("vfs", "fctry")
 
 

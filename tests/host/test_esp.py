@@ -120,7 +120,8 @@ def test_binary_partition_table(board, table):
     assert rows[-1] == "md5" and len(rows) == len(parts) + 1
     subtypes = {"nvs": (1, 0x02), "otadata": (1, 0x00), "fctry": (1, 0x40),
                 "ota_0": (0, 0x10), "ota_1": (0, 0x11), "vfs": (1, 0x81),
-                "romfs": (1, 0x8f), "romfs_b": (1, 0x41), "romfs_s": (1, 0x42)}
+                "romfs": (1, 0x8f), "romfs_b": (1, 0x41), "romfs_s": (1, 0x42),
+                "marks": (1, 0x43)}
     for p, row in zip(parts, rows):
         # the factory record holds the device's private key: encrypted under flash encryption
         flags = 1 if p.name == "fctry" else 0
@@ -195,12 +196,14 @@ def test_flash_dry_run_argv(board, images, tmp_path, capsys):
     assert _pairs(argv, start + 7) == {
         bl: str(images["bootloader"]), 0x8000: str(work / "partition-table.bin"),
         0xF000: str(work / "ota_data_initial.bin"), 0x11000: str(images["factory"]),
-        0x20000: str(images["firmware"]), vfs: str(images["data"])}
+        0x20000: str(images["firmware"]), vfs: str(images["data"]),
+        0x3FE000: str(work / "marks_initial.bin")}
     assert not job["ran"]
     table = esp.parse_partition_table_bin((work / "partition-table.bin").read_bytes())
     assert [(p.name, p.offset, p.size) for p in table] == [
         (p.name, p.offset, p.size) for p in esp.load_board(board)["parts"]]
     assert (work / "ota_data_initial.bin").read_bytes() == b"\xFF" * 0x2000
+    assert (work / "marks_initial.bin").read_bytes() == b"\xFF" * 0x2000  # no owner mark
     # the text form prints the same command
     code, out, _ = run_cli(["flash", "--board", board, "--firmware", images["firmware"],
                             "--dry-run", "--workdir", work], capsys)

@@ -42,7 +42,7 @@ def test_board_json_fits_the_table_and_littlefs():
         ("unix", "sim", 16 * MIB, 4096)
     table = flashimage.partition_table("unix")
     assert [p.name for p in table] == ["nvs", "otadata", "fctry", "ota_0", "ota_1", "romfs",
-                                       "romfs_b", "romfs_s", "vfs"]
+                                       "romfs_b", "romfs_s", "vfs", "marks"]
     vfs = partitions.find(table, cfg["data_partition"])
     # The app slots are ROMFS regions of their own (with their prefix sectors): littlefs
     # keeps user data only and has room for it.
@@ -126,7 +126,7 @@ def test_host_filesystem_round_trip(image):
     flashimage.remove_files(image, "vfs", ["app"])
     assert flashimage.list_files(image, "vfs") == ["data/log", "empty"]
     info = flashimage.fs_info(image, "vfs")
-    vfs_blocks = 0x3D7000 // 4096  # the vfs partition (after the ROMFS regions)
+    vfs_blocks = 0x3D5000 // 4096  # the vfs partition (after the ROMFS regions)
     assert info["disk_version"] == "2.1" and info["block_count"] == vfs_blocks
 
 
