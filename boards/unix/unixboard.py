@@ -22,6 +22,7 @@ def reserve_heap(kib):
     import gc
     # The boot stage's modules that the app imports later: frozen code on a board too.
     import ed25519  # noqa: F401
+    import marks  # noqa: F401
     import mqttwire  # noqa: F401
     import p256  # noqa: F401
     import sealed  # noqa: F401
