@@ -59,8 +59,15 @@ class Updater:
         """Read and drop the rest of a refused upload (bounded by the route's body limit), so
         that the client, still sending, gets the verdict instead of a reset connection."""
         try:
-            while await req.readinto(self.buf):
-                pass
+            due = 0
+            while True:
+                n = await req.readinto(self.buf)
+                if not n:
+                    break
+                due += n
+                if due >= _YIELD_BYTES:  # readinto does not yield while data is there
+                    due = 0
+                    await asyncio.sleep_ms(0)
         except (HTTPError, asyncio.TimeoutError, OSError):
             pass
 
