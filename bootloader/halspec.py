@@ -25,7 +25,8 @@
 #   services(boot)       a list of coroutines the application runs beside its own tasks.
 #   marks()              the `marks` partition as a block device (two raw 4 KiB sectors outside
 #                        littlefs: the owner mark, bootloader/marks.py); None when the board's
-#                        partition table has none (flashed before the region existed).
+#                        partition table has none (flashed before the region existed). Hal
+#                        below provides it from flash.partition(), the same on every board.
 # Optional features (class attributes here hold the "absent" values):
 #   network          the Wi-Fi radio, with MicroPython's `network` module API (WLAN(STA_IF),
 #                    WLAN(AP_IF), hostname()); None: the board is on a network it does not
@@ -51,14 +52,23 @@ OPTIONAL = {"network": None, "https_port": 443, "api_host": "0.0.0.0", "setup_po
 
 
 class Hal:
-    """Base of every board's HAL: the optional features' absent values. A board overrides
-    what it has; the required components and methods are its own (see check)."""
+    """Base of every board's HAL: the optional features' absent values, and marks(), which
+    every board gets from its flash's partition table. A board overrides what it has; the
+    other required components and methods are its own (see check)."""
 
     network = None
     https_port = 443
     api_host = "0.0.0.0"
     setup_port = 443
     setup_window_s = 600
+
+    def marks(self):
+        """The `marks` partition (the owner mark, bootloader/marks.py) as a block device, or
+        None when the partition table has none (a board flashed before the region existed)."""
+        try:
+            return self.flash.partition("marks")
+        except ValueError:
+            return None
 
 
 def _has(obj, name):

@@ -317,14 +317,6 @@ class Esp32Hal(halspec.Hal):
             self._flash = Flash(esp32)
         return self._flash
 
-    def marks(self):
-        """The `marks` partition (the owner mark, bootloader/marks.py) as a block device, or
-        None when the partition table has none (a board flashed before the region existed)."""
-        try:
-            return self.flash.partition("marks")
-        except ValueError:
-            return None
-
     def unique_id(self):
         """6 bytes: the chip's base MAC address."""
         return self._machine.unique_id()

@@ -227,14 +227,6 @@ class Hal(halspec.Hal):
             self._flash = Flash(self._path(self._sim["image"]))
         return self._flash
 
-    def marks(self):
-        """The `marks` partition (the owner mark, bootloader/marks.py) as a block device, or
-        None when the partition table has none (a board flashed before the region existed)."""
-        try:
-            return self.flash.partition("marks")
-        except ValueError:
-            return None
-
     def unique_id(self):
         """6 bytes, like an ESP32 MAC: sim.json's "unique_id", else derived from the run dir."""
         if self._uid:
