@@ -310,7 +310,14 @@ class Fed:
     """The push-fed front every installer shares (app slot directory, ROMFS region, firmware
     partition): feed() the bundle's bytes as they arrive. The signed prefix is gathered first
     (`_pre`, a Prefix); `_begin()` then authenticates it and checks every rule before the first
-    write, and each later byte goes to `_take(mv)`, which returns how many it consumed."""
+    write, and each later byte goes to `_take(mv)`, which returns how many it consumed.
+    An installer that can resume a download cut by a power loss overrides `present` (bytes
+    kept from flash) and sync() (what a resume may keep); the others keep nothing."""
+
+    present = 0
+
+    def sync(self):
+        return 0
 
     def feed(self, data):
         """Consume the next bytes of the bundle (a bytes-like object; may be a memoryview)."""

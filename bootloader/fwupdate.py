@@ -381,8 +381,9 @@ class Installer(bundle.Fed):
         fw.log("firmware: " + st["last"])
         return self.verified
 
-    def abort(self):
-        """Nothing to close: a partition without a record is never verified or booted."""
+    def abort(self, keep=False):
+        """Nothing to close: a partition without a record is never verified or booted.
+        (`keep` is for installers that resume: a firmware image is fetched again.)"""
         if not self._done and self.verified is not None:
             self.fw._forget(self.target)
 

@@ -57,7 +57,6 @@ class KindInstaller:
         self._head = bytearray(bundle.HEADER_LEN)
         self._got = 0
         self.inner = None
-        self._app = False
 
     @property
     def target(self):
@@ -73,12 +72,13 @@ class KindInstaller:
 
     @property
     def present(self):
-        """Image bytes a resumed download keeps from flash (0 for a firmware image)."""
-        return self.inner.present if self._app else 0
+        """Image bytes a resumed download keeps from flash (bundle.Fed: 0 for a firmware
+        image, which is fetched again)."""
+        return self.inner.present if self.inner else 0
 
     def sync(self):
-        """What a resumed download may keep (pullstate checkpoints it): app images only."""
-        return self.inner.sync() if self._app else 0
+        """What a resumed download may keep (pullstate checkpoints it)."""
+        return self.inner.sync() if self.inner else 0
 
     def feed(self, data):
         mv = memoryview(data)
@@ -102,10 +102,8 @@ class KindInstaller:
             return fw.installer(self._progress, self._now)
         if fw is not None and (fw.state()["pending"] or fw.unconfirmed()):
             raise Reject(verdicts.BUSY, "the firmware image is still on trial; confirm it first")
-        inst = bootstage.Boot.installer(boot, self._progress, self._now, self._resume, self._at,
+        return bootstage.Boot.installer(boot, self._progress, self._now, self._resume, self._at,
                                         self._factory)
-        self._app = True
-        return inst
 
     def finish(self):
         if self.inner is None:
@@ -113,13 +111,9 @@ class KindInstaller:
         return self.inner.finish()
 
     def abort(self, keep=False):
-        """keep: leave a partial app image for a resumed download (a firmware image's
-        installer never keeps one)."""
+        """keep: leave a partial app image for a resumed download."""
         if self.inner is not None:
-            if self._app:
-                self.inner.abort(keep)
-            else:
-                self.inner.abort()
+            self.inner.abort(keep)
 
 
 class NoRecovery:
