@@ -140,6 +140,8 @@ class Credentials:
         self._iterations = iterations
         self.throttle = Throttle(self.state_path)
         self.marks = marks
+        self._known = False  # the mark's value is read once (_mark), then kept with each set
+        self._value = None
         self.listeners = []  # fn(throttled) on every refused login (the cloud link's events)
 
     # --- records ---------------------------------------------------------------------
@@ -147,7 +149,18 @@ class Credentials:
     def _mark(self):
         # The mark outside littlefs: 1 an owner password was set and not factory-reset since,
         # 0 it was reset, None never written (no region, or a device from before the mark).
-        return None if self.marks is None else self.marks.value()
+        # Only this object writes it while the app runs, and one flipped bit does not change
+        # what it says: it is scanned once, not at every login.
+        if self.marks is None:
+            return None
+        if not self._known:
+            self._value, self._known = self.marks.value(), True
+        return self._value
+
+    def _set_mark(self, parity):
+        wrote = self.marks.set(parity)
+        self._value, self._known = parity, True
+        return wrote
 
     def _owner(self):
         # (the owner record in force or None, the mark): raises RECORD_LOST when an owner
@@ -180,19 +193,20 @@ class Credentials:
             return True  # RECORD_LOST: an owner password is in force
 
     def settle(self):
-        """Bring the mark and the record in line, at start-up and after each successful login:
-        finish what a power cut left in the region; a record with no mark written yet (a
-        device from before the mark) is marked; a stale record (mark even) is removed. True
-        if anything was written."""
+        """Bring the mark and the record in line (the app calls it at every start): finish
+        what a power cut left in the region; a record with no mark written yet (a device from
+        before the mark) is marked; a stale record (mark even) is removed. True if anything
+        was written."""
         if self.marks is None:
             return False
         self.marks.repair()  # what a power cut left in the region (marks.py)
+        self._known = False
         rec, status = store.load_record(self.owner_path)
         if status == store.MISSING:
             return False
-        mark = self.marks.value()
+        mark = self._mark()
         if mark is None:
-            return self.marks.set(1)
+            return self._set_mark(1)
         if mark == 0 and rec is not None:
             return store.remove_record(self.owner_path)
         return False
@@ -222,7 +236,6 @@ class Credentials:
             raise CredentialError("THROTTLED", wait)
         if self.verify(password):
             self.throttle.succeeded(client)
-            self.settle()
             return True
         self.throttle.failed(client, now)
         return False
@@ -281,7 +294,7 @@ class Credentials:
         n = self._iterations or int(self._record().get("iterations", DEFAULT_ITERATIONS))
         store.save_record(self.owner_path, make_record(new, n))
         if self.marks is not None:
-            self.marks.set(1)  # after the record: a cut between them is settled later
+            self._set_mark(1)  # after the record: a cut between them is settled later
 
     def factory_reset(self):
         """Forget the owner's password and the failure counters: the device's own factory
@@ -290,6 +303,6 @@ class Credentials:
         if self.marks is not None:
             # After the record: a cut between them leaves RECORD_LOST, which asks for this
             # reset again (with physical presence) and then completes it.
-            self.marks.set(0)
+            self._set_mark(0)
         self.throttle.clear()
         return removed
