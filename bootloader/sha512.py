@@ -102,14 +102,25 @@ def _word_compress(h: ptr32, block: ptr8, k: ptr32, w: ptr32):
         w[2 * i] = ((block[j + 4] << 24) | (block[j + 5] << 16) | (block[j + 6] << 8)
                     | block[j + 7])
         i += 1
-    a = uint(h[0]) | (uint(h[1]) << 32)
-    b = uint(h[2]) | (uint(h[3]) << 32)
-    c = uint(h[4]) | (uint(h[5]) << 32)
-    d = uint(h[6]) | (uint(h[7]) << 32)
-    e = uint(h[8]) | (uint(h[9]) << 32)
-    f = uint(h[10]) | (uint(h[11]) << 32)
-    g = uint(h[12]) | (uint(h[13]) << 32)
-    hh = uint(h[14]) | (uint(h[15]) << 32)
+    a = uint(0)
+    b = a
+    c = a
+    d = a
+    e = a
+    f = a
+    g = a
+    hh = a
+    i = 14
+    while i >= 0:  # the state's 8 words, the last first, shifted down into a .. hh
+        hh = g
+        g = f
+        f = e
+        e = d
+        d = c
+        c = b
+        b = a
+        a = uint(h[i]) | (uint(h[i + 1]) << 32)
+        i -= 2
     t = 0
     while t < 80:
         r = 2 * (t & 15)
@@ -138,30 +149,19 @@ def _word_compress(h: ptr32, block: ptr8, k: ptr32, w: ptr32):
         b = a
         a = t1 + t2
         t += 1
-    v = (uint(h[0]) | (uint(h[1]) << 32)) + a
-    h[0] = v
-    h[1] = v >> 32
-    v = (uint(h[2]) | (uint(h[3]) << 32)) + b
-    h[2] = v
-    h[3] = v >> 32
-    v = (uint(h[4]) | (uint(h[5]) << 32)) + c
-    h[4] = v
-    h[5] = v >> 32
-    v = (uint(h[6]) | (uint(h[7]) << 32)) + d
-    h[6] = v
-    h[7] = v >> 32
-    v = (uint(h[8]) | (uint(h[9]) << 32)) + e
-    h[8] = v
-    h[9] = v >> 32
-    v = (uint(h[10]) | (uint(h[11]) << 32)) + f
-    h[10] = v
-    h[11] = v >> 32
-    v = (uint(h[12]) | (uint(h[13]) << 32)) + g
-    h[12] = v
-    h[13] = v >> 32
-    v = (uint(h[14]) | (uint(h[15]) << 32)) + hh
-    h[14] = v
-    h[15] = v >> 32
+    i = 0
+    while i < 16:  # a .. hh added back into the state's 8 words, a first
+        v = (uint(h[i]) | (uint(h[i + 1]) << 32)) + a
+        h[i] = v
+        h[i + 1] = v >> 32
+        a = b
+        b = c
+        c = d
+        d = e
+        e = f
+        f = g
+        g = hh
+        i += 2
 
 
 def _halves(words):
