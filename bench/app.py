@@ -79,7 +79,7 @@ class Bench:
 
     def plain_tls_seconds(self, size):
         """The same bytes to a bare TLS sink on the device runtime (same ssl, same asyncio
-        streams, read as the update path reads, TCP_NODELAY as httpd sets it), with the same
+        streams, read by the update path's own code, wrapped by httpd's), with the same
         client, timed as the update is: from the connection, through the handshake, to the
         answer. The transport's ceiling."""
         port = sim._free_port()
@@ -93,7 +93,7 @@ class Bench:
         key.write_bytes(k.private_bytes(serialization.Encoding.DER,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()))
-        env = {**os.environ, "MICROPYPATH": mpy.device_path("unix")}
+        env = {**os.environ, "MICROPYPATH": mpy.device_path("unix", [mpy.REPO / "firmware"])}
         proc = subprocess.Popen([mpy.micropython_path(), str(HERE / "tls_sink.py"), str(port),
                                  str(cert), str(key)], env=env, stdout=subprocess.PIPE)
         try:
