@@ -140,10 +140,8 @@ class Boot:
         verifies a slot in the secondary there, swaps the regions (romslots.Swap) and verifies
         it again where it runs; the other slot's image stays in the secondary for a rollback."""
         st = self.state()
-        bring = self._verify
-        if self.regions:
-            self._settle(st)
-            bring = self._bring
+        self._settle(st)
+        bring = self._bring if self.regions else self._verify
         if st.get("lost"):
             st = self.recover(st)
         pending = st["pending"]
@@ -185,10 +183,9 @@ class Boot:
                     active, self.reasons[-1], slot)
                 self._save(st)
             self.log("boot: slot %s verified (%s)" % (slot, self.version))
-            if self.regions:
-                self._drop_legacy()
+            self._drop_legacy()
             return True
-        return self._legacy(st) if self.regions else False
+        return self._legacy(st)
 
     def _bring(self, slot, st):
         """Verify `slot`; if it is in the secondary region, swap it into the primary and
@@ -200,7 +197,10 @@ class Boot:
 
     def _legacy(self, st):
         """A device that migrated from directory slots: a directory slot still runs when no
-        ROMFS image verifies (until a ROMFS image confirms itself; then they are removed)."""
+        ROMFS image verifies (until a ROMFS image confirms itself; then they are removed).
+        False without ROMFS regions: directory slots are then the slots choose() tried."""
+        if not self.regions:
+            return False
         for slot in (st["active"], slotstate.other(st["active"])):
             if slot == st["pending"] or not slots.exists(slots.prefix_path(self.root, slot)):
                 continue
@@ -221,7 +221,7 @@ class Boot:
 
     def _drop_legacy(self):
         # littlefs keeps only data once a ROMFS image runs confirmed: directory slots go.
-        if self.trial:
+        if not self.regions or self.trial:
             return
         for slot in slotstate.SLOTS:
             if slots.exists(slots.prefix_path(self.root, slot)):
@@ -241,7 +241,9 @@ class Boot:
 
     def _settle(self, st):
         """Finish a swap a power cut interrupted, and account for one the record does not know
-        of yet (the record is saved after the log says DONE)."""
+        of yet (the record is saved after the log says DONE). Nothing without ROMFS regions."""
+        if not self.regions:
+            return
         sw = romslots.Swap(self.regions, self.buf)
         first = sw.first()
         if first is None or first[0] != romslots.BEGIN:

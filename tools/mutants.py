@@ -83,9 +83,9 @@ CATALOG = [
      [f"{T}[save_fails]"]),
     ("recover-defaults", "bootloader/bootstage.py",
      "a lost state record falls back to the factory floors (security floor 0)",
-     "            bring = self._bring\n"
+     "        bring = self._bring if self.regions else self._verify\n"
      "        if st.get(\"lost\"):\n            st = self.recover(st)\n",
-     "            bring = self._bring\n",
+     "        bring = self._bring if self.regions else self._verify\n",
      [f"{T}[state_lost]"]),
     ("record-one-copy", "bootloader/records.py",
      "the state and owner records are written to one copy only",
