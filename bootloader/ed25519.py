@@ -101,6 +101,9 @@ class _Int:
         if need_t:
             p[3] = e * h % _P
 
+    def double_mul(self, ns, tb, nk, ta, top):
+        return _steps(self, ns, tb, nk, ta, top)
+
     def pow_p58(self, z):
         t, _ = _chain(z, _int_mul, _int_sqn)
         return _int_mul(_int_sqn(t, 2), z)
@@ -169,69 +172,6 @@ def _mul(o: ptr32, a: ptr32, b: ptr32, n: int):
 
 
 @micropython.viper
-def _spread(u: ptr32, w: ptr32):
-    # w holds raw (E, F, G, H) below 2**31 per limb: carry each, then lay them out as
-    # u = (E, G, F, E), w = (F, H, G, H) so that _mul(p, u, w) gives (EF, GH, FG, EH).
-    k = 0
-    while k < 40:
-        c = 0
-        i = 0
-        while i < 10:
-            s = 26 - (i & 1)
-            v = int(w[k + i]) + c
-            c = v >> s
-            w[k + i] = v & ((1 << s) - 1)
-            i += 1
-        v = int(w[k]) + c * 19
-        w[k] = v & 0x3FFFFFF
-        w[k + 1] = int(w[k + 1]) + (v >> 26)
-        k += 10
-    i = 0
-    while i < 10:
-        e = w[i]
-        u[i] = e
-        u[30 + i] = e
-        f = w[10 + i]
-        u[20 + i] = f
-        w[i] = f
-        g = w[20 + i]
-        u[10 + i] = g
-        w[10 + i] = w[30 + i]
-        i += 1
-
-
-@micropython.viper
-def _dbl_pre(v: ptr32, p: ptr32):
-    # v = (X, Y, Z, X + Y)
-    i = 0
-    while i < 30:
-        v[i] = p[i]
-        i += 1
-    i = 0
-    while i < 10:
-        v[30 + i] = p[i] + p[10 + i]
-        i += 1
-
-
-@micropython.viper
-def _dbl_mid(w: ptr32, s: ptr32):
-    # s = (X^2, Y^2, Z^2, (X+Y)^2) -> raw (E, F, G, H), each negated (same projective point):
-    # H = A + B, E = (X+Y)^2 - H, G = B - A, F = 2Z^2 - G; 4p keeps limbs non-negative.
-    i = 0
-    while i < 10:
-        q = ((0x4000000 >> (i & 1)) - 1) << 2
-        if i == 0:
-            q -= 72
-        a = int(s[i])
-        b = int(s[10 + i])
-        w[i] = int(s[30 + i]) + q - a - b
-        w[10 + i] = (int(s[20 + i]) << 1) + q + a - b
-        w[20 + i] = b + q - a
-        w[30 + i] = a + b
-        i += 1
-
-
-@micropython.viper
 def _add_pre(v: ptr32, p: ptr32, neg: int):
     # v = (Y - X, Y + X, T, Z), or for adding -q: (Y + X, Y - X, -T, Z); 2p keeps it positive
     i = 0
@@ -250,26 +190,6 @@ def _add_pre(v: ptr32, p: ptr32, neg: int):
             v[10 + i] = y + x
             v[20 + i] = p[30 + i]
         v[30 + i] = p[20 + i]
-        i += 1
-
-
-@micropython.viper
-def _add_mid(w: ptr32, s: ptr32, neg: int):
-    # s = (A, B, C, D) -> raw E = B - A, F = D - C, G = D + C, H = B + A. With neg, s holds
-    # A, B, C, D of (-p) + q (see _add_pre); negating E negates that sum, giving p + (-q).
-    i = 0
-    while i < 10:
-        q = ((0x4000000 >> (i & 1)) - 1) << 2
-        if i == 0:
-            q -= 72
-        a = int(s[i])
-        b = int(s[10 + i])
-        c = int(s[20 + i])
-        d = int(s[30 + i])
-        w[i] = (a - b if neg else b - a) + q
-        w[10 + i] = d + q - c
-        w[20 + i] = d + c
-        w[30 + i] = b + a
         i += 1
 
 
@@ -322,19 +242,170 @@ def _w_mul(a, b):
 
 
 def _w_sqn(a, n):
-    o = bytearray(a)
-    for _ in range(n):
-        _mul(o, o, o, 10)
+    o = bytearray(40)
+    _sq(o, a, 10, n)
     return o
+
+
+@micropython.viper
+def _sq(o: ptr32, a: ptr32, n: int, r: int):
+    # o = a squared r times over, element by element over the first n words (r > 1 only
+    # with n = 10); o may alias a. The column sums are those of _mul(o, a, a, n), with each
+    # pair of equal products taken once and doubled.
+    k = 0
+    while k < n:
+        f0 = int(a[k]); f1 = int(a[k + 1]); f2 = int(a[k + 2]); f3 = int(a[k + 3])
+        f4 = int(a[k + 4]); f5 = int(a[k + 5]); f6 = int(a[k + 6]); f7 = int(a[k + 7])
+        f8 = int(a[k + 8]); f9 = int(a[k + 9])
+        left = r
+        while left > 0:
+            d0 = f0 << 1; d1 = f1 << 1; d2 = f2 << 1; d3 = f3 << 1; d4 = f4 << 1
+            d5 = f5 << 1; d6 = f6 << 1; d7 = f7 << 1; d8 = f8 << 1; d9 = f9 << 1
+            e1 = f1 << 2; e3 = f3 << 2; e5 = f5 << 2; e7 = f7 << 2
+            n5 = f5 * 19; n6 = f6 * 19; n7 = f7 * 19; n8 = f8 * 19; n9 = f9 * 19
+            h0 = f0 * f0 + e1 * n9 + d2 * n8 + e3 * n7 + d4 * n6 + d5 * n5
+            h1 = d0 * f1 + d2 * n9 + d3 * n8 + d4 * n7 + d5 * n6
+            h2 = d0 * f2 + d1 * f1 + e3 * n9 + d4 * n8 + e5 * n7 + f6 * n6
+            h3 = d0 * f3 + d1 * f2 + d4 * n9 + d5 * n8 + d6 * n7
+            h4 = d0 * f4 + e1 * f3 + f2 * f2 + e5 * n9 + d6 * n8 + d7 * n7
+            h5 = d0 * f5 + d1 * f4 + d2 * f3 + d6 * n9 + d7 * n8
+            h6 = d0 * f6 + e1 * f5 + d2 * f4 + d3 * f3 + e7 * n9 + f8 * n8
+            h7 = d0 * f7 + d1 * f6 + d2 * f5 + d3 * f4 + d8 * n9
+            h8 = d0 * f8 + e1 * f7 + d2 * f6 + e3 * f5 + f4 * f4 + d9 * n9
+            h9 = d0 * f9 + d1 * f8 + d2 * f7 + d3 * f6 + d4 * f5
+            c = h0 >> 26; h1 += c; h0 &= 0x3FFFFFF
+            c = h1 >> 25; h2 += c; h1 &= 0x1FFFFFF
+            c = h2 >> 26; h3 += c; h2 &= 0x3FFFFFF
+            c = h3 >> 25; h4 += c; h3 &= 0x1FFFFFF
+            c = h4 >> 26; h5 += c; h4 &= 0x3FFFFFF
+            c = h5 >> 25; h6 += c; h5 &= 0x1FFFFFF
+            c = h6 >> 26; h7 += c; h6 &= 0x3FFFFFF
+            c = h7 >> 25; h8 += c; h7 &= 0x1FFFFFF
+            c = h8 >> 26; h9 += c; h8 &= 0x3FFFFFF
+            c = h9 >> 25; h0 += c * 19; h9 &= 0x1FFFFFF
+            c = h0 >> 26; h1 += c; h0 &= 0x3FFFFFF
+            f0 = h0; f1 = h1; f2 = h2; f3 = h3; f4 = h4
+            f5 = h5; f6 = h6; f7 = h7; f8 = h8; f9 = h9
+            left -= 1
+        o[k] = f0; o[k + 1] = f1; o[k + 2] = f2; o[k + 3] = f3; o[k + 4] = f4
+        o[k + 5] = f5; o[k + 6] = f6; o[k + 7] = f7; o[k + 8] = f8; o[k + 9] = f9
+        k += 10
+
+
+@micropython.viper
+def _point_op(p: ptr32, q: ptr32, s: ptr32, op: int):
+    # One group operation on the point p in place, with 120 words of scratch s (v, u, w).
+    # op bit 0: double p (q unused); else add the cached point q. Bit 1: add -q instead.
+    # Bit 2: the result's T is needed (the next operation is an addition).
+    v = ptr32(uint(s))
+    u = ptr32(uint(s) + 160)
+    w = ptr32(uint(s) + 320)
+    i = 0
+    if op & 1:
+        while i < 10:  # v = (X, Y, Z, X + Y), squared
+            x = int(p[i])
+            y = int(p[10 + i])
+            v[i] = x
+            v[10 + i] = y
+            v[20 + i] = p[20 + i]
+            v[30 + i] = x + y
+            i += 1
+        _sq(v, v, 40, 1)
+        # (A, B, C, S) = (X^2, Y^2, Z^2, (X+Y)^2) -> raw (E, F, G, H), each negated (the same
+        # projective point): H = A + B, E = S - H, G = B - A, F = 2C - G; 4p keeps limbs
+        # non-negative.
+        i = 0
+        while i < 10:
+            m = ((0x4000000 >> (i & 1)) - 1) << 2
+            if i == 0:
+                m -= 72
+            a = int(v[i])
+            b = int(v[10 + i])
+            w[i] = int(v[30 + i]) + m - a - b
+            w[10 + i] = (int(v[20 + i]) << 1) + m + a - b
+            w[20 + i] = b + m - a
+            w[30 + i] = a + b
+            i += 1
+    else:
+        neg = op & 2
+        _add_pre(v, p, neg)
+        _mul(v, v, q, 40)
+        # (A, B, C, D) -> raw E = B - A, F = D - C, G = D + C, H = B + A. With neg, v holds
+        # A, B, C, D of (-p) + q (see _add_pre); negating E negates that sum, giving p + (-q).
+        while i < 10:
+            m = ((0x4000000 >> (i & 1)) - 1) << 2
+            if i == 0:
+                m -= 72
+            a = int(v[i])
+            b = int(v[10 + i])
+            c = int(v[20 + i])
+            d = int(v[30 + i])
+            w[i] = (a - b if neg else b - a) + m
+            w[10 + i] = d + m - c
+            w[20 + i] = d + c
+            w[30 + i] = b + a
+            i += 1
+    # w holds raw (E, F, G, H) below 2**31 per limb: carry each, then lay them out as
+    # u = (E, G, F, E), w = (F, H, G, H) so that _mul(p, u, w) gives (EF, GH, FG, EH).
+    k = 0
+    while k < 40:
+        c = 0
+        i = k
+        while i < k + 10:  # a 26-bit limb, then a 25-bit one
+            t = int(w[i]) + c
+            w[i] = t & 0x3FFFFFF
+            t = int(w[i + 1]) + (t >> 26)
+            w[i + 1] = t & 0x1FFFFFF
+            c = t >> 25
+            i += 2
+        t = int(w[k]) + c * 19
+        w[k] = t & 0x3FFFFFF
+        w[k + 1] = int(w[k + 1]) + (t >> 26)
+        k += 10
+    i = 0
+    while i < 10:
+        e = w[i]
+        u[i] = e
+        u[30 + i] = e
+        f = w[10 + i]
+        u[20 + i] = f
+        w[i] = f
+        u[10 + i] = w[20 + i]
+        w[10 + i] = w[30 + i]
+        i += 1
+    _mul(p, u, w, 40 if op & 4 else 30)
+
+
+@micropython.viper
+def _ladder(acc: ptr32, s: ptr32, ns: ptr8, nk: ptr8, tb, ta, top: int):
+    # _double_mul for this backend in one call: tb and ta are the lists of the 8 cached odd
+    # multiples of the two points, s is _point_op's scratch.
+    i = top
+    while i >= 0:
+        a = int(ns[i])
+        b = int(nk[i])
+        if i != top:
+            _point_op(acc, acc, s, 5 if (a or b) else 1)
+        if a:
+            op = 4 if b else 0
+            if a >= 128:
+                a = 256 - a
+                op |= 2
+            _point_op(acc, tb[a >> 1], s, op)
+        if b:
+            op = 0
+            if b >= 128:
+                b = 256 - b
+                op = 2
+            _point_op(acc, ta[b >> 1], s, op)
+        i -= 1
 
 
 class _Wide:
     """Points and cached points as bytearray(160) of limbs; see the comment above _mul."""
 
     def __init__(self):
-        self._v = bytearray(160)  # scratch, reused by every operation
-        self._u = bytearray(160)
-        self._w = bytearray(160)
+        self._s = bytearray(480)  # scratch, reused by every operation
         self._k = bytearray(_w_fe(1) + _w_fe(1) + _w_fe(2 * _D % _P) + _w_fe(2))
 
     def point(self, x, y):
@@ -353,22 +424,15 @@ class _Wide:
         return c
 
     def dbl(self, p, need_t):
-        v = self._v
-        _dbl_pre(v, p)
-        _mul(v, v, v, 40)
-        w = self._w
-        _dbl_mid(w, v)
-        _spread(self._u, w)
-        _mul(p, self._u, w, 40 if need_t else 30)
+        _point_op(p, p, self._s, 5 if need_t else 1)
 
     def add(self, p, q, neg, need_t):
-        v = self._v
-        _add_pre(v, p, neg)
-        _mul(v, v, q, 40)
-        w = self._w
-        _add_mid(w, v, neg)
-        _spread(self._u, w)
-        _mul(p, self._u, w, 40 if need_t else 30)
+        _point_op(p, q, self._s, (2 if neg else 0) | (4 if need_t else 0))
+
+    def double_mul(self, ns, tb, nk, ta, top):
+        acc = self.identity()
+        _ladder(acc, self._s, ns, nk, tb, ta, top)
+        return acc
 
     def pow_p58(self, z):
         a = _w_fe(z)
@@ -450,13 +514,17 @@ def _table(p):
     return t
 
 
-@micropython.native
 def _double_mul(ns, tb, nk, ta):
     """sum(ns[i] 2**i) * (table tb) + sum(nk[i] 2**i) * (table ta), as a backend point."""
-    ops = _ops
     top = 255
     while top >= 0 and not (ns[top] or nk[top]):
         top -= 1
+    return _ops.double_mul(ns, tb, nk, ta, top)
+
+
+@micropython.native
+def _steps(ops, ns, tb, nk, ta, top):
+    """The double-and-add pass itself, one group operation per backend call."""
     acc = ops.identity()
     i = top
     while i >= 0:

@@ -289,6 +289,56 @@ def test_sha512(tmp_path, backend):
     assert proc.returncode == 0 and "SHA-OK" in proc.stdout, proc.stderr
 
 
+ED_FIELD_SCRIPT = """
+import ed25519 as E
+P = 2 ** 255 - 19
+seed = 12345
+def rand():
+    global seed
+    seed = (seed * 6364136223846793005 + 1442695040888963407) & (2 ** 64 - 1)
+    return seed
+def limbs(vals):
+    b = bytearray(40)
+    for i, v in enumerate(vals):
+        b[4 * i:4 * i + 4] = v.to_bytes(4, "little")
+    return b
+def value(b):
+    return sum(int.from_bytes(b[4 * i:4 * i + 4], "little") << (25 * i + (i + 1) // 2)
+               for i in range(10)) % P
+cases = []
+for hi in (0x3FFFFFF, 0x7FFFFFF):  # carried limbs, and the X + Y sums a doubling squares
+    cases.append(limbs([hi >> (i & 1) for i in range(10)]))
+for _ in range(300):
+    cases.append(limbs([rand() % (0x8000000 >> (i & 1)) for i in range(10)]))
+for a in cases:
+    x = value(a)
+    o = bytearray(40)
+    E._sq(o, a, 10, 1)
+    m = bytearray(40)
+    E._mul(m, a, a, 10)
+    assert value(o) == value(m) == x * x % P
+    assert all(int.from_bytes(o[4 * i:4 * i + 4], "little") < (1 << 26) for i in range(10))
+    r = rand() % 12 + 2
+    E._sq(o, a, 10, r)
+    assert value(o) == pow(x, 2 ** r, P), r
+four = bytearray()
+for a in cases[:4]:
+    four += a
+o = bytearray(160)
+E._sq(o, four, 40, 1)
+assert all(value(o[i:i + 40]) == value(four[i:i + 40]) ** 2 % P for i in range(0, 160, 40))
+print("FIELD-OK")
+"""
+
+
+def test_ed25519_squaring_matches_multiplication(tmp_path):
+    """The viper squaring (the doublings and inversion chains) against the general product
+    and Python ints, at the largest limbs it is given and over repeated squarings."""
+    (tmp_path / "field.py").write_text(ED_FIELD_SCRIPT)
+    proc = mpy.run(tmp_path / "field.py", [])
+    assert proc.returncode == 0 and "FIELD-OK" in proc.stdout, proc.stderr
+
+
 P256_SCRIPT = """
 import sys, p256
 from binascii import unhexlify
