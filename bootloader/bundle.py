@@ -4,6 +4,7 @@ import hashlib
 import json
 import struct
 
+import micropython
 from micropython import const
 
 import verdicts
@@ -26,12 +27,39 @@ KINDS = ("app", "firmware")
 MANIFEST_KEYS = ("schema", "kind", "product", "boards", "version", "security_version",
                  "created", "expires", "files", "notes", "security_fix")
 OPTIONAL_KEYS = ("sbom_sha256",)  # SHA-256 (hex) of the bundle's SBOM, bound by the signature
-_SEG_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-_SEG_OK = bytearray(256)  # 1 for the bytes of _SEG_CHARS (any other byte, e.g. UTF-8: 0)
-for _c in _SEG_CHARS:
-    _SEG_OK[ord(_c)] = 1
-del _c
-_PRODUCT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+def _charset(chars):
+    # bytearray(256): 1 for the bytes of `chars` (any other byte, e.g. of UTF-8, 0)
+    ok = bytearray(256)
+    for c in chars:
+        ok[ord(c)] = 1
+    return ok
+
+
+_SEG_OK = _charset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_PRODUCT_OK = _charset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_HEX_OK = _charset("0123456789abcdef")
+
+
+@micropython.viper
+def _only(b: ptr8, n: int, ok: ptr8) -> bool:
+    # every one of the n bytes at b is allowed by `ok` (_charset): a table lookup per byte,
+    # without an object per character (every boot checks the manifest)
+    i = 0
+    while i < n:
+        if not ok[b[i]]:
+            return False
+        i += 1
+    return True
+
+
+def _text_ok(text, ok, lo, hi):
+    # a str of lo..hi characters, each allowed by `ok`
+    if not isinstance(text, str) or not lo <= len(text) <= hi:
+        return False
+    b = text.encode()
+    return _only(b, len(b), ok)
 
 
 class Reject(Exception):
@@ -157,11 +185,8 @@ def _check_path(path, seen):
     if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH or path in seen:
         return False
     for seg in path.split("/"):
-        if not 0 < len(seg) <= 32 or seg[0] == ".":
+        if not _text_ok(seg, _SEG_OK, 1, 32) or seg[0] == ".":
             return False
-        for b in seg.encode():  # a table lookup per byte: every boot checks every path
-            if not _SEG_OK[b]:
-                return False
     return True
 
 
@@ -185,16 +210,13 @@ def parse_manifest(raw, header):
         raise Reject(verdicts.BAD_MANIFEST,
                      "manifest keys must be exactly " + ",".join(MANIFEST_KEYS)
                      + " and optionally " + ",".join(OPTIONAL_KEYS))
-    sbom = m.get("sbom_sha256", "0" * 64)
-    if not (isinstance(sbom, str) and len(sbom) == 64
-            and all(c in "0123456789abcdef" for c in sbom)):
+    if "sbom_sha256" in m and not _text_ok(m["sbom_sha256"], _HEX_OK, 64, 64):
         raise Reject(verdicts.BAD_MANIFEST, "sbom_sha256 must be 64 lowercase hex digits")
     prod = m["product"]
     boards = m["boards"]
     files = m["files"]
     ok = (m["schema"] == 1 and m["kind"] in KINDS and m["kind"] == KINDS[header.kind]
-          and isinstance(prod, str) and 0 < len(prod) <= 32
-          and all(c in _PRODUCT_CHARS for c in prod)
+          and _text_ok(prod, _PRODUCT_OK, 1, 32)
           and isinstance(boards, list) and 0 < len(boards) <= 8
           and all(isinstance(b, str) and 0 < len(b) <= 16 for b in boards)
           and _version_ok(m["version"]) and _is_int(m["security_version"], 0, 0x7FFFFFFF)

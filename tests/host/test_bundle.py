@@ -144,7 +144,15 @@ def test_signed_but_malformed_manifest_is_refused(keydir, tmp_path):
                 {**m, "files": [{**first, "path": ".hidden.py"}] + m["files"][1:]},
                 {**m, "files": [{**first, "size": first["size"] + 1}] + m["files"][1:]},
                 {**m, "files": [first, first] + m["files"][1:]},
-                {**m, "kind": "firmware"}, {**m, "boards": []}, {**m, "security_fix": "yes"}):
+                {**m, "kind": "firmware"}, {**m, "boards": []}, {**m, "security_fix": "yes"},
+                # characters outside each field's set (a byte table per field on the device)
+                {**m, "files": [{**first, "path": "my app.py"}] + m["files"][1:]},
+                {**m, "files": [{**first, "path": "caf\u00e9.py"}] + m["files"][1:]},
+                {**m, "files": [{**first, "path": "a\\b.py"}] + m["files"][1:]},
+                {**m, "product": "IOT-thermostat"}, {**m, "product": "iot_thermostat"},
+                {**m, "product": ""}, {**m, "sbom_sha256": "AB" * 32},
+                {**m, "sbom_sha256": "g" + "0" * 63}, {**m, "sbom_sha256": "0" * 63},
+                {**m, "sbom_sha256": " " + "0" * 63}, {**m, "sbom_sha256": 7}):
         q = tmp_path / "bad.bin"
         q.write_bytes(_resign(valid, json.dumps(bad, separators=(",", ":")).encode(), key, cert))
         assert _verdict(q, keydir, board="unix", product="iot-thermostat") == "BAD_MANIFEST", bad
