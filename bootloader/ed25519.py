@@ -251,7 +251,8 @@ def _w_sqn(a, n):
 def _sq(o: ptr32, a: ptr32, n: int, r: int):
     # o = a squared r times over, element by element over the first n words (r > 1 only
     # with n = 10); o may alias a. The column sums are those of _mul(o, a, a, n), with each
-    # pair of equal products taken once and doubled.
+    # pair of equal products taken once and doubled; the carry is _mul's, inline in both (a
+    # call per product for it would cost a quarter of the product).
     k = 0
     while k < n:
         f0 = int(a[k]); f1 = int(a[k + 1]); f2 = int(a[k + 2]); f3 = int(a[k + 3])
