@@ -325,7 +325,7 @@ class Server:
         # may already be in its next request, whose page would otherwise be built beside this
         # one's (a page body is up to 13 KB, a TLS connection some 20 KB).
         resp.body = body = None
-        await writer.wait_closed()
+        await self._close(writer)
 
     async def _close(self, writer):
         try:

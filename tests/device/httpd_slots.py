@@ -114,6 +114,29 @@ async def main():
     owners = [(c.remote, c.owner) for c in srv._conns]
     assert ("127.0.0.1", True) in owners and ("127.0.0.1", False) in owners, owners
     assert not mine.closed
+
+    # An answer lets go of its body and closes its connection in the turn that sends its last
+    # byte, before handle() resumes: the owner's next page is never built beside this one.
+    srv = Server(log=lambda m: None)
+    sent = []
+
+    @srv.route("GET", "/page")
+    async def page(req):
+        sent.append(httpd.Response(["<p>" * 200, "end"], content_type="text/html"))
+        return sent[-1]
+
+    class Watched(Writer):
+        at_close = None
+
+        async def wait_closed(self):
+            if self.at_close is None:  # the first close (handle() closes again, harmlessly)
+                self.at_close = (srv.active, sent[-1].body)
+            self.closed = True
+
+    w = Watched("10.0.0.5")
+    await srv.handle(Reader(b"GET /page HTTP/1.1\r\n\r\n"), w)
+    assert w.out.startswith(b"HTTP/1.1 200 ") and w.out.endswith(b"<p>end"), w.out[-40:]
+    assert w.at_close == (1, None) and srv.active == 0, w.at_close
     print("OK")
 
 
